@@ -1,0 +1,46 @@
+//! CSS hex colors for the chat widget.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Rejection, string_newtype};
+use crate::ViolationCode;
+
+/// A color written `#RGB` or `#RRGGBB` (hex digits in either case), kept as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HexColor(String);
+
+impl HexColor {
+    /// Accepts `#RGB` or `#RRGGBB`.
+    pub fn parse(value: &str) -> Result<Self, Rejection> {
+        let valid = value
+            .strip_prefix('#')
+            .is_some_and(|hex| matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        if valid {
+            Ok(HexColor(value.to_owned()))
+        } else {
+            Err(Rejection::new(ViolationCode::InvalidFormat, "must be a hex color such as #RGB or #RRGGBB"))
+        }
+    }
+}
+
+string_newtype!(HexColor);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_hex_colors_are_accepted() {
+        for ok in ["#fff", "#4F46E5", "#10b981"] {
+            assert!(HexColor::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn other_spellings_are_rejected() {
+        for bad in ["", "#", "fff", "#ffff", "#GGGGGG", "#4F46E5 ", "red", "#ééé"] {
+            assert!(HexColor::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The chat widget's logo address.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Rejection, string_newtype};
+use crate::ViolationCode;
+
+/// An absolute `http` or `https` URL with a host, at most 2,048 bytes, kept exactly as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LogoUrl(String);
+
+impl LogoUrl {
+    /// Longest URL accepted, in bytes.
+    pub const MAX_LEN: usize = 2048;
+
+    /// Accepts an absolute http(s) URL with a host.
+    pub fn parse(value: &str) -> Result<Self, Rejection> {
+        if value.len() > Self::MAX_LEN {
+            return Err(Rejection::new(
+                ViolationCode::TooLong,
+                format!("must be at most {} bytes (got {})", Self::MAX_LEN, value.len()),
+            ));
+        }
+        let invalid = |why: &str| Rejection::new(ViolationCode::InvalidFormat, why);
+        let url = url::Url::parse(value).map_err(|e| invalid(&format!("must be an absolute http(s) URL ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("must use the http or https scheme"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("must name a host"));
+        }
+        Ok(LogoUrl(value.to_owned()))
+    }
+}
+
+string_newtype!(LogoUrl);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_http_urls_are_accepted_as_written() {
+        let url = LogoUrl::parse("https://example.com/logo.png").unwrap();
+        assert_eq!(url.as_str(), "https://example.com/logo.png");
+        assert!(LogoUrl::parse("http://cdn.example.org:8080/a?b=c").is_ok());
+    }
+
+    #[test]
+    fn relative_or_foreign_scheme_urls_are_rejected() {
+        for bad in
+            ["/logo.png", "logo.png", "ftp://example.com/a", "javascript:alert(1)", "data:image/png;base64,AA", ""]
+        {
+            assert_eq!(LogoUrl::parse(bad).unwrap_err().code, ViolationCode::InvalidFormat, "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_over_2048_bytes_are_too_long() {
+        let long = format!("https://example.com/{}", "a".repeat(2048));
+        assert_eq!(LogoUrl::parse(&long).unwrap_err().code, ViolationCode::TooLong);
+    }
+}

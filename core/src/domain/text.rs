@@ -1,0 +1,50 @@
+//! Free text with an upper bound on its length.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Rejection, check_chars};
+
+/// Text of at most `MAX` characters (Unicode scalar values). Empty text is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BoundedText<const MAX: usize>(String);
+
+impl<const MAX: usize> BoundedText<MAX> {
+    /// Accepts `value` unchanged if it has at most `MAX` characters.
+    pub fn parse(value: &str) -> Result<Self, Rejection> {
+        check_chars(value, 0, MAX)?;
+        Ok(BoundedText(value.to_owned()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<const MAX: usize> From<BoundedText<MAX>> for String {
+    fn from(value: BoundedText<MAX>) -> String {
+        value.0
+    }
+}
+
+impl<const MAX: usize> TryFrom<String> for BoundedText<MAX> {
+    type Error = Rejection;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        check_chars(&value, 0, MAX)?;
+        Ok(BoundedText(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ViolationCode;
+
+    #[test]
+    fn text_at_the_limit_is_accepted_and_one_more_character_is_not() {
+        assert!(BoundedText::<3>::parse("héé").is_ok());
+        let err = BoundedText::<3>::parse("héél").unwrap_err();
+        assert_eq!(err.code, ViolationCode::TooLong);
+    }
+}

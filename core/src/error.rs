@@ -1,0 +1,110 @@
+//! The one error type of the core, with the stable kinds every face maps to its wire.
+
+use std::fmt;
+
+/// A result whose error is the core's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the core. Each kind is stable: faces map it exhaustively.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input broke one or more rules; every violation is listed, each with its field's JSON path.
+    #[error("the request is invalid: {}", summarize(.violations))]
+    Invalid {
+        /// Every violated rule of the request, in field order.
+        violations: Vec<Violation>,
+    },
+    /// The API key is missing or unknown.
+    #[error("a valid API key is required")]
+    Unauthenticated,
+    /// No such chatbot in the caller's organisation (another organisation's chatbot looks the same).
+    #[error("chatbot not found")]
+    NotFound,
+    /// The slug is already used by another chatbot.
+    #[error("the slug '{slug}' is already taken")]
+    SlugTaken {
+        /// The slug that was asked for.
+        slug: String,
+    },
+    /// The caller's entity tag no longer matches the chatbot: it changed since the caller read it.
+    #[error("the chatbot has changed since it was read (etag mismatch)")]
+    EtagMismatch,
+    /// The store failed (disk full, I/O error, corrupt record). Not the caller's fault.
+    #[error("storage failure: {0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// An [`Error::Invalid`] with a single violation.
+    pub fn invalid(violation: Violation) -> Self {
+        Error::Invalid { violations: vec![violation] }
+    }
+
+    /// Wraps a storage-level failure.
+    pub(crate) fn storage(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Storage(err.into())
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(err: sled::Error) -> Self {
+        Error::storage(err)
+    }
+}
+
+fn summarize(violations: &[Violation]) -> String {
+    violations.iter().map(|v| format!("{}: {}", v.field, v.message)).collect::<Vec<_>>().join("; ")
+}
+
+/// One broken rule: which field (as a JSON path such as `settings.snippet.primaryColor`), why, and a
+/// stable machine-readable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// JSON path of the field in the contract's request body.
+    pub field: String,
+    /// Stable machine-readable reason.
+    pub code: ViolationCode,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl Violation {
+    /// A violation of `field` (a JSON path) for `code`, explained by `message`.
+    pub fn new(field: impl Into<String>, code: ViolationCode, message: impl Into<String>) -> Self {
+        Violation { field: field.into(), code, message: message.into() }
+    }
+}
+
+/// Why a field was rejected. The string forms are part of the API and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ViolationCode {
+    /// The field is required and was missing or null.
+    Required,
+    /// The value is shorter than allowed.
+    TooShort,
+    /// The value is longer than allowed.
+    TooLong,
+    /// The value does not have the required form (slug, color, URL...).
+    InvalidFormat,
+    /// The value is not one of the allowed values (e.g. a model outside the allow-list).
+    NotAllowed,
+}
+
+impl ViolationCode {
+    /// The stable wire form, e.g. `too_long`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationCode::Required => "required",
+            ViolationCode::TooShort => "too_short",
+            ViolationCode::TooLong => "too_long",
+            ViolationCode::InvalidFormat => "invalid_format",
+            ViolationCode::NotAllowed => "not_allowed",
+        }
+    }
+}
+
+impl fmt::Display for ViolationCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
