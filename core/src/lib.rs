@@ -26,7 +26,7 @@ pub use auth::ApiKey;
 pub use chatbot::{
     Chatbot, ChatbotConfig, ChatbotDraft, Personality, PersonalityDraft, Settings, SettingsDraft, Snippet, SnippetDraft,
 };
-pub use domain::{ChatbotId, OrgId, Timestamp};
+pub use domain::{ChatbotId, OrgId, Rejection, Timestamp};
 pub use error::{Error, Result, Violation, ViolationCode};
 pub use registry::{ListQuery, MAX_PAGE_SIZE, Page, PageCursor, Registry};
 pub use rules::{Field, FieldMask, ModelAllowList, Rules};

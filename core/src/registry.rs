@@ -127,6 +127,12 @@ impl Registry {
         self.store.update(org, id, expected_etag, |current| self.rules.check(Some(&current.config), draft, mask))
     }
 
+    /// Checks an update of the chatbot `id` without changing anything (AIP-163 `validate_only`).
+    pub fn validate_update(&self, org: OrgId, id: ChatbotId, draft: &ChatbotDraft, mask: FieldMask) -> Result<()> {
+        let current = self.store.get(org, id)?;
+        self.rules.check(Some(&current.config), draft, mask).map(drop)
+    }
+
     /// Deletes the chatbot and frees its slug. Durable when it returns.
     pub fn delete(&self, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<()> {
         self.store.delete(org, id, expected_etag)

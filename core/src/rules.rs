@@ -190,6 +190,35 @@ impl FromIterator<Field> for FieldMask {
     }
 }
 
+impl ChatbotDraft {
+    /// The fields this draft gives a value for: the implied mask of an update without one.
+    pub fn given_fields(&self) -> FieldMask {
+        let (p, s, n) = (&self.personality, &self.settings, &self.settings.snippet);
+        let given = [
+            (Field::Name, self.name.is_some()),
+            (Field::Slug, self.slug.is_some()),
+            (Field::Description, self.description.is_some()),
+            (Field::IsPublic, self.is_public.is_some()),
+            (Field::Active, self.active.is_some()),
+            (Field::OpenaiApiKey, self.openai_api_key.is_some()),
+            (Field::PersonalityStyle, p.style.is_some()),
+            (Field::PersonalityTone, p.tone.is_some()),
+            (Field::Greeting, s.greeting.is_some()),
+            (Field::IsRequestUserInfoEnabled, s.is_request_user_info_enabled.is_some()),
+            (Field::IsToolEnabled, s.is_tool_enabled.is_some()),
+            (Field::Model, s.model.is_some()),
+            (Field::Prompt, s.prompt.is_some()),
+            (Field::SnippetHeader, n.header.is_some()),
+            (Field::SnippetLogo, n.logo.is_some()),
+            (Field::SnippetName, n.name.is_some()),
+            (Field::SnippetPrimaryColor, n.primary_color.is_some()),
+            (Field::SnippetSecondaryColor, n.secondary_color.is_some()),
+            (Field::SnippetSlogan, n.slogan.is_some()),
+        ];
+        given.into_iter().filter(|(_, given)| *given).map(|(field, _)| field).collect()
+    }
+}
+
 /// The models a deployment lets chatbots use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelAllowList(Vec<String>);
