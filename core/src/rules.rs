@@ -88,37 +88,38 @@ impl Field {
 
     /// The path in the contract's JSON body, used in every violation: `settings.snippet.primaryColor`.
     pub fn json_path(self) -> &'static str {
-        match self {
-            Field::Name => "name",
-            Field::Slug => "slug",
-            Field::Description => "description",
-            Field::IsPublic => "is_public",
-            Field::Active => "active",
-            Field::OpenaiApiKey => "openai_api_key",
-            Field::PersonalityStyle => "personality_config.style",
-            Field::PersonalityTone => "personality_config.tone",
-            Field::Greeting => "settings.greeting",
-            Field::IsRequestUserInfoEnabled => "settings.isRequestUserInfoEnabled",
-            Field::IsToolEnabled => "settings.isToolEnabled",
-            Field::Model => "settings.model",
-            Field::Prompt => "settings.prompt",
-            Field::SnippetHeader => "settings.snippet.header",
-            Field::SnippetLogo => "settings.snippet.logo",
-            Field::SnippetName => "settings.snippet.name",
-            Field::SnippetPrimaryColor => "settings.snippet.primaryColor",
-            Field::SnippetSecondaryColor => "settings.snippet.secondaryColor",
-            Field::SnippetSlogan => "settings.snippet.slogan",
-        }
+        self.paths().0
     }
 
     /// The path in the protobuf message, as used in a gRPC `update_mask`: `settings.snippet.primary_color`.
     pub fn proto_path(self) -> &'static str {
+        self.paths().1
+    }
+
+    /// Both spellings of the field's path: (JSON, protobuf).
+    fn paths(self) -> (&'static str, &'static str) {
         match self {
-            Field::IsRequestUserInfoEnabled => "settings.is_request_user_info_enabled",
-            Field::IsToolEnabled => "settings.is_tool_enabled",
-            Field::SnippetPrimaryColor => "settings.snippet.primary_color",
-            Field::SnippetSecondaryColor => "settings.snippet.secondary_color",
-            other => other.json_path(),
+            Field::Name => ("name", "name"),
+            Field::Slug => ("slug", "slug"),
+            Field::Description => ("description", "description"),
+            Field::IsPublic => ("is_public", "is_public"),
+            Field::Active => ("active", "active"),
+            Field::OpenaiApiKey => ("openai_api_key", "openai_api_key"),
+            Field::PersonalityStyle => ("personality_config.style", "personality_config.style"),
+            Field::PersonalityTone => ("personality_config.tone", "personality_config.tone"),
+            Field::Greeting => ("settings.greeting", "settings.greeting"),
+            Field::IsRequestUserInfoEnabled => {
+                ("settings.isRequestUserInfoEnabled", "settings.is_request_user_info_enabled")
+            }
+            Field::IsToolEnabled => ("settings.isToolEnabled", "settings.is_tool_enabled"),
+            Field::Model => ("settings.model", "settings.model"),
+            Field::Prompt => ("settings.prompt", "settings.prompt"),
+            Field::SnippetHeader => ("settings.snippet.header", "settings.snippet.header"),
+            Field::SnippetLogo => ("settings.snippet.logo", "settings.snippet.logo"),
+            Field::SnippetName => ("settings.snippet.name", "settings.snippet.name"),
+            Field::SnippetPrimaryColor => ("settings.snippet.primaryColor", "settings.snippet.primary_color"),
+            Field::SnippetSecondaryColor => ("settings.snippet.secondaryColor", "settings.snippet.secondary_color"),
+            Field::SnippetSlogan => ("settings.snippet.slogan", "settings.snippet.slogan"),
         }
     }
 

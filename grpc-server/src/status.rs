@@ -18,7 +18,16 @@ pub(crate) fn to_status(err: Error) -> Status {
         Error::NotFound => (Code::NotFound, "not_found"),
         Error::SlugTaken { .. } => (Code::AlreadyExists, "slug_taken"),
         Error::EtagMismatch => (Code::Aborted, "etag_mismatch"),
-        Error::Storage(_) => (Code::Internal, "internal"),
+        Error::Storage(source) => {
+            // The cause stays in the log; the client learns only that it was not its fault.
+            tracing::error!(error = %source, "storage failure");
+            let message = "the service could not complete the request; the cause has been logged";
+            return Status::with_error_details(
+                Code::Internal,
+                message,
+                ErrorDetails::with_error_info("internal", ERROR_DOMAIN, HashMap::new()),
+            );
+        }
     };
     let mut metadata = HashMap::new();
     if let Error::SlugTaken { slug } = &err {
@@ -38,12 +47,5 @@ pub(crate) fn to_status(err: Error) -> Status {
                 .collect::<Vec<_>>(),
         );
     }
-    let message = match &err {
-        Error::Storage(source) => {
-            tracing::error!(error = %source, "storage failure");
-            "the service could not complete the request; it has been logged".to_owned()
-        }
-        other => other.to_string(),
-    };
-    Status::with_error_details(code, message, details)
+    Status::with_error_details(code, err.to_string(), details)
 }

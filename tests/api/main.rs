@@ -1,1 +1,11 @@
-//! placeholder
+//! The black-box specification of chatbotd: every test starts the real binary on ephemeral ports
+//! over a fresh data directory and talks to it over real sockets, REST and gRPC.
+//! Set `TEST_LOG=1` to see the server's logs.
+
+mod auth;
+mod create;
+mod durability;
+mod grpc;
+mod helpers;
+mod lifecycle;
+mod races;

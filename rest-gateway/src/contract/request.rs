@@ -148,6 +148,7 @@ impl ChatbotBody {
     }
 
     /// A string field; `null` leaves it unset.
+    #[allow(clippy::wildcard_enum_match_arm, reason = "any other JSON type is the wrong one")]
     fn text(&mut self, leaf: Leaf<'_>) -> Option<String> {
         match leaf.value {
             Value::String(text) => self.accept(leaf.proto, Some(text.clone())),
@@ -157,6 +158,7 @@ impl ChatbotBody {
     }
 
     /// A boolean field; `null` leaves it unset.
+    #[allow(clippy::wildcard_enum_match_arm, reason = "any other JSON type is the wrong one")]
     fn flag(&mut self, leaf: Leaf<'_>) -> Option<bool> {
         match leaf.value {
             Value::Bool(flag) => self.accept(leaf.proto, Some(*flag)),
@@ -166,6 +168,7 @@ impl ChatbotBody {
     }
 
     /// A nested object, with the paths to read its fields at; `null` resets all of its fields.
+    #[allow(clippy::wildcard_enum_match_arm, reason = "any other JSON type is the wrong one")]
     fn object<'v>(&mut self, leaf: Leaf<'v>) -> Option<(&'v Map<String, Value>, At)> {
         match leaf.value {
             Value::Object(map) => Some((map, At { json: leaf.json, proto: leaf.proto })),

@@ -1,0 +1,121 @@
+//! API keys: every endpoint needs one, and an organisation sees only its own chatbots.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{TestApp, create_key};
+
+#[tokio::test]
+async fn every_endpoint_answers_401_without_a_key_or_with_an_unknown_one() {
+    let app = TestApp::spawn().await;
+    let id = app.create_named("Guarded", json!({})).await;
+    let body = json!({"name": "x"});
+    let calls = [
+        (Method::POST, "/api/external/chatbots".to_owned(), Some(&body)),
+        (Method::GET, "/api/external/chatbots".to_owned(), None),
+        (Method::PATCH, format!("/api/external/chatbots?id={id}"), Some(&body)),
+        (Method::GET, format!("/api/external/chatbot/{id}"), None),
+        (Method::PATCH, format!("/api/external/chatbot/{id}"), Some(&body)),
+        (Method::DELETE, format!("/api/external/chatbot/{id}"), None),
+    ];
+    for (method, path, body) in calls {
+        for key in [None, Some("0123456789abcdef0123456789abcdef0123456789abcdef")] {
+            let answer = app.call(method.clone(), &path, key, body).await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {path} with {key:?}");
+            assert_eq!(answer.code(), "unauthenticated");
+        }
+    }
+    assert_eq!(app.get(&id).await.body["chatbot"]["name"], "Guarded", "nothing changed");
+}
+
+#[tokio::test]
+async fn another_organisation_cannot_see_or_touch_a_chatbot_and_gets_404() {
+    let (app, other) = TestApp::spawn_with_second_org().await;
+    let id = app.create_named("Private", json!({"slug": "private-bot"})).await;
+    let path = format!("/api/external/chatbot/{id}");
+
+    for (method, body) in
+        [(Method::GET, None), (Method::PATCH, Some(json!({"name": "Stolen"}))), (Method::DELETE, None)]
+    {
+        let answer = app.call(method.clone(), &path, Some(&other), body.as_ref()).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method}");
+        assert_eq!(answer.code(), "not_found");
+        let unknown = app
+            .call(
+                method.clone(),
+                "/api/external/chatbot/00000000-0000-4000-8000-000000000000",
+                Some(&other),
+                body.as_ref(),
+            )
+            .await;
+        assert_eq!(unknown.body, answer.body, "{method}: indistinguishable from an unknown id");
+    }
+    let patched = app
+        .call(Method::PATCH, &format!("/api/external/chatbots?id={id}"), Some(&other), Some(&json!({"name": "Stolen"})))
+        .await;
+    assert_eq!(patched.status, StatusCode::NOT_FOUND);
+
+    let theirs = app.call(Method::GET, "/api/external/chatbots", Some(&other), None).await;
+    assert_eq!(theirs.body["chatbots"], json!([]));
+    let mine = app.get(&id).await;
+    assert_eq!(mine.body["chatbot"]["name"], "Private", "untouched");
+
+    let created =
+        app.call(Method::POST, "/api/external/chatbots", Some(&other), Some(&json!({"name": "Theirs"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_ne!(created.body["chatbot"]["organization_id"], mine.body["chatbot"]["organization_id"]);
+}
+
+#[tokio::test]
+async fn keys_create_prints_a_new_key_last_and_stores_only_its_hash() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let key = create_key(dir.path(), "acme").await;
+    assert_eq!(key.len(), 48);
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+    let second = create_key(dir.path(), "acme").await;
+    assert_ne!(key, second);
+
+    // No file of the store holds the key in clear.
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).expect("readable").map(|e| e.expect("an entry").path()));
+        } else {
+            let bytes = std::fs::read(&path).expect("readable");
+            assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "{} holds the key", path.display());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_first_start_without_a_key_prints_one_that_works() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut child = tokio::process::Command::new(crate::helpers::binary())
+        .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("CHATBOTD_API_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut key, mut rest) = (None, None);
+    while key.is_none() || rest.is_none() {
+        let line = lines.next_line().await.expect("readable").expect("more output");
+        if let Some((_, k)) = line.split_once("store it now): ") {
+            key = Some(k.trim().to_owned());
+        } else if let Some(addr) = line.strip_prefix("REST listening on ") {
+            rest = Some(addr.to_owned());
+        }
+    }
+    let (key, rest) = (key.expect("a key"), rest.expect("an address"));
+    let response = reqwest::Client::new()
+        .get(format!("http://{rest}/api/external/chatbots"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), StatusCode::OK);
+}

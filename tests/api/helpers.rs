@@ -1,0 +1,282 @@
+//! Starting the real `chatbotd` binary on ephemeral ports over a fresh data directory, and typed
+//! clients for its REST and gRPC faces.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use grpc_server::pb::chatbot_service_client::ChatbotServiceClient;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+/// A running server.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub rest: String,
+    /// `http://127.0.0.1:PORT`.
+    pub grpc: String,
+    /// A valid key of the default organisation.
+    pub key: String,
+    /// The data directory (kept alive across restarts).
+    pub dir: Arc<tempfile::TempDir>,
+    pub http: reqwest::Client,
+    child: Child,
+}
+
+/// An HTTP answer: status, headers, and the body as JSON (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    /// The `(field, code)` of each violation, sorted.
+    pub fn violations(&self) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = self.body["error"]["violations"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|v| {
+                        (v["field"].as_str().unwrap_or("").to_owned(), v["code"].as_str().unwrap_or("").to_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        found
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_chatbotd")
+}
+
+/// A fresh random key for the default organisation.
+fn fresh_key() -> String {
+    format!("test-key-{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("time after 1970").as_nanos();
+    format!("{nanos:x}{:x}", std::process::id())
+}
+
+impl TestApp {
+    /// A server over a new, empty data directory.
+    pub async fn spawn() -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().expect("a temp dir"));
+        TestApp::spawn_in(dir, fresh_key(), &[]).await
+    }
+
+    /// A server over `dir`, with `key` valid for the default organisation and extra flags.
+    pub async fn spawn_in(dir: Arc<tempfile::TempDir>, key: String, extra: &[&str]) -> TestApp {
+        let mut child = Command::new(binary())
+            .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(extra)
+            .env("CHATBOTD_API_KEY", &key)
+            .env_remove("CHATBOTD_MODELS")
+            .env("RUST_LOG", if std::env::var_os("TEST_LOG").is_some() { "debug" } else { "warn" })
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chatbotd starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let (mut rest, mut grpc) = (None, None);
+        while rest.is_none() || grpc.is_none() {
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                .await
+                .expect("chatbotd announces its ports within 30 s")
+                .expect("stdout is readable")
+                .expect("chatbotd exited before announcing its ports");
+            if let Some(addr) = line.strip_prefix("REST listening on ") {
+                rest = Some(format!("http://{addr}"));
+            } else if let Some(addr) = line.strip_prefix("gRPC listening on ") {
+                grpc = Some(format!("http://{addr}"));
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let app = TestApp {
+            rest: rest.expect("REST address"),
+            grpc: grpc.expect("gRPC address"),
+            key,
+            dir,
+            http: reqwest::Client::new(),
+            child,
+        };
+        let health = app.http.get(format!("{}/healthz", app.rest)).send().await.expect("healthz answers");
+        assert_eq!(health.status(), StatusCode::OK);
+        app
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush anything) and waits for it to die.
+    pub async fn kill9(mut self) -> Arc<tempfile::TempDir> {
+        self.child.kill().await.expect("SIGKILL is delivered");
+        self.dir.clone()
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("still running") as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
+            .expect("SIGTERM is delivered");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("chatbotd stops within 30 s of SIGTERM")
+            .expect("exit status")
+    }
+
+    /// Creates an organisation and a key for it with `chatbotd keys create`. Only possible while no
+    /// server holds the store, so this starts from a new directory and returns the new server too.
+    pub async fn spawn_with_second_org() -> (TestApp, String) {
+        let dir = Arc::new(tempfile::tempdir().expect("a temp dir"));
+        let other = create_key(dir.path(), "globex").await;
+        (TestApp::spawn_in(dir, fresh_key(), &[]).await, other)
+    }
+
+    /// Any request with `key` (or none).
+    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Option<&Value>) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.rest));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        answer(request.send().await.expect("the request is answered")).await
+    }
+
+    pub async fn post(&self, body: &Value) -> Answer {
+        self.call(Method::POST, "/api/external/chatbots", Some(&self.key), Some(body)).await
+    }
+
+    pub async fn get(&self, id: &str) -> Answer {
+        self.call(Method::GET, &format!("/api/external/chatbot/{id}"), Some(&self.key), None).await
+    }
+
+    pub async fn patch(&self, id: &str, body: &Value) -> Answer {
+        self.call(Method::PATCH, &format!("/api/external/chatbot/{id}"), Some(&self.key), Some(body)).await
+    }
+
+    pub async fn delete(&self, id: &str) -> Answer {
+        self.call(Method::DELETE, &format!("/api/external/chatbot/{id}"), Some(&self.key), None).await
+    }
+
+    pub async fn list(&self, query: &str) -> Answer {
+        self.call(Method::GET, &format!("/api/external/chatbots{query}"), Some(&self.key), None).await
+    }
+
+    /// Creates a chatbot named `name` (plus `extra` fields) and returns its id.
+    pub async fn create_named(&self, name: &str, extra: Value) -> String {
+        let mut body = json!({ "name": name });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let answer = self.post(&body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+        answer.body["chatbot"]["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// A gRPC client.
+    pub async fn grpc_client(&self) -> ChatbotServiceClient<Channel> {
+        ChatbotServiceClient::connect(self.grpc.clone()).await.expect("gRPC connects")
+    }
+
+    /// A gRPC request carrying this app's key.
+    pub fn grpc_request<T>(&self, message: T) -> tonic::Request<T> {
+        with_key(message, &self.key)
+    }
+}
+
+/// A gRPC request carrying `key`.
+pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("x-api-key", key.parse().expect("an ASCII key"));
+    request
+}
+
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("a body");
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("the body is JSON") };
+    Answer { status, headers, body }
+}
+
+/// Runs `chatbotd keys create` and returns the key it prints last.
+pub async fn create_key(dir: &Path, org: &str) -> String {
+    let output = Command::new(binary())
+        .args(["keys", "create", "--org", org, "--data-dir"])
+        .arg(dir)
+        .output()
+        .await
+        .expect("chatbotd keys create runs");
+    assert!(output.status.success(), "keys create failed: {}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
+    stdout.lines().last().expect("a key on the last line").trim().to_owned()
+}
+
+/// The contract page's example request body.
+pub fn contract_example() -> Value {
+    json!({
+      "description": "A helpful support assistant",
+      "is_public": true,
+      "name": "API Docs Demo Chatbot",
+      "personality_config": { "style": "Friendly", "tone": "Professional" },
+      "settings": {
+        "greeting": "Hello! How can I assist you today?",
+        "isRequestUserInfoEnabled": false,
+        "isToolEnabled": true,
+        "model": "gpt-4o-mini",
+        "prompt": "You are a highly skilled customer support assistant for [company name]. Your goal is to provide accurate, polite, and concise answers to customer inquiries. If you do not know the answer, recommend the customer to contact human support or check the FAQ section. Ensure a positive tone in all responses",
+        "snippet": {
+          "header": "Customer Support",
+          "logo": "https://example.com/logo.png",
+          "name": "Support Assistant",
+          "primaryColor": "#4F46E5",
+          "secondaryColor": "#10B981",
+          "slogan": "How can I help you today?"
+        }
+      },
+      "slug": "api-docs-demo-chatbot"
+    })
+}
+
+/// Whether `value` is a lowercase hyphenated UUID.
+pub fn is_lower_uuid(value: &str) -> bool {
+    let groups: Vec<&str> = value.split('-').collect();
+    groups.iter().map(|g| g.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+        && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// Whether `value` has the contract's timestamp form `2025-01-22T04:30:45.790337+00:00`.
+pub fn is_contract_timestamp(value: &str) -> bool {
+    let b = value.as_bytes();
+    b.len() == 32
+        && value.ends_with("+00:00")
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..26].into_iter().all(|r| b[r].iter().all(u8::is_ascii_digit))
+}

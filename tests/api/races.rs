@@ -1,0 +1,60 @@
+//! Concurrent writers: one slug has one owner, one etag has one winner.
+
+use futures::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn of_many_concurrent_creates_of_one_slug_exactly_one_wins() {
+    let app = TestApp::spawn().await;
+    let app = &app;
+    let attempts =
+        (0..32).map(|i| async move { app.post(&json!({"name": format!("Racer {i}"), "slug": "the-one-slug"})).await });
+    let answers = join_all(attempts).await;
+    let won = answers.iter().filter(|a| a.status == StatusCode::CREATED).count();
+    let lost = answers.iter().filter(|a| a.status == StatusCode::CONFLICT && a.code() == "slug_taken").count();
+    assert_eq!((won, lost), (1, 31));
+    let listed = app.list("").await;
+    assert_eq!(listed.body["chatbots"].as_array().map(Vec::len), Some(1), "losers left nothing behind");
+}
+
+#[tokio::test]
+async fn concurrent_derived_slugs_are_all_distinct() {
+    let app = TestApp::spawn().await;
+    let answers = join_all((0..16).map(|_| async { app.post(&json!({"name": "Same Name"})).await })).await;
+    let mut slugs: Vec<String> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, StatusCode::CREATED);
+            a.body["chatbot"]["slug"].as_str().expect("a slug").to_owned()
+        })
+        .collect();
+    slugs.sort();
+    slugs.dedup();
+    assert_eq!(slugs.len(), 16);
+}
+
+#[tokio::test]
+async fn of_concurrent_updates_with_the_same_if_match_exactly_one_wins() {
+    let app = TestApp::spawn().await;
+    let created = app.post(&json!({"name": "Contested"})).await;
+    let id = created.body["chatbot"]["id"].as_str().expect("an id").to_owned();
+    let etag = created.header("etag").expect("an etag");
+    let path = format!("/api/external/chatbot/{id}");
+
+    let updates = (0..16).map(|i| {
+        let request = app
+            .http
+            .request(Method::PATCH, format!("{}{path}", app.rest))
+            .header("x-api-key", &app.key)
+            .header("if-match", &etag)
+            .json(&json!({"description": format!("writer {i}")}));
+        async move { request.send().await.expect("answered").status() }
+    });
+    let statuses = join_all(updates).await;
+    let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::PRECONDITION_FAILED).count();
+    assert_eq!((won, refused), (1, 15));
+}
