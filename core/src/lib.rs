@@ -29,4 +29,5 @@ pub use chatbot::{
 pub use domain::{ChatbotId, OrgId, Rejection, Timestamp};
 pub use error::{Error, Result, Violation, ViolationCode};
 pub use registry::{ListQuery, MAX_PAGE_SIZE, Page, PageCursor, Registry};
-pub use rules::{Field, FieldMask, ModelAllowList, Rules};
+pub use rules::{Field, FieldMask, ModelAllowList, Rules, defaults};
+pub use store::{BatchWriter, Tx};

@@ -1,6 +1,7 @@
 //! The public face of the core: every operation of the service, by organisation.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::auth::ApiKey;
 use crate::chatbot::{Chatbot, ChatbotDraft};
@@ -18,7 +19,7 @@ pub const MAX_PAGE_SIZE: usize = 100;
 /// The chatbots of every organisation, their rules and their store. Cheap to share behind an `Arc`;
 /// every method is safe to call from many threads. Writes block until they are durable.
 pub struct Registry {
-    rules: Rules,
+    rules: Arc<Rules>,
     store: Store,
 }
 
@@ -47,7 +48,7 @@ pub struct Page {
 impl Registry {
     /// Opens the registry stored in `dir`, creating it if needed. Fails if another process has it open.
     pub fn open(dir: impl AsRef<Path>, rules: Rules) -> Result<Self> {
-        Ok(Registry { rules, store: Store::open(dir.as_ref())? })
+        Ok(Registry { rules: Arc::new(rules), store: Store::open(dir.as_ref())? })
     }
 
     /// The rules this registry enforces.
@@ -96,7 +97,7 @@ impl Registry {
     /// when none is given. Durable when it returns.
     pub fn create(&self, org: OrgId, draft: ChatbotDraft) -> Result<Chatbot> {
         let proposal = self.rules.check(None, &draft, FieldMask::all())?;
-        self.store.create(org, &proposal)
+        self.store.create(org, proposal)
     }
 
     /// The chatbot `id`, if `org` owns it ([`Error::NotFound`] otherwise, whoever owns it).
@@ -120,11 +121,13 @@ impl Registry {
         &self,
         org: OrgId,
         id: ChatbotId,
-        draft: &ChatbotDraft,
+        draft: ChatbotDraft,
         mask: FieldMask,
         expected_etag: Option<&str>,
     ) -> Result<Chatbot> {
-        self.store.update(org, id, expected_etag, |current| self.rules.check(Some(&current.config), draft, mask))
+        let rules = Arc::clone(&self.rules);
+        let change = move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask);
+        self.store.update(org, id, expected_etag.map(str::to_owned), change)
     }
 
     /// Checks an update of the chatbot `id` without changing anything (AIP-163 `validate_only`).
@@ -135,12 +138,7 @@ impl Registry {
 
     /// Deletes the chatbot and frees its slug. Durable when it returns.
     pub fn delete(&self, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<()> {
-        self.store.delete(org, id, expected_etag)
-    }
-
-    /// How many chatbots are stored, across organisations.
-    pub fn chatbot_count(&self) -> usize {
-        self.store.chatbot_count()
+        self.store.delete(org, id, expected_etag.map(str::to_owned))
     }
 
     /// Bytes the store occupies on disk.

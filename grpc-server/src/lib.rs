@@ -12,6 +12,7 @@ mod status;
 use std::future::Future;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use service::{API_KEY_METADATA, ChatbotApi};
@@ -48,12 +49,17 @@ pub async fn serve(
     let chatbots =
         pb::chatbot_service_server::ChatbotServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
 
+    // Small replies must not wait for Nagle's algorithm (a 40 ms stall per call otherwise).
+    let incoming = TcpListenerStream::new(listener).map(|stream| {
+        let stream = stream?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(stream)
+    });
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(chatbots)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -128,7 +128,7 @@ impl ChatbotService for ChatbotApi {
             self.registry.validate_update(org, id, &draft, mask).map_err(to_status)?;
             return Ok(Response::new(Chatbot::default()));
         }
-        let updated = self.write(move |registry| registry.update(org, id, &draft, mask, expected.as_deref())).await?;
+        let updated = self.write(move |registry| registry.update(org, id, draft, mask, expected.as_deref())).await?;
         Ok(Response::new(convert::chatbot(&updated)))
     }
 

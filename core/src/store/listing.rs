@@ -1,7 +1,7 @@
 //! Listing order: for each chatbot, one key per filter combination, so that every filtered page is
 //! a range scan that reads only the page.
 //!
-//! Key: organisation (16 bytes) | filter (1 to 3 bytes) | `u64::MAX - created_at` (8, big endian) |
+//! Key: `l` | organisation (16 bytes) | filter (1 to 3 bytes) | `u64::MAX - created_at` (8, big endian) |
 //! chatbot id (16). Keys sort newest first, ties broken by id; neither part ever changes, so a
 //! cursor (the last key's position) neither skips nor repeats chatbots that exist throughout.
 
@@ -35,7 +35,9 @@ impl Filter {
 
 /// The key prefix of one organisation's listing under `filter`.
 pub(crate) fn prefix(org: OrgId, filter: Filter) -> Vec<u8> {
-    let mut key = org.as_bytes().to_vec();
+    let mut key = Vec::with_capacity(20);
+    key.push(b'l');
+    key.extend_from_slice(org.as_bytes());
     key.extend(filter.bytes());
     key
 }
@@ -58,8 +60,8 @@ impl ListingKey {
     }
 
     /// The key's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
     }
 
     /// The chatbot a key under `prefix` lists, or `None` once the scan has left the prefix.

@@ -1,117 +1,117 @@
-//! The embedded store: sled trees, each write one serializable transaction across every tree it
-//! touches, made durable by a shared flush before it is acknowledged.
+//! The embedded store on sled.
 //!
-//! Trees:
-//! - `chatbots`: chatbot id -> record ([`codec`]);
-//! - `slugs`: slug -> chatbot id (global uniqueness);
-//! - `listing`: per-organisation order keys ([`listing`]) -> empty;
-//! - `orgs`: organisation id -> name; `org_names`: name -> organisation id;
-//! - `api_keys`: SHA-256 of a key -> organisation id.
+//! Chatbots live in one tree, under three key prefixes, so that every change is one atomic batch:
+//! - `c` + chatbot id -> record ([`codec`]);
+//! - `s` + slug -> chatbot id (global uniqueness);
+//! - `l` + listing key -> empty (per-organisation order, see [`listing`]).
+//!
+//! Every change goes through the [`BatchWriter`]: concurrent writers share one batch and one fsync,
+//! and are answered only once it is on disk. Organisations and API keys live in their own trees
+//! (`orgs`, `org_names`, `api_keys`); they change rarely and are flushed on each change.
 
 mod codec;
-mod durability;
 pub(crate) mod listing;
+mod writer;
 
 use std::path::Path;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional, TransactionalTree};
+use sled::transaction::{TransactionError, Transactional};
 
 use crate::auth::ApiKey;
 use crate::chatbot::Chatbot;
 use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
 use crate::rules::{Proposal, SlugChoice};
-use durability::GroupCommit;
 use listing::{ListingKey, PageCursor};
+pub use writer::{BatchWriter, Tx};
 
 /// How many `-n` alternatives a derived slug tries before giving up with `slug_taken`.
 const MAX_SLUG_SUFFIX: u32 = 10_000;
+
+/// Key of a chatbot's record.
+fn record_key(id: ChatbotId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.push(b'c');
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Key of a slug's owner.
+fn slug_key(slug: &Slug) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + slug.as_str().len());
+    key.push(b's');
+    key.extend_from_slice(slug.as_str().as_bytes());
+    key
+}
 
 /// The sled database and its trees.
 pub(crate) struct Store {
     db: sled::Db,
     chatbots: sled::Tree,
-    slugs: sled::Tree,
-    listing: sled::Tree,
     orgs: sled::Tree,
     org_names: sled::Tree,
     api_keys: sled::Tree,
-    commit: GroupCommit,
+    writer: BatchWriter,
 }
-
-/// The chatbot trees as seen inside one transaction.
-struct Tx<'a> {
-    chatbots: &'a TransactionalTree,
-    slugs: &'a TransactionalTree,
-    listing: &'a TransactionalTree,
-}
-
-type TxResult<T> = Result<T, ConflictableTransactionError<Error>>;
 
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        let chatbots = db.open_tree("chatbots")?;
         Ok(Store {
-            chatbots: db.open_tree("chatbots")?,
-            slugs: db.open_tree("slugs")?,
-            listing: db.open_tree("listing")?,
+            writer: BatchWriter::new(db.clone(), chatbots.clone()),
+            chatbots,
             orgs: db.open_tree("orgs")?,
             org_names: db.open_tree("org_names")?,
             api_keys: db.open_tree("api_keys")?,
-            commit: GroupCommit::default(),
             db,
         })
     }
 
-    /// Runs `body` as one serializable transaction over the chatbot trees, then waits for a flush
-    /// that covers it: when this returns `Ok`, the change survives a crash.
-    fn write<T>(&self, body: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T> {
-        let result = (&self.chatbots, &self.slugs, &self.listing)
-            .transaction(|(chatbots, slugs, listing)| body(&Tx { chatbots, slugs, listing }));
-        let value = unwrap_tx(result)?;
-        self.commit.flush(&self.db)?;
-        Ok(value)
-    }
-
     /// Stores a new chatbot for `org`, choosing its slug as the proposal says.
-    pub fn create(&self, org: OrgId, proposal: &Proposal) -> Result<Chatbot> {
+    pub fn create(&self, org: OrgId, proposal: Proposal) -> Result<Chatbot> {
         let now = Timestamp::now();
         let id = ChatbotId::new_random();
-        self.write(|tx| {
+        self.writer.write(move |tx| {
+            let slug = claim_slug(tx, id, &proposal.config.slug, proposal.slug)?;
             let mut chatbot = Chatbot {
                 id,
                 organization_id: org,
-                config: proposal.config.clone(),
+                config: proposal.config,
                 created_at: now,
                 updated_at: now,
                 revision: 1,
             };
-            chatbot.config.slug = tx.claim_slug(id, &proposal.config.slug, proposal.slug)?;
-            tx.put(&chatbot)?;
+            chatbot.config.slug = slug;
+            put(tx, &chatbot)?;
             Ok(chatbot)
         })
     }
 
     /// The chatbot `id` if `org` owns it.
     pub fn get(&self, org: OrgId, id: ChatbotId) -> Result<Chatbot> {
-        let record = self.chatbots.get(id.as_bytes())?.ok_or(Error::NotFound)?;
+        let record = self.chatbots.get(record_key(id))?.ok_or(Error::NotFound)?;
         let chatbot = codec::decode(&record)?;
         if chatbot.organization_id == org { Ok(chatbot) } else { Err(Error::NotFound) }
     }
 
     /// Applies `change` to the stored chatbot atomically. `expected_etag`, when given, must match the
-    /// stored chatbot's. `change` may run more than once if the transaction is retried.
+    /// stored chatbot's.
     pub fn update(
         &self,
         org: OrgId,
         id: ChatbotId,
-        expected_etag: Option<&str>,
-        change: impl Fn(&Chatbot) -> Result<Proposal>,
+        expected_etag: Option<String>,
+        change: impl FnOnce(&Chatbot) -> Result<Proposal> + Send + 'static,
     ) -> Result<Chatbot> {
-        self.write(|tx| {
-            let current = tx.owned(org, id, expected_etag)?;
-            let proposal = change(&current).map_err(ConflictableTransactionError::Abort)?;
+        self.writer.write(move |tx| {
+            let current = owned(tx, org, id, expected_etag.as_deref())?;
+            let proposal = change(&current)?;
+            let slug = claim_slug(tx, id, &proposal.config.slug, proposal.slug)?;
+            if slug != current.config.slug {
+                tx.remove(slug_key(&current.config.slug));
+            }
             let mut next = Chatbot {
                 config: proposal.config,
                 // Strictly later than before, so the entity tag changes even within one microsecond.
@@ -119,23 +119,20 @@ impl Store {
                 revision: current.revision + 1,
                 ..current.clone()
             };
-            next.config.slug = tx.claim_slug(id, &next.config.slug, proposal.slug)?;
-            if next.config.slug != current.config.slug {
-                tx.slugs.remove(current.config.slug.as_str().as_bytes())?;
-            }
-            tx.unlist(&current)?;
-            tx.put(&next)?;
+            next.config.slug = slug;
+            unlist(tx, &current);
+            put(tx, &next)?;
             Ok(next)
         })
     }
 
     /// Removes the chatbot and frees its slug, atomically.
-    pub fn delete(&self, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<()> {
-        self.write(|tx| {
-            let current = tx.owned(org, id, expected_etag)?;
-            tx.chatbots.remove(id.as_bytes())?;
-            tx.slugs.remove(current.config.slug.as_str().as_bytes())?;
-            tx.unlist(&current)?;
+    pub fn delete(&self, org: OrgId, id: ChatbotId, expected_etag: Option<String>) -> Result<()> {
+        self.writer.write(move |tx| {
+            let current = owned(tx, org, id, expected_etag.as_deref())?;
+            tx.remove(record_key(id));
+            tx.remove(slug_key(&current.config.slug));
+            unlist(tx, &current);
             Ok(())
         })
     }
@@ -155,17 +152,15 @@ impl Store {
         };
         let mut items = Vec::with_capacity(limit);
         let mut more = false;
-        for entry in self.listing.range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded)) {
+        for entry in self.chatbots.range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded)) {
             let (key, _) = entry?;
-            let Some(id) = ListingKey::chatbot_in(&key, &prefix) else {
-                break;
-            };
+            let Some(id) = ListingKey::chatbot_in(&key, &prefix) else { break };
             if items.len() == limit {
                 more = true;
                 break;
             }
             // A chatbot deleted between the two reads is simply not listed.
-            if let Some(record) = self.chatbots.get(id.as_bytes())? {
+            if let Some(record) = self.chatbots.get(record_key(id))? {
                 items.push(codec::decode(&record)?);
             }
         }
@@ -183,8 +178,11 @@ impl Store {
             orgs.insert(id.as_bytes(), name.as_bytes())?;
             Ok(id)
         });
-        let org = unwrap_tx(result)?;
-        self.commit.flush(&self.db)?;
+        let org = result.map_err(|err: TransactionError<Error>| match err {
+            TransactionError::Abort(err) => err,
+            TransactionError::Storage(err) => Error::from(err),
+        })?;
+        self.db.flush()?;
         Ok(org)
     }
 
@@ -202,7 +200,7 @@ impl Store {
                 "this key already belongs to another organisation",
             )));
         }
-        self.commit.flush(&self.db)?;
+        self.db.flush()?;
         Ok(())
     }
 
@@ -223,75 +221,61 @@ impl Store {
         Ok(name.map(|n| String::from_utf8_lossy(&n).into_owned()))
     }
 
-    /// Number of chatbots stored, across organisations.
-    pub fn chatbot_count(&self) -> usize {
-        self.chatbots.len()
-    }
-
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
     }
 }
 
-impl Tx<'_> {
-    /// The stored chatbot if `org` owns it and it matches `expected_etag` (when given).
-    fn owned(&self, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> TxResult<Chatbot> {
-        let record = self.chatbots.get(id.as_bytes())?;
-        let chatbot = record.map(|r| codec::decode(&r)).transpose().map_err(ConflictableTransactionError::Abort)?;
-        let chatbot =
-            chatbot.filter(|c| c.organization_id == org).ok_or(ConflictableTransactionError::Abort(Error::NotFound))?;
-        match expected_etag {
-            Some(tag) if tag != chatbot.etag() => Err(ConflictableTransactionError::Abort(Error::EtagMismatch)),
-            _ => Ok(chatbot),
-        }
+/// The stored chatbot if `org` owns it and it matches `expected_etag` (when given).
+fn owned(tx: &Tx<'_>, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<Chatbot> {
+    let record = tx.get(&record_key(id))?.ok_or(Error::NotFound)?;
+    let chatbot = codec::decode(&record)?;
+    if chatbot.organization_id != org {
+        return Err(Error::NotFound);
     }
-
-    /// Points the slug index at `id` and returns the slug used: `wanted` itself if kept or exact (it
-    /// must be free or already `id`'s), or its first free `-n` variant if derived.
-    fn claim_slug(&self, id: ChatbotId, wanted: &Slug, choice: SlugChoice) -> TxResult<Slug> {
-        let attempts = match choice {
-            SlugChoice::Kept | SlugChoice::Exact => 0,
-            SlugChoice::Derived => MAX_SLUG_SUFFIX,
-        };
-        for n in 0..=attempts {
-            let candidate = if n == 0 { wanted.clone() } else { wanted.with_suffix(n) };
-            match self.slugs.get(candidate.as_str().as_bytes())? {
-                Some(owner) if owner.as_ref() != id.as_bytes() => continue,
-                Some(_) => return Ok(candidate),
-                None => {
-                    self.slugs.insert(candidate.as_str().as_bytes(), id.as_bytes())?;
-                    return Ok(candidate);
-                }
-            }
-        }
-        Err(ConflictableTransactionError::Abort(Error::SlugTaken { slug: wanted.to_string() }))
-    }
-
-    /// Writes the record and its listing keys.
-    fn put(&self, chatbot: &Chatbot) -> TxResult<()> {
-        let record = codec::encode(chatbot).map_err(ConflictableTransactionError::Abort)?;
-        self.chatbots.insert(chatbot.id.as_bytes(), record)?;
-        for key in ListingKey::all_for(chatbot) {
-            self.listing.insert(key.as_bytes(), &[][..])?;
-        }
-        Ok(())
-    }
-
-    /// Removes the listing keys of the chatbot as it was.
-    fn unlist(&self, chatbot: &Chatbot) -> TxResult<()> {
-        for key in ListingKey::all_for(chatbot) {
-            self.listing.remove(key.as_bytes())?;
-        }
-        Ok(())
+    match expected_etag {
+        Some(tag) if tag != chatbot.etag() => Err(Error::EtagMismatch),
+        _ => Ok(chatbot),
     }
 }
 
-fn unwrap_tx<T>(result: Result<T, TransactionError<Error>>) -> Result<T> {
-    result.map_err(|err| match err {
-        TransactionError::Abort(err) => err,
-        TransactionError::Storage(err) => Error::from(err),
-    })
+/// Points the slug index at `id` and returns the slug used: `wanted` itself if kept or exact (it must
+/// be free or already `id`'s), or its first free `-n` variant if derived.
+fn claim_slug(tx: &mut Tx<'_>, id: ChatbotId, wanted: &Slug, choice: SlugChoice) -> Result<Slug> {
+    let attempts = match choice {
+        SlugChoice::Kept | SlugChoice::Exact => 0,
+        SlugChoice::Derived => MAX_SLUG_SUFFIX,
+    };
+    for n in 0..=attempts {
+        let candidate = if n == 0 { wanted.clone() } else { wanted.with_suffix(n) };
+        let key = slug_key(&candidate);
+        match tx.get(&key)? {
+            Some(owner) if owner.as_slice() != id.as_bytes() => continue,
+            Some(_) => return Ok(candidate),
+            None => {
+                tx.insert(key, id.as_bytes().as_slice());
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(Error::SlugTaken { slug: wanted.to_string() })
+}
+
+/// Writes the record and its listing keys.
+fn put(tx: &mut Tx<'_>, chatbot: &Chatbot) -> Result<()> {
+    tx.insert(record_key(chatbot.id), codec::encode(chatbot)?);
+    for key in ListingKey::all_for(chatbot) {
+        tx.insert(key.into_bytes(), Vec::new());
+    }
+    Ok(())
+}
+
+/// Removes the listing keys of the chatbot as it was.
+fn unlist(tx: &mut Tx<'_>, chatbot: &Chatbot) {
+    for key in ListingKey::all_for(chatbot) {
+        tx.remove(key.into_bytes());
+    }
 }
 
 fn org_from_bytes(bytes: &[u8]) -> OrgId {

@@ -1,0 +1,133 @@
+//! The single writer: every change to the chatbot tree goes through one thread that takes all the
+//! changes waiting, applies them as one atomic sled batch, flushes once, and only then answers each
+//! writer. A crash leaves each change wholly applied or wholly absent, concurrent writers share one
+//! fsync, and since only this thread writes, changes are serializable without locks or retries.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+
+/// Most changes applied in one batch.
+const MAX_BATCH: usize = 1024;
+
+/// The view of the tree one change works on: the tree, the changes before it in the same batch, and
+/// its own writes. Its writes count only if the change succeeds.
+pub struct Tx<'a> {
+    tree: &'a sled::Tree,
+    earlier: &'a HashMap<Vec<u8>, Option<Vec<u8>>>,
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Tx<'_> {
+    /// The value of `key` as this change sees it.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some((_, value)) = self.writes.iter().rev().find(|(k, _)| k.as_slice() == key) {
+            return Ok(value.clone());
+        }
+        if let Some(value) = self.earlier.get(key) {
+            return Ok(value.clone());
+        }
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Sets `key` to `value` when the change commits.
+    pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.writes.push((key.into(), Some(value.into())));
+    }
+
+    /// Removes `key` when the change commits.
+    pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.writes.push((key.into(), None));
+    }
+}
+
+/// What the writer thread does with one change once the batch is on disk.
+type Done = Box<dyn FnOnce(Result<()>) + Send>;
+/// One change: it runs on the writer thread and says whether it commits.
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Option<Done> + Send>;
+
+/// Serializes and batches every write to one sled tree; see the module documentation.
+pub struct BatchWriter {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BatchWriter {
+    /// Starts the writer thread for `tree` of `db`.
+    pub fn new(db: sled::Db, tree: sled::Tree) -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("chatbotd-writer".into())
+            .spawn(move || run(&db, &tree, &queue))
+            .expect("the writer thread starts");
+        BatchWriter { jobs: Some(jobs), thread: Some(thread) }
+    }
+
+    /// Runs `change` on the writer thread. If it returns `Ok`, its writes are applied atomically with
+    /// the rest of their batch and flushed before this returns; if it returns `Err`, nothing it wrote
+    /// is applied.
+    pub fn write<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
+        let job: Job = Box::new(move |tx| match change(tx) {
+            Ok(value) => Some(Box::new(move |flushed: Result<()>| {
+                let _ = reply.send(flushed.map(|()| value));
+            })),
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                None
+            }
+        });
+        let stopped = || Error::storage("the writer thread has stopped");
+        self.jobs.as_ref().ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+}
+
+impl Drop for BatchWriter {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer thread: batch, apply, flush, answer; until every sender is gone.
+fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut earlier: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+        let mut batch = sled::Batch::default();
+        let mut done: Vec<Done> = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(job) = next.take() {
+            taken += 1;
+            let mut tx = Tx { tree, earlier: &earlier, writes: Vec::new() };
+            if let Some(finish) = job(&mut tx) {
+                for (key, value) in tx.writes {
+                    match &value {
+                        Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+                        None => batch.remove(key.as_slice()),
+                    }
+                    earlier.insert(key, value);
+                }
+                done.push(finish);
+            }
+            if taken < MAX_BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        if done.is_empty() {
+            continue;
+        }
+        let outcome = tree.apply_batch(batch).and_then(|()| db.flush().map(drop));
+        for finish in done {
+            finish(outcome.as_ref().map(|_| ()).map_err(|err| Error::storage(err.to_string())));
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The load generator: N concurrent clients, each on its own connection, issuing one request after
+//! another for a fixed time; every latency goes into a histogram.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chatbot_core::{BatchWriter, ChatbotDraft, Registry, Rules};
+use grpc_server::pb;
+use grpc_server::pb::chatbot_service_client::ChatbotServiceClient;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tonic::transport::Channel;
+
+/// What one run measured.
+pub struct Measured {
+    pub ops: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Latencies in microseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl Measured {
+    fn new() -> Self {
+        Measured {
+            ops: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            latency: Histogram::new(3).expect("3 significant digits"),
+        }
+    }
+
+    fn record(&mut self, started: Instant, ok: bool) {
+        let micros = started.elapsed().as_micros().max(1) as u64;
+        let _ = self.latency.record(micros);
+        self.ops += 1;
+        self.errors += u64::from(!ok);
+    }
+
+    fn merge(&mut self, other: Measured) {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        let _ = self.latency.add(other.latency);
+    }
+}
+
+/// One kind of request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    RestCreate,
+    RestGet,
+    RestList,
+    GrpcCreate,
+    GrpcGet,
+    HyperCanned,
+    TonicEmpty,
+}
+
+impl Op {
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::RestCreate => "REST create",
+            Op::RestGet => "REST get",
+            Op::RestList => "REST list (20)",
+            Op::GrpcCreate => "gRPC create",
+            Op::GrpcGet => "gRPC get",
+            Op::HyperCanned => "HTTP ceiling",
+            Op::TonicEmpty => "gRPC ceiling",
+        }
+    }
+}
+
+/// Everything a client needs to know about its target.
+#[derive(Clone)]
+pub struct Target {
+    pub rest: SocketAddr,
+    pub grpc: SocketAddr,
+    pub key: String,
+    /// Chatbots to read.
+    pub ids: Arc<Vec<String>>,
+}
+
+/// The contract's example body with a `__SLUG__` placeholder.
+pub fn create_template() -> String {
+    let mut body: serde_json::Value =
+        serde_json::from_str(include_str!("example.json")).expect("the embedded example is JSON");
+    body["slug"] = serde_json::Value::String("__SLUG__".into());
+    body.to_string()
+}
+
+enum Connection {
+    Http(SendRequest<Full<Bytes>>),
+    Chatbots(ChatbotServiceClient<Channel>),
+    Health(tonic_health::pb::health_client::HealthClient<Channel>),
+}
+
+async fn connect(op: Op, target: &Target) -> anyhow::Result<Connection> {
+    Ok(match op {
+        Op::RestCreate | Op::RestGet | Op::RestList | Op::HyperCanned => {
+            let stream = tokio::net::TcpStream::connect(target.rest).await?;
+            stream.set_nodelay(true)?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            Connection::Http(sender)
+        }
+        Op::GrpcCreate | Op::GrpcGet => {
+            let channel = Channel::from_shared(format!("http://{}", target.grpc))?.tcp_nodelay(true).connect().await?;
+            Connection::Chatbots(ChatbotServiceClient::new(channel))
+        }
+        Op::TonicEmpty => {
+            let channel = Channel::from_shared(format!("http://{}", target.grpc))?.tcp_nodelay(true).connect().await?;
+            Connection::Health(tonic_health::pb::health_client::HealthClient::new(channel))
+        }
+    })
+}
+
+/// Runs `clients` concurrent clients issuing `op` against `target` for `duration`.
+pub async fn drive(op: Op, target: &Target, clients: usize, duration: Duration) -> anyhow::Result<Measured> {
+    let template = Arc::new(create_template());
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let mut connections = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connections.push(connect(op, target).await?);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let tasks: Vec<_> = connections
+        .into_iter()
+        .enumerate()
+        .map(|(worker, mut connection)| {
+            let (target, template, tag, stop) = (target.clone(), template.clone(), tag.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut measured = Measured::new();
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let at = Instant::now();
+                    let ok = call(op, &mut connection, &target, &template, &format!("{tag}-{worker}-{seq}"), seq).await;
+                    measured.record(at, ok);
+                    seq += 1;
+                }
+                measured
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Measured::new();
+    for task in tasks {
+        total.merge(task.await?);
+    }
+    total.elapsed = started.elapsed();
+    Ok(total)
+}
+
+async fn call(op: Op, connection: &mut Connection, target: &Target, template: &str, unique: &str, seq: u64) -> bool {
+    let id = || target.ids[(seq as usize * 7919) % target.ids.len()].clone();
+    match connection {
+        Connection::Http(sender) => {
+            let (method, path, body, expected) = match op {
+                Op::RestCreate | Op::HyperCanned => {
+                    let body = template.replace("__SLUG__", &format!("bench-{unique}"));
+                    ("POST", "/api/external/chatbots".to_owned(), Bytes::from(body), 201)
+                }
+                Op::RestGet => ("GET", format!("/api/external/chatbot/{}", id()), Bytes::new(), 200),
+                Op::RestList | Op::GrpcCreate | Op::GrpcGet | Op::TonicEmpty => {
+                    ("GET", "/api/external/chatbots?limit=20".to_owned(), Bytes::new(), 200)
+                }
+            };
+            let mut request = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "127.0.0.1")
+                .header("x-api-key", &target.key);
+            if !body.is_empty() {
+                request = request.header("content-type", "application/json");
+            }
+            let Ok(request) = request.body(Full::new(body)) else { return false };
+            if sender.ready().await.is_err() {
+                return false;
+            }
+            match sender.send_request(request).await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    response.into_body().collect().await.is_ok() && status == expected
+                }
+                Err(_) => false,
+            }
+        }
+        Connection::Chatbots(client) => {
+            if op == Op::GrpcCreate {
+                let chatbot = pb::Chatbot {
+                    name: Some("API Docs Demo Chatbot".into()),
+                    slug: Some(format!("grpc-{unique}")),
+                    ..example_message()
+                };
+                let request =
+                    with_key(pb::CreateChatbotRequest { chatbot: Some(chatbot), validate_only: false }, &target.key);
+                client.create_chatbot(request).await.is_ok()
+            } else {
+                client.get_chatbot(with_key(pb::GetChatbotRequest { id: id() }, &target.key)).await.is_ok()
+            }
+        }
+        Connection::Health(client) => {
+            client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.is_ok()
+        }
+    }
+}
+
+/// A gRPC request carrying `key`.
+fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(key) = key.parse() {
+        request.metadata_mut().insert("x-api-key", key);
+    }
+    request
+}
+
+/// The contract's example as a protobuf message.
+pub fn example_message() -> pb::Chatbot {
+    let body: serde_json::Value = serde_json::from_str(include_str!("example.json")).expect("JSON");
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    let (settings, snippet) = (&body["settings"], &body["settings"]["snippet"]);
+    pb::Chatbot {
+        name: text(&body["name"]),
+        slug: text(&body["slug"]),
+        description: text(&body["description"]),
+        is_public: body["is_public"].as_bool(),
+        personality_config: Some(pb::PersonalityConfig {
+            style: text(&body["personality_config"]["style"]),
+            tone: text(&body["personality_config"]["tone"]),
+        }),
+        settings: Some(pb::Settings {
+            greeting: text(&settings["greeting"]),
+            is_request_user_info_enabled: settings["isRequestUserInfoEnabled"].as_bool(),
+            is_tool_enabled: settings["isToolEnabled"].as_bool(),
+            model: text(&settings["model"]),
+            prompt: text(&settings["prompt"]),
+            snippet: Some(pb::Snippet {
+                header: text(&snippet["header"]),
+                logo: text(&snippet["logo"]),
+                name: text(&snippet["name"]),
+                primary_color: text(&snippet["primaryColor"]),
+                secondary_color: text(&snippet["secondaryColor"]),
+                slogan: text(&snippet["slogan"]),
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The contract's example as a core draft with `slug`.
+pub fn example_draft(slug: String) -> ChatbotDraft {
+    let message = pb::Chatbot { slug: Some(slug), ..example_message() };
+    let (p, s) = (message.personality_config.unwrap_or_default(), message.settings.unwrap_or_default());
+    let n = s.snippet.unwrap_or_default();
+    ChatbotDraft {
+        name: message.name,
+        slug: message.slug,
+        description: message.description,
+        is_public: message.is_public,
+        personality: chatbot_core::PersonalityDraft { style: p.style, tone: p.tone },
+        settings: chatbot_core::SettingsDraft {
+            greeting: s.greeting,
+            is_request_user_info_enabled: s.is_request_user_info_enabled,
+            is_tool_enabled: s.is_tool_enabled,
+            model: s.model,
+            prompt: s.prompt,
+            snippet: chatbot_core::SnippetDraft {
+                header: n.header,
+                logo: n.logo,
+                name: n.name,
+                primary_color: n.primary_color,
+                secondary_color: n.secondary_color,
+                slogan: n.slogan,
+            },
+        },
+        ..Default::default()
+    }
+}
+
+/// Runs `threads` OS threads calling `work(thread, seq)` for `duration`.
+fn drive_blocking(threads: usize, duration: Duration, work: impl Fn(usize, u64) -> bool + Sync) -> Measured {
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let mut total = Measured::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|thread| {
+                let (stop, work) = (&stop, &work);
+                scope.spawn(move || {
+                    let mut measured = Measured::new();
+                    let mut seq = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let at = Instant::now();
+                        measured.record(at, work(thread, seq));
+                        seq += 1;
+                    }
+                    measured
+                })
+            })
+            .collect();
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::Relaxed);
+        for handle in handles {
+            total.merge(handle.join().expect("a worker thread"));
+        }
+    });
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// The storage ceiling: the stored form of the example chatbot inserted into a bare sled tree (one key,
+/// no index), each insert made durable by the same batching writer the store uses.
+pub fn sled_raw(threads: usize, duration: Duration) -> anyhow::Result<Measured> {
+    let scratch = tempfile::tempdir()?;
+    let record = {
+        let registry = Registry::open(scratch.path().join("scratch"), Rules::default())?;
+        let (org, _) = registry.create_api_key("bench")?;
+        let chatbot = registry.create(org, example_draft("scratch-bot".into()))?;
+        let mut bytes = vec![1u8];
+        serde_json::to_writer(&mut bytes, &chatbot)?;
+        bytes
+    };
+    let db = sled::Config::new().path(scratch.path().join("raw")).mode(sled::Mode::HighThroughput).open()?;
+    let writer = BatchWriter::new(db.clone(), db.open_tree("chatbots")?);
+    let record = std::sync::Arc::new(record);
+    Ok(drive_blocking(threads, duration, |_, _| {
+        let (key, record) = (uuid::Uuid::new_v4(), record.clone());
+        writer
+            .write(move |tx| {
+                tx.insert(key.as_bytes().as_slice(), record.as_slice());
+                Ok(())
+            })
+            .is_ok()
+    }))
+}
+
+/// The core library called directly: rules and store, no network.
+pub fn core_create(threads: usize, duration: Duration) -> anyhow::Result<Measured> {
+    let scratch = tempfile::tempdir()?;
+    let registry = Registry::open(scratch.path(), Rules::default())?;
+    let (org, _) = registry.create_api_key("bench")?;
+    Ok(drive_blocking(threads, duration, |thread, seq| {
+        registry.create(org, example_draft(format!("core-{thread}-{seq}"))).is_ok()
+    }))
+}

@@ -1,0 +1,139 @@
+//! The chatbotd benchmark: our service beside what the hardware and libraries allow at best, and
+//! beside PostgreSQL, all measured in one run on one machine.
+//!
+//! ```sh
+//! cargo bench -p rest-gateway --bench load                 # full: 10 s a row, footprint at 100k and 1M
+//! cargo bench -p rest-gateway --bench load -- --quick      # a few seconds a row, footprint at 10k
+//! ```
+//! Options after `--`: `--quick`, `--seconds S`, `--clients 1,16,64`, `--footprint 100000,1000000`
+//! (`--footprint none` skips it), `--json PATH` (default `target/bench/load.json`), `--only NAME` (only
+//! the rows whose name contains NAME, e.g. `core create` under a profiler).
+//!
+//! Rows:
+//! - ours: `chatbotd serve` as a real process over a temp dir, driven over loopback: REST create (the
+//!   contract's example with a unique slug), REST get, REST list (a page of 20), gRPC create, gRPC get;
+//!   plus `core create`, the core library called directly (rules + store, no network).
+//! - ceilings: a bare hyper server answering every POST with a canned 201 of the same size (HTTP), a
+//!   tonic server's near-empty unary method `grpc.health.v1.Health/Check` (gRPC), raw sled inserts of
+//!   the same record with our group-commit flush (storage).
+//! - peer: PostgreSQL (Debian's packages) in a throwaway cluster, `synchronous_commit=on`, inserting
+//!   the same record as JSONB with a unique slug index, driven by pgbench.
+
+mod drive;
+mod footprint;
+mod postgres;
+mod report;
+mod servers;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use report::Row;
+
+/// What to run.
+struct Options {
+    seconds: f64,
+    clients: Vec<usize>,
+    footprint: Vec<usize>,
+    json: PathBuf,
+    /// Only rows whose name contains this (for profiling one path).
+    only: Option<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Options {
+        let quick = args.iter().any(|a| a == "--quick");
+        let mut options = Options {
+            seconds: if quick { 2.0 } else { 10.0 },
+            clients: vec![1, 16, 64],
+            footprint: if quick { vec![10_000] } else { vec![100_000, 1_000_000] },
+            json: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench/load.json"),
+            only: None,
+        };
+        let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+        let list = |text: String| -> Vec<usize> { text.split(',').filter_map(|n| n.trim().parse().ok()).collect() };
+        if let Some(seconds) = value("--seconds").and_then(|s| s.parse().ok()) {
+            options.seconds = seconds;
+        }
+        if let Some(clients) = value("--clients") {
+            options.clients = list(clients);
+        }
+        if let Some(sizes) = value("--footprint") {
+            options.footprint = list(sizes);
+        }
+        options.only = value("--only");
+        if let Some(json) = value("--json") {
+            options.json = PathBuf::from(json);
+        }
+        options
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, kind, ..] = args.as_slice()
+        && flag == "--serve-ceiling"
+    {
+        return servers::serve_ceiling(kind);
+    }
+    let options = Options::parse(&args);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(options))
+}
+
+async fn run(options: Options) -> anyhow::Result<()> {
+    let machine = report::Machine::describe();
+    eprintln!("# {machine}; {} s a row, clients {:?}", options.seconds, options.clients);
+    let duration = Duration::from_secs_f64(options.seconds);
+    let mut rows: Vec<Row> = Vec::new();
+
+    let wanted = |name: &str| options.only.as_deref().is_none_or(|only| name.contains(only));
+
+    let ours_ops =
+        [drive::Op::RestCreate, drive::Op::RestGet, drive::Op::RestList, drive::Op::GrpcCreate, drive::Op::GrpcGet];
+    if ours_ops.iter().any(|op| wanted(op.label())) {
+        let ours = servers::Chatbotd::start().await?;
+        let ids = ours.seed(1_000).await?;
+        for &clients in &options.clients {
+            for op in ours_ops.into_iter().filter(|op| wanted(op.label())) {
+                rows.push(report::row(op.label(), "ours", clients, ours.drive(op, clients, duration, &ids).await?));
+            }
+        }
+    }
+    if wanted("core create") {
+        for &clients in &options.clients {
+            rows.push(report::row("core create", "ours", clients, drive::core_create(clients, duration)?));
+        }
+    }
+
+    let ceilings = [(drive::Op::HyperCanned, "hyper"), (drive::Op::TonicEmpty, "tonic")];
+    for (op, kind) in ceilings.into_iter().filter(|(op, _)| wanted(op.label())) {
+        let server = servers::Ceiling::start(kind).await?;
+        for &clients in &options.clients {
+            rows.push(report::row(op.label(), "ceiling", clients, server.drive(op, clients, duration).await?));
+        }
+    }
+    if wanted("storage ceiling") {
+        for &clients in &options.clients {
+            rows.push(report::row("storage ceiling", "ceiling", clients, drive::sled_raw(clients, duration)?));
+        }
+    }
+
+    if wanted("PostgreSQL insert") {
+        match postgres::Cluster::start() {
+            Ok(cluster) => {
+                for &clients in &options.clients {
+                    rows.push(report::row("PostgreSQL insert", "peer", clients, cluster.pgbench(clients, duration)?));
+                }
+            }
+            Err(why) => eprintln!("# PostgreSQL row skipped: {why}"),
+        }
+    }
+
+    let footprint = footprint::measure(&options.footprint).await?;
+    let report = report::Report { machine, seconds: options.seconds, rows, footprint };
+    println!("{}", report.markdown());
+    report.write_json(&options.json)?;
+    eprintln!("# JSON written to {}", options.json.display());
+    Ok(())
+}

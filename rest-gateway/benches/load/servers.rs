@@ -1,0 +1,188 @@
+//! The servers under load, each a separate process: chatbotd itself, and the ceilings (this
+//! benchmark binary started again in `--serve-ceiling` mode).
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use grpc_server::pb;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::drive::{self, Measured, Op, Target};
+
+/// The API key the benchmark's chatbotd accepts.
+pub const KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
+
+/// Starts `command`, reads `<face> listening on <addr>` lines until every face in `faces` is known.
+async fn start(mut command: Command, faces: &[&str]) -> anyhow::Result<(Child, Vec<SocketAddr>)> {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true).spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut addrs: Vec<Option<SocketAddr>> = vec![None; faces.len()];
+    while addrs.iter().any(Option::is_none) {
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("the server exited before announcing its ports"))?;
+        for (face, addr) in faces.iter().zip(addrs.iter_mut()) {
+            if let Some(rest) = line.strip_prefix(&format!("{face} listening on ")) {
+                *addr = Some(rest.trim().parse()?);
+            }
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, addrs.into_iter().flatten().collect()))
+}
+
+/// Our service over a fresh temp dir.
+pub struct Chatbotd {
+    target: Target,
+    _child: Child,
+    _dir: tempfile::TempDir,
+}
+
+/// The command that serves `dir` on ephemeral ports.
+pub fn chatbotd_command(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatbotd"));
+    command
+        .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("CHATBOTD_API_KEY", KEY)
+        .env("RUST_LOG", "warn");
+    command
+}
+
+impl Chatbotd {
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (child, addrs) = start(chatbotd_command(dir.path()), &["REST", "gRPC"]).await?;
+        let target = Target { rest: addrs[0], grpc: addrs[1], key: KEY.into(), ids: Arc::new(Vec::new()) };
+        Ok(Chatbotd { target, _child: child, _dir: dir })
+    }
+
+    /// Creates `n` chatbots over gRPC and returns their ids, for the read rows.
+    pub async fn seed(&self, n: usize) -> anyhow::Result<Arc<Vec<String>>> {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.target.grpc))?.connect().await?;
+        let mut client = pb::chatbot_service_client::ChatbotServiceClient::new(channel);
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let chatbot = pb::Chatbot { slug: Some(format!("seed-{i}")), ..drive::example_message() };
+            let mut request =
+                tonic::Request::new(pb::CreateChatbotRequest { chatbot: Some(chatbot), validate_only: false });
+            request.metadata_mut().insert("x-api-key", KEY.parse()?);
+            ids.push(client.create_chatbot(request).await?.into_inner().id);
+        }
+        Ok(Arc::new(ids))
+    }
+
+    pub async fn drive(
+        &self,
+        op: Op,
+        clients: usize,
+        duration: Duration,
+        ids: &Arc<Vec<String>>,
+    ) -> anyhow::Result<Measured> {
+        let target = Target { ids: ids.clone(), ..self.target.clone() };
+        drive::drive(op, &target, clients, duration).await
+    }
+}
+
+/// A ceiling server in its own process.
+pub struct Ceiling {
+    target: Target,
+    _child: Child,
+}
+
+impl Ceiling {
+    pub async fn start(kind: &str) -> anyhow::Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["--serve-ceiling", kind]);
+        let (child, addrs) = start(command, &["ceiling"]).await?;
+        let target = Target { rest: addrs[0], grpc: addrs[0], key: KEY.into(), ids: Arc::new(vec![String::new()]) };
+        Ok(Ceiling { target, _child: child })
+    }
+
+    pub async fn drive(&self, op: Op, clients: usize, duration: Duration) -> anyhow::Result<Measured> {
+        drive::drive(op, &self.target, clients, duration).await
+    }
+}
+
+/// Child mode: serve a ceiling until killed. `hyper`: every request gets a canned 201 with a body the
+/// size of our create answer. `tonic`: the gRPC health service, whose `Check` is a near-empty unary call.
+pub fn serve_ceiling(kind: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("ceiling listening on {}", listener.local_addr()?);
+        match kind {
+            "hyper" => serve_canned(listener).await,
+            "tonic" => {
+                let (health, service) = tonic_health::server::health_reporter();
+                health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+                use tokio_stream::StreamExt as _;
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
+                    let stream = stream?;
+                    stream.set_nodelay(true)?;
+                    Ok::<_, std::io::Error>(stream)
+                });
+                tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await?;
+                Ok(())
+            }
+            other => anyhow::bail!("unknown ceiling {other}"),
+        }
+    })
+}
+
+async fn serve_canned(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    let canned = Bytes::from(canned_body());
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        let canned = canned.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let canned = canned.clone();
+                async move {
+                    let _ = request.into_body().collect().await;
+                    hyper::Response::builder()
+                        .status(201)
+                        .header("content-type", "application/json")
+                        .body(Full::new(canned))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+/// A body the size of our create answer for the example: the example wrapped in the envelope with the
+/// fields the service adds.
+fn canned_body() -> String {
+    let mut chatbot: serde_json::Value = serde_json::from_str(include_str!("example.json")).expect("JSON");
+    for (field, value) in [
+        ("active", serde_json::json!(true)),
+        ("created_at", serde_json::json!("2025-01-22T04:30:45.790337+00:00")),
+        ("updated_at", serde_json::json!("2025-01-22T04:30:45.790337+00:00")),
+        ("id", serde_json::json!("3317853e-0af2-427d-a56f-351a9587f48f")),
+        ("organization_id", serde_json::json!("123042b2-86e2-4184-a86e-95423d728815")),
+        ("migrated_data", serde_json::json!(false)),
+    ] {
+        chatbot[field] = value;
+    }
+    for null in [
+        "docs_metadata",
+        "enabled_plugins",
+        "managers",
+        "openai_api_key",
+        "suggestions",
+        "v1_chatbot_id",
+        "version_id",
+        "voice_widget_config",
+    ] {
+        chatbot[null] = serde_json::Value::Null;
+    }
+    serde_json::json!({"chatbot": chatbot, "message": "Chatbot created successfully"}).to_string()
+}
