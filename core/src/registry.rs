@@ -94,10 +94,19 @@ impl Registry {
     }
 
     /// Creates a chatbot for `org`: the draft's fields over the defaults, a slug derived from the name
-    /// when none is given. Durable when it returns.
+    /// when none is given. Blocks until it is durable.
     pub fn create(&self, org: OrgId, draft: ChatbotDraft) -> Result<Chatbot> {
-        let proposal = self.rules.check(None, &draft, FieldMask::all())?;
-        self.store.create(org, proposal)
+        wait(|done| self.submit_create(org, draft, done))
+    }
+
+    /// [`Registry::create`] without blocking: the rules are checked on the calling thread, then `done`
+    /// receives the outcome on the store's writer thread once it is durable, so it must be quick
+    /// (e.g. complete a channel an async task awaits).
+    pub fn submit_create(&self, org: OrgId, draft: ChatbotDraft, done: impl FnOnce(Result<Chatbot>) + Send + 'static) {
+        match self.rules.check(None, &draft, FieldMask::all()) {
+            Ok(proposal) => self.store.create(org, proposal, done),
+            Err(err) => done(Err(err)),
+        }
     }
 
     /// The chatbot `id`, if `org` owns it ([`Error::NotFound`] otherwise, whoever owns it).
@@ -116,7 +125,7 @@ impl Registry {
 
     /// Changes the fields of `mask` to the draft's values (a masked field the draft leaves out is
     /// reset to its default). With `expected_etag`, fails with [`Error::EtagMismatch`] unless the
-    /// stored chatbot still has that tag. Durable when it returns.
+    /// stored chatbot still has that tag. Blocks until it is durable.
     pub fn update(
         &self,
         org: OrgId,
@@ -125,9 +134,22 @@ impl Registry {
         mask: FieldMask,
         expected_etag: Option<&str>,
     ) -> Result<Chatbot> {
+        wait(|done| self.submit_update(org, id, draft, mask, expected_etag, done))
+    }
+
+    /// [`Registry::update`] without blocking; `done` as for [`Registry::submit_create`].
+    pub fn submit_update(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        draft: ChatbotDraft,
+        mask: FieldMask,
+        expected_etag: Option<&str>,
+        done: impl FnOnce(Result<Chatbot>) + Send + 'static,
+    ) {
         let rules = Arc::clone(&self.rules);
         let change = move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask);
-        self.store.update(org, id, expected_etag.map(str::to_owned), change)
+        self.store.update(org, id, expected_etag.map(str::to_owned), change, done);
     }
 
     /// Checks an update of the chatbot `id` without changing anything (AIP-163 `validate_only`).
@@ -136,9 +158,20 @@ impl Registry {
         self.rules.check(Some(&current.config), draft, mask).map(drop)
     }
 
-    /// Deletes the chatbot and frees its slug. Durable when it returns.
+    /// Deletes the chatbot and frees its slug. Blocks until it is durable.
     pub fn delete(&self, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<()> {
-        self.store.delete(org, id, expected_etag.map(str::to_owned))
+        wait(|done| self.submit_delete(org, id, expected_etag, done))
+    }
+
+    /// [`Registry::delete`] without blocking; `done` as for [`Registry::submit_create`].
+    pub fn submit_delete(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        expected_etag: Option<&str>,
+        done: impl FnOnce(Result<()>) + Send + 'static,
+    ) {
+        self.store.delete(org, id, expected_etag.map(str::to_owned), done);
     }
 
     /// Bytes the store occupies on disk.
@@ -151,6 +184,15 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry").field("rules", &self.rules).finish_non_exhaustive()
     }
+}
+
+/// Runs a `submit_*` call and blocks until its `done` is called.
+fn wait<T: Send + 'static>(submit: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>)) -> Result<T> {
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    submit(Box::new(move |result| {
+        let _ = reply.send(result);
+    }));
+    answer.recv().unwrap_or_else(|_| Err(Error::storage("the store is closing")))
 }
 
 #[allow(dead_code)]

@@ -33,18 +33,19 @@ impl ChatbotApi {
         let key = key.ok_or(Error::Unauthenticated).map_err(to_status)?;
         self.registry.authenticate(key).map_err(to_status)
     }
+}
 
-    /// Runs a write on the blocking pool: it waits for a disk flush, which must not stall the
-    /// async workers.
-    async fn write<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Registry) -> chatbot_core::Result<T> + Send + 'static,
-    ) -> Result<T, Status> {
-        let registry = Arc::clone(&self.registry);
-        let joined = tokio::task::spawn_blocking(move || work(&registry)).await;
-        let result = joined.map_err(|err| Error::Storage(Box::new(err)));
-        result.and_then(|r| r).map_err(to_status)
-    }
+/// Awaits a write submitted to the registry. The store answers from its writer thread once the change
+/// is on disk; no async worker or blocking thread waits for the disk meanwhile.
+async fn durable<T: Send + 'static>(
+    submit: impl FnOnce(Box<dyn FnOnce(chatbot_core::Result<T>) + Send>),
+) -> Result<T, Status> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    submit(Box::new(move |result| {
+        let _ = reply.send(result);
+    }));
+    let result = answer.await.unwrap_or_else(|_| Err(Error::Storage("the store is closing".into())));
+    result.map_err(to_status)
 }
 
 /// An id that is not a UUID names no chatbot: it is answered like an unknown one.
@@ -71,7 +72,7 @@ impl ChatbotService for ChatbotApi {
             self.registry.validate(&draft).map_err(to_status)?;
             return Ok(Response::new(Chatbot::default()));
         }
-        let created = self.write(move |registry| registry.create(org, draft)).await?;
+        let created = durable(|done| self.registry.submit_create(org, draft, done)).await?;
         Ok(Response::new(convert::chatbot(&created)))
     }
 
@@ -128,7 +129,8 @@ impl ChatbotService for ChatbotApi {
             self.registry.validate_update(org, id, &draft, mask).map_err(to_status)?;
             return Ok(Response::new(Chatbot::default()));
         }
-        let updated = self.write(move |registry| registry.update(org, id, draft, mask, expected.as_deref())).await?;
+        let updated =
+            durable(|done| self.registry.submit_update(org, id, draft, mask, expected.as_deref(), done)).await?;
         Ok(Response::new(convert::chatbot(&updated)))
     }
 
@@ -136,7 +138,7 @@ impl ChatbotService for ChatbotApi {
         let org = self.authenticate(&request)?;
         let id = chatbot_id(&request.get_ref().id)?;
         let expected = etag(&request.get_ref().etag);
-        self.write(move |registry| registry.delete(org, id, expected.as_deref())).await?;
+        durable(|done| self.registry.submit_delete(org, id, expected.as_deref(), done)).await?;
         Ok(Response::new(()))
     }
 }

@@ -69,11 +69,12 @@ impl Store {
         })
     }
 
-    /// Stores a new chatbot for `org`, choosing its slug as the proposal says.
-    pub fn create(&self, org: OrgId, proposal: Proposal) -> Result<Chatbot> {
+    /// Stores a new chatbot for `org`, choosing its slug as the proposal says; `done` gets the outcome
+    /// once it is durable.
+    pub fn create(&self, org: OrgId, proposal: Proposal, done: impl FnOnce(Result<Chatbot>) + Send + 'static) {
         let now = Timestamp::now();
         let id = ChatbotId::new_random();
-        self.writer.write(move |tx| {
+        let change = move |tx: &mut Tx<'_>| {
             let slug = claim_slug(tx, id, &proposal.config.slug, proposal.slug)?;
             let mut chatbot = Chatbot {
                 id,
@@ -86,7 +87,8 @@ impl Store {
             chatbot.config.slug = slug;
             put(tx, &chatbot)?;
             Ok(chatbot)
-        })
+        };
+        self.writer.submit(change, done);
     }
 
     /// The chatbot `id` if `org` owns it.
@@ -97,15 +99,16 @@ impl Store {
     }
 
     /// Applies `change` to the stored chatbot atomically. `expected_etag`, when given, must match the
-    /// stored chatbot's.
+    /// stored chatbot's. `done` gets the outcome once it is durable.
     pub fn update(
         &self,
         org: OrgId,
         id: ChatbotId,
         expected_etag: Option<String>,
         change: impl FnOnce(&Chatbot) -> Result<Proposal> + Send + 'static,
-    ) -> Result<Chatbot> {
-        self.writer.write(move |tx| {
+        done: impl FnOnce(Result<Chatbot>) + Send + 'static,
+    ) {
+        let change = move |tx: &mut Tx<'_>| {
             let current = owned(tx, org, id, expected_etag.as_deref())?;
             let proposal = change(&current)?;
             let slug = claim_slug(tx, id, &proposal.config.slug, proposal.slug)?;
@@ -123,18 +126,26 @@ impl Store {
             unlist(tx, &current);
             put(tx, &next)?;
             Ok(next)
-        })
+        };
+        self.writer.submit(change, done);
     }
 
-    /// Removes the chatbot and frees its slug, atomically.
-    pub fn delete(&self, org: OrgId, id: ChatbotId, expected_etag: Option<String>) -> Result<()> {
-        self.writer.write(move |tx| {
+    /// Removes the chatbot and frees its slug, atomically; `done` gets the outcome once it is durable.
+    pub fn delete(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        expected_etag: Option<String>,
+        done: impl FnOnce(Result<()>) + Send + 'static,
+    ) {
+        let change = move |tx: &mut Tx<'_>| {
             let current = owned(tx, org, id, expected_etag.as_deref())?;
             tx.remove(record_key(id));
             tx.remove(slug_key(&current.config.slug));
             unlist(tx, &current);
             Ok(())
-        })
+        };
+        self.writer.submit(change, done);
     }
 
     /// Up to `limit` chatbots of `org` after `after`, newest first, and whether more follow.

@@ -67,25 +67,42 @@ impl BatchWriter {
 
     /// Runs `change` on the writer thread. If it returns `Ok`, its writes are applied atomically with
     /// the rest of their batch and flushed before this returns; if it returns `Err`, nothing it wrote
-    /// is applied.
+    /// is applied. Blocks the calling thread: async callers use [`BatchWriter::submit`].
     pub fn write<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
+        self.submit(change, move |result| {
+            let _ = reply.send(result);
+        });
+        answer.recv().unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Queues `change` like [`BatchWriter::write`] without waiting: `done` receives the outcome on the
+    /// writer thread, once it is durable (or refused), so it must be quick (e.g. wake a task).
+    pub fn submit<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+        done: impl FnOnce(Result<T>) + Send + 'static,
+    ) {
         let job: Job = Box::new(move |tx| match change(tx) {
-            Ok(value) => Some(Box::new(move |flushed: Result<()>| {
-                let _ = reply.send(flushed.map(|()| value));
-            })),
+            Ok(value) => Some(Box::new(move |flushed: Result<()>| done(flushed.map(|()| value)))),
             Err(err) => {
-                let _ = reply.send(Err(err));
+                done(Err(err));
                 None
             }
         });
-        let stopped = || Error::storage("the writer thread has stopped");
-        self.jobs.as_ref().ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
-        answer.recv().map_err(|_| stopped())?
+        // If the writer is gone (only while the store is being dropped), the job and its `done` are
+        // dropped unanswered: a blocking caller sees "stopped", an async one a closed channel.
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(job);
+        }
     }
+}
+
+fn stopped() -> Error {
+    Error::storage("the writer thread has stopped")
 }
 
 impl Drop for BatchWriter {
