@@ -192,7 +192,7 @@ fn wait<T: Send + 'static>(submit: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>
     submit(Box::new(move |result| {
         let _ = reply.send(result);
     }));
-    answer.recv().unwrap_or_else(|_| Err(Error::storage("the store is closing")))
+    answer.recv().unwrap_or_else(|_| Err(Error::storage("the store could not complete the change")))
 }
 
 #[allow(dead_code)]

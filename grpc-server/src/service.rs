@@ -44,7 +44,7 @@ async fn durable<T: Send + 'static>(
     submit(Box::new(move |result| {
         let _ = reply.send(result);
     }));
-    let result = answer.await.unwrap_or_else(|_| Err(Error::Storage("the store is closing".into())));
+    let result = answer.await.unwrap_or_else(|_| Err(Error::Storage("the store could not complete the change".into())));
     result.map_err(to_status)
 }
 

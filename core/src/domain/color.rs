@@ -37,6 +37,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn every_hex_spelling_is_accepted_and_kept(hex in "[0-9a-fA-F]{3}|[0-9a-fA-F]{6}") {
+            let color = format!("#{hex}");
+            proptest::prop_assert_eq!(HexColor::parse(&color).map(String::from), Ok(color));
+        }
+
+        #[test]
+        fn anything_else_is_rejected_without_panic(input in "\\PC*") {
+            let valid = input.len() == 4 || input.len() == 7;
+            if HexColor::parse(&input).is_ok() {
+                proptest::prop_assert!(valid && input.starts_with('#'));
+            }
+        }
+    }
+
     #[test]
     fn other_spellings_are_rejected() {
         for bad in ["", "#", "fff", "#ffff", "#GGGGGG", "#4F46E5 ", "red", "#ééé"] {

@@ -56,6 +56,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn http_urls_with_a_host_are_accepted(host in "[a-z][a-z0-9]{0,20}(\\.[a-z]{2,6}){1,2}", path in "(/[a-zA-Z0-9._-]{0,12}){0,4}") {
+            let url = format!("https://{host}{path}");
+            proptest::prop_assert_eq!(LogoUrl::parse(&url).map(String::from), Ok(url));
+        }
+
+        #[test]
+        fn parsing_any_text_never_panics(input in "\\PC{0,300}") {
+            if let Ok(url) = LogoUrl::parse(&input) {
+                proptest::prop_assert!(url.as_str().starts_with("http"));
+            }
+        }
+    }
+
     #[test]
     fn urls_over_2048_bytes_are_too_long() {
         let long = format!("https://example.com/{}", "a".repeat(2048));

@@ -47,6 +47,16 @@ mod tests {
         assert_eq!(ChatbotName::parse(&"é".repeat(101)).unwrap_err().code, ViolationCode::TooLong);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn an_accepted_name_is_trimmed_and_within_bounds(input in "\\PC{0,120}") {
+            if let Ok(name) = ChatbotName::parse(&input) {
+                proptest::prop_assert_eq!(name.as_str(), input.trim());
+                proptest::prop_assert!((1..=100).contains(&name.as_str().chars().count()));
+            }
+        }
+    }
+
     #[test]
     fn control_characters_are_rejected() {
         assert_eq!(ChatbotName::parse("a\u{0}b").unwrap_err().code, ViolationCode::InvalidFormat);

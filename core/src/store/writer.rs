@@ -102,7 +102,7 @@ impl BatchWriter {
 }
 
 fn stopped() -> Error {
-    Error::storage("the writer thread has stopped")
+    Error::storage("the store could not complete the change (it is closing, or the change failed)")
 }
 
 impl Drop for BatchWriter {
@@ -125,7 +125,10 @@ fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>) {
         while let Some(job) = next.take() {
             taken += 1;
             let mut tx = Tx { tree, earlier: &earlier, writes: Vec::new() };
-            if let Some(finish) = job(&mut tx) {
+            // A change that panics is refused like one that fails (its caller's channel closes); the
+            // writer, and every other change, carries on.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
+            if let Ok(Some(finish)) = outcome {
                 for (key, value) in tx.writes {
                     match &value {
                         Some(value) => batch.insert(key.as_slice(), value.as_slice()),
@@ -146,5 +149,94 @@ fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>) {
         for finish in done {
             finish(outcome.as_ref().map(|_| ()).map_err(|err| Error::storage(err.to_string())));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ViolationCode;
+    use crate::error::Violation;
+
+    fn writer() -> (tempfile::TempDir, sled::Tree, BatchWriter) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let db = sled::Config::new().path(dir.path()).open().expect("sled opens");
+        let tree = db.open_tree("t").expect("a tree");
+        (dir, tree.clone(), BatchWriter::new(db, tree))
+    }
+
+    #[test]
+    fn a_refused_change_writes_nothing() {
+        let (_dir, tree, writer) = writer();
+        let refused = writer.write(|tx| {
+            tx.insert(b"a".as_slice(), b"1".as_slice());
+            Err::<(), _>(Error::invalid(Violation::new("x", ViolationCode::Required, "no")))
+        });
+        assert!(refused.is_err());
+        assert_eq!(tree.get(b"a").expect("readable"), None);
+    }
+
+    #[test]
+    fn a_change_sees_its_own_writes_and_then_the_tree() {
+        let (_dir, tree, writer) = writer();
+        writer
+            .write(|tx| {
+                tx.insert(b"a".as_slice(), b"1".as_slice());
+                Ok(())
+            })
+            .expect("written");
+        let seen = writer
+            .write(|tx| {
+                let before = tx.get(b"a")?;
+                tx.insert(b"a".as_slice(), b"2".as_slice());
+                Ok((before, tx.get(b"a")?))
+            })
+            .expect("written");
+        assert_eq!(seen, (Some(b"1".to_vec()), Some(b"2".to_vec())));
+        assert_eq!(tree.get(b"a").expect("readable").as_deref(), Some(b"2".as_slice()));
+    }
+
+    #[test]
+    fn a_change_that_panics_is_refused_and_the_writer_carries_on() {
+        let (_dir, tree, writer) = writer();
+        let panicked = writer.write(|tx| -> Result<()> {
+            tx.insert(b"a".as_slice(), b"1".as_slice());
+            panic!("a bug in a change")
+        });
+        assert!(panicked.is_err());
+        writer
+            .write(|tx| {
+                tx.insert(b"b".as_slice(), b"2".as_slice());
+                Ok(())
+            })
+            .expect("the writer still works");
+        assert_eq!(tree.get(b"a").expect("readable"), None);
+        assert!(tree.get(b"b").expect("readable").is_some());
+    }
+
+    #[test]
+    fn concurrent_claims_of_one_key_have_one_winner() {
+        let (_dir, _tree, writer) = writer();
+        let writer = Arc::new(writer);
+        let winners: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..32u8)
+                .map(|i| {
+                    let writer = Arc::clone(&writer);
+                    scope.spawn(move || {
+                        writer.write(move |tx| match tx.get(b"slug")? {
+                            Some(_) => Err(Error::SlugTaken { slug: "slug".into() }),
+                            None => {
+                                tx.insert(b"slug".as_slice(), [i].as_slice());
+                                Ok(())
+                            }
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| usize::from(h.join().expect("joined").is_ok())).sum()
+        });
+        assert_eq!(winners, 1);
     }
 }
