@@ -1,16 +1,21 @@
-//! Listing order: for each chatbot, one key per filter combination, so that every filtered page is
-//! a range scan that reads only the page.
+//! Listing order: one key per chatbot, so that every page is a range scan that reads only the page.
 //!
-//! Key: `l` | organisation (16 bytes) | filter (1 to 3 bytes) | `u64::MAX - created_at` (8, big endian) |
-//! chatbot id (16). Keys sort newest first, ties broken by id; neither part ever changes, so a
-//! cursor (the last key's position) neither skips nor repeats chatbots that exist throughout.
+//! Key: `l` | organisation (16 bytes) | flags (1 byte: is_public, active) | `u64::MAX - created_at` (8,
+//! big endian) | chatbot id (16). Within one flags value keys sort newest first, ties broken by id.
+//! A listing merges the (at most four) flag ranges its filter allows, so a page costs the page plus at
+//! most four extra reads, however many chatbots the organisation has and whatever the filter. Neither
+//! the creation time nor the id ever changes, so a cursor (the last position returned) neither skips
+//! nor repeats chatbots that exist throughout.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::chatbot::Chatbot;
 use crate::domain::{ChatbotId, OrgId, Rejection, Timestamp};
-use crate::error::ViolationCode;
+use crate::error::{Result, ViolationCode};
+
+/// Bytes of a position (inverted creation time and id) at the end of every listing key.
+const POSITION_LEN: usize = 24;
 
 /// Which chatbots a listing returns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,54 +27,32 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The filter's bytes in a key: a tag naming which fields are fixed, then their values.
-    fn bytes(self) -> Vec<u8> {
-        match (self.is_public, self.active) {
-            (None, None) => vec![0],
-            (Some(p), None) => vec![1, p as u8],
-            (None, Some(a)) => vec![2, a as u8],
-            (Some(p), Some(a)) => vec![3, p as u8, a as u8],
+    /// The key prefixes of the flag ranges this filter lists, for organisation `org`.
+    pub(crate) fn prefixes(self, org: OrgId) -> Vec<Vec<u8>> {
+        let values = |fixed: Option<bool>| fixed.map_or(vec![false, true], |v| vec![v]);
+        let mut prefixes = Vec::with_capacity(4);
+        for is_public in values(self.is_public) {
+            for active in values(self.active) {
+                prefixes.push(prefix(org, is_public, active));
+            }
         }
+        prefixes
     }
 }
 
-/// The key prefix of one organisation's listing under `filter`.
-pub(crate) fn prefix(org: OrgId, filter: Filter) -> Vec<u8> {
-    let mut key = Vec::with_capacity(20);
+fn prefix(org: OrgId, is_public: bool, active: bool) -> Vec<u8> {
+    let mut key = Vec::with_capacity(18 + POSITION_LEN);
     key.push(b'l');
     key.extend_from_slice(org.as_bytes());
-    key.extend(filter.bytes());
+    key.push(u8::from(is_public) | (u8::from(active) << 1));
     key
 }
 
-/// One listing key.
-pub(crate) struct ListingKey(Vec<u8>);
-
-impl ListingKey {
-    /// The four keys of `chatbot`: unfiltered, by visibility, by activity, by both.
-    pub fn all_for(chatbot: &Chatbot) -> [ListingKey; 4] {
-        let (p, a) = (Some(chatbot.config.is_public), Some(chatbot.config.active));
-        let position = Position { created_at: chatbot.created_at, id: chatbot.id };
-        let filters = [
-            Filter::default(),
-            Filter { is_public: p, active: None },
-            Filter { is_public: None, active: a },
-            Filter { is_public: p, active: a },
-        ];
-        filters.map(|filter| ListingKey(position.key(&prefix(chatbot.organization_id, filter))))
-    }
-
-    /// The key's bytes.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.0
-    }
-
-    /// The chatbot a key under `prefix` lists, or `None` once the scan has left the prefix.
-    pub fn chatbot_in(key: &[u8], prefix: &[u8]) -> Option<ChatbotId> {
-        let rest = key.strip_prefix(prefix)?;
-        let id: [u8; 16] = rest.get(8..24)?.try_into().ok()?;
-        Some(ChatbotId::from_bytes(id))
-    }
+/// The listing key of `chatbot`.
+pub(crate) fn key(chatbot: &Chatbot) -> Vec<u8> {
+    let mut key = prefix(chatbot.organization_id, chatbot.config.is_public, chatbot.config.active);
+    key.extend_from_slice(&Position { created_at: chatbot.created_at, id: chatbot.id }.bytes());
+    key
 }
 
 /// Where a chatbot stands in the order.
@@ -80,12 +63,61 @@ struct Position {
 }
 
 impl Position {
-    fn key(&self, prefix: &[u8]) -> Vec<u8> {
-        let mut key = Vec::with_capacity(prefix.len() + 24);
-        key.extend_from_slice(prefix);
-        key.extend_from_slice(&(u64::MAX - self.created_at.as_micros() as u64).to_be_bytes());
-        key.extend_from_slice(self.id.as_bytes());
-        key
+    fn bytes(&self) -> [u8; POSITION_LEN] {
+        let mut bytes = [0u8; POSITION_LEN];
+        bytes[..8].copy_from_slice(&(u64::MAX - self.created_at.as_micros() as u64).to_be_bytes());
+        bytes[8..].copy_from_slice(self.id.as_bytes());
+        bytes
+    }
+}
+
+/// The position part of a listing key.
+fn position_of(key: &[u8]) -> &[u8] {
+    &key[key.len().saturating_sub(POSITION_LEN)..]
+}
+
+/// The chatbot a listing key lists.
+pub(crate) fn chatbot_of(key: &[u8]) -> ChatbotId {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&position_of(key)[8..]);
+    ChatbotId::from_bytes(id)
+}
+
+/// Up to `limit` chatbots of `org` under `filter` after `after`, in order, and whether more follow:
+/// a merge of the filter's flag ranges.
+pub(crate) fn page(
+    tree: &sled::Tree,
+    org: OrgId,
+    filter: Filter,
+    after: Option<&PageCursor>,
+    limit: usize,
+) -> Result<(Vec<ChatbotId>, bool)> {
+    let mut ranges: Vec<Box<dyn Iterator<Item = sled::Result<sled::IVec>>>> = filter
+        .prefixes(org)
+        .into_iter()
+        .map(|prefix| {
+            let start = match after {
+                Some(cursor) => std::ops::Bound::Excluded([prefix.as_slice(), &cursor.0.bytes()].concat()),
+                None => std::ops::Bound::Included(prefix.clone()),
+            };
+            let keys = tree.range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded)).keys();
+            Box::new(keys.take_while(move |key| key.as_ref().map_or(true, |key| key.starts_with(&prefix))))
+                as Box<dyn Iterator<Item = _>>
+        })
+        .collect();
+    let mut heads: Vec<Option<sled::IVec>> =
+        ranges.iter_mut().map(|range| range.next().transpose()).collect::<sled::Result<_>>()?;
+    let mut ids = Vec::with_capacity(limit);
+    loop {
+        let first = heads.iter().enumerate().filter_map(|(i, head)| Some((position_of(head.as_ref()?), i))).min();
+        let Some((_, i)) = first else { return Ok((ids, false)) };
+        if ids.len() == limit {
+            return Ok((ids, true));
+        }
+        if let Some(key) = heads[i].take() {
+            ids.push(chatbot_of(&key));
+        }
+        heads[i] = ranges[i].next().transpose()?;
     }
 }
 
@@ -114,9 +146,7 @@ impl PageCursor {
     pub fn parse(token: &str) -> Result<Self, Rejection> {
         let invalid = || Rejection::new(ViolationCode::InvalidFormat, "is not a page token this service issued");
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-        let [Self::VERSION, rest @ ..] = bytes.as_slice() else {
-            return Err(invalid());
-        };
+        let [Self::VERSION, rest @ ..] = bytes.as_slice() else { return Err(invalid()) };
         let (micros, id) = rest.split_at_checked(8).ok_or_else(invalid)?;
         let micros: [u8; 8] = micros.try_into().map_err(|_| invalid())?;
         let id: [u8; 16] = id.try_into().map_err(|_| invalid())?;
@@ -124,11 +154,6 @@ impl PageCursor {
             created_at: Timestamp::from_micros(i64::from_be_bytes(micros)),
             id: ChatbotId::from_bytes(id),
         }))
-    }
-
-    /// The listing key this cursor stands at, under `prefix`.
-    pub(crate) fn key(&self, prefix: &[u8]) -> Vec<u8> {
-        self.0.key(prefix)
     }
 }
 
@@ -153,9 +178,15 @@ mod tests {
 
     #[test]
     fn newer_chatbots_sort_first() {
-        let org = OrgId::new_random();
         let pos = |micros| Position { created_at: Timestamp::from_micros(micros), id: ChatbotId::new_random() };
-        let p = prefix(org, Filter::default());
-        assert!(pos(2).key(&p) < pos(1).key(&p));
+        assert!(pos(2).bytes() < pos(1).bytes());
+    }
+
+    #[test]
+    fn a_filter_lists_the_flag_ranges_it_allows() {
+        let org = OrgId::new_random();
+        assert_eq!(Filter::default().prefixes(org).len(), 4);
+        assert_eq!(Filter { is_public: Some(true), active: None }.prefixes(org).len(), 2);
+        assert_eq!(Filter { is_public: Some(true), active: Some(false) }.prefixes(org), vec![prefix(org, true, false)]);
     }
 }

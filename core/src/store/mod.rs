@@ -3,10 +3,11 @@
 //! Chatbots live in one tree, under three key prefixes, so that every change is one atomic batch:
 //! - `c` + chatbot id -> record ([`codec`]);
 //! - `s` + slug -> chatbot id (global uniqueness);
-//! - `l` + listing key -> empty (per-organisation order, see [`listing`]).
+//! - `l` + listing key -> empty (per-organisation order and filters, see [`listing`]).
 //!
 //! Every change goes through the [`BatchWriter`]: concurrent writers share one batch and one fsync,
-//! and are answered only once it is on disk. Organisations and API keys live in their own trees
+//! and are answered only once it is on disk. Reads go straight to sled: they may see a change a moment
+//! before it is acknowledged, never half of one. Organisations and API keys live in their own trees
 //! (`orgs`, `org_names`, `api_keys`); they change rarely and are flushed on each change.
 
 mod codec;
@@ -22,7 +23,7 @@ use crate::chatbot::Chatbot;
 use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
 use crate::rules::{Proposal, SlugChoice};
-use listing::{ListingKey, PageCursor};
+use listing::PageCursor;
 pub use writer::{BatchWriter, Tx};
 
 /// How many `-n` alternatives a derived slug tries before giving up with `slug_taken`.
@@ -156,20 +157,9 @@ impl Store {
         after: Option<&PageCursor>,
         limit: usize,
     ) -> Result<(Vec<Chatbot>, bool)> {
-        let prefix = listing::prefix(org, filter);
-        let start = match after {
-            Some(cursor) => std::ops::Bound::Excluded(cursor.key(&prefix)),
-            None => std::ops::Bound::Included(prefix.clone()),
-        };
-        let mut items = Vec::with_capacity(limit);
-        let mut more = false;
-        for entry in self.chatbots.range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded)) {
-            let (key, _) = entry?;
-            let Some(id) = ListingKey::chatbot_in(&key, &prefix) else { break };
-            if items.len() == limit {
-                more = true;
-                break;
-            }
+        let (ids, more) = listing::page(&self.chatbots, org, filter, after, limit)?;
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
             // A chatbot deleted between the two reads is simply not listed.
             if let Some(record) = self.chatbots.get(record_key(id))? {
                 items.push(codec::decode(&record)?);
@@ -273,20 +263,16 @@ fn claim_slug(tx: &mut Tx<'_>, id: ChatbotId, wanted: &Slug, choice: SlugChoice)
     Err(Error::SlugTaken { slug: wanted.to_string() })
 }
 
-/// Writes the record and its listing keys.
+/// Writes the record and its listing key.
 fn put(tx: &mut Tx<'_>, chatbot: &Chatbot) -> Result<()> {
     tx.insert(record_key(chatbot.id), codec::encode(chatbot)?);
-    for key in ListingKey::all_for(chatbot) {
-        tx.insert(key.into_bytes(), Vec::new());
-    }
+    tx.insert(listing::key(chatbot), Vec::new());
     Ok(())
 }
 
-/// Removes the listing keys of the chatbot as it was.
+/// Removes the listing key of the chatbot as it was.
 fn unlist(tx: &mut Tx<'_>, chatbot: &Chatbot) {
-    for key in ListingKey::all_for(chatbot) {
-        tx.remove(key.into_bytes());
-    }
+    tx.remove(listing::key(chatbot));
 }
 
 fn org_from_bytes(bytes: &[u8]) -> OrgId {
