@@ -5,7 +5,7 @@ use chatbot_core::{Chatbot, ChatbotDraft, PersonalityDraft, SettingsDraft, Snipp
 use crate::pb;
 
 /// The draft a client sent; output-only fields are ignored.
-pub(crate) fn draft(chatbot: pb::Chatbot) -> ChatbotDraft {
+pub fn draft(chatbot: pb::Chatbot) -> ChatbotDraft {
     let personality = chatbot.personality_config.unwrap_or_default();
     let settings = chatbot.settings.unwrap_or_default();
     let snippet = settings.snippet.unwrap_or_default();

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 
+pub use convert::draft as draft_from_message;
 pub use service::{API_KEY_METADATA, ChatbotApi};
 pub use status::ERROR_DOMAIN;
 

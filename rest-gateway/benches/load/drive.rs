@@ -255,32 +255,7 @@ pub fn example_message() -> pb::Chatbot {
 
 /// The contract's example as a core draft with `slug`.
 pub fn example_draft(slug: String) -> ChatbotDraft {
-    let message = pb::Chatbot { slug: Some(slug), ..example_message() };
-    let (p, s) = (message.personality_config.unwrap_or_default(), message.settings.unwrap_or_default());
-    let n = s.snippet.unwrap_or_default();
-    ChatbotDraft {
-        name: message.name,
-        slug: message.slug,
-        description: message.description,
-        is_public: message.is_public,
-        personality: chatbot_core::PersonalityDraft { style: p.style, tone: p.tone },
-        settings: chatbot_core::SettingsDraft {
-            greeting: s.greeting,
-            is_request_user_info_enabled: s.is_request_user_info_enabled,
-            is_tool_enabled: s.is_tool_enabled,
-            model: s.model,
-            prompt: s.prompt,
-            snippet: chatbot_core::SnippetDraft {
-                header: n.header,
-                logo: n.logo,
-                name: n.name,
-                primary_color: n.primary_color,
-                secondary_color: n.secondary_color,
-                slogan: n.slogan,
-            },
-        },
-        ..Default::default()
-    }
+    grpc_server::draft_from_message(pb::Chatbot { slug: Some(slug), ..example_message() })
 }
 
 /// Runs `threads` OS threads calling `work(thread, seq)` for `duration`.
