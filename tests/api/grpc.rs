@@ -227,3 +227,50 @@ async fn health_and_reflection_answer_stock_clients() {
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("a service list") };
     assert!(list.service.iter().any(|s| s.name == "chatbot.v1.ChatbotService"), "{:?}", list.service);
 }
+
+#[tokio::test]
+async fn a_rest_gateway_can_forward_to_a_remote_grpc_server() {
+    let backend = TestApp::spawn().await;
+    let mut gateway = tokio::process::Command::new(crate::helpers::binary())
+        .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-upstream", &backend.grpc])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the gateway starts");
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(gateway.stdout.take().expect("stdout")).lines();
+    let rest = loop {
+        let line = lines.next_line().await.expect("readable").expect("the gateway announces its port");
+        if let Some(addr) = line.strip_prefix("REST listening on ") {
+            break format!("http://{addr}");
+        }
+    };
+
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{rest}/api/external/chatbots"))
+        .header("x-api-key", &backend.key)
+        .json(&serde_json::json!({"name": "Forwarded", "slug": "forwarded-bot"}))
+        .send()
+        .await
+        .expect("answered");
+    let created = crate::helpers::answer(created).await;
+    assert_eq!(created.status, reqwest::StatusCode::CREATED, "{}", created.body);
+    let id = created.body["chatbot"]["id"].as_str().expect("an id");
+    assert_eq!(backend.get(id).await.body["chatbot"]["slug"], "forwarded-bot", "stored by the backend");
+
+    let invalid = http
+        .post(format!("{rest}/api/external/chatbots"))
+        .header("x-api-key", &backend.key)
+        .json(&serde_json::json!({"name": "", "colour": 1}))
+        .send()
+        .await
+        .expect("answered");
+    let invalid = crate::helpers::answer(invalid).await;
+    assert_eq!(
+        invalid.violations(),
+        [("colour".into(), "unknown_field".into()), ("name".into(), "too_short".into())],
+        "errors keep their shape across the hop"
+    );
+}
