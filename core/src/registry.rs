@@ -83,11 +83,6 @@ impl Registry {
         self.store.has_api_keys()
     }
 
-    /// The name of an organisation.
-    pub fn org_name(&self, org: OrgId) -> Result<Option<String>> {
-        self.store.org_name(org)
-    }
-
     /// Checks `draft` against the rules without storing anything (AIP-163 `validate_only`).
     pub fn validate(&self, draft: &ChatbotDraft) -> Result<()> {
         self.rules.check(None, draft, FieldMask::all()).map(drop)
@@ -172,11 +167,6 @@ impl Registry {
         done: impl FnOnce(Result<()>) + Send + 'static,
     ) {
         self.store.delete(org, id, expected_etag.map(str::to_owned), done);
-    }
-
-    /// Bytes the store occupies on disk.
-    pub fn size_on_disk(&self) -> Result<u64> {
-        self.store.size_on_disk()
     }
 }
 

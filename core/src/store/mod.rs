@@ -215,17 +215,6 @@ impl Store {
         let org = self.api_keys.get(ApiKey::hash(secret))?.ok_or(Error::Unauthenticated)?;
         Ok(org_from_bytes(&org))
     }
-
-    /// The organisation's name, if it exists.
-    pub fn org_name(&self, org: OrgId) -> Result<Option<String>> {
-        let name = self.orgs.get(org.as_bytes())?;
-        Ok(name.map(|n| String::from_utf8_lossy(&n).into_owned()))
-    }
-
-    /// Bytes the store occupies on disk.
-    pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
-    }
 }
 
 /// The stored chatbot if `org` owns it and it matches `expected_etag` (when given).
