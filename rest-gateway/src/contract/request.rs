@@ -243,6 +243,44 @@ mod tests {
         assert_eq!(body.chatbot.description, None);
     }
 
+    /// Any JSON value, nested up to a few levels, with keys drawn partly from the contract's names.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let key = prop_oneof![
+            Just("name".to_owned()),
+            Just("settings".to_owned()),
+            Just("snippet".to_owned()),
+            Just("primaryColor".to_owned()),
+            Just("personality_config".to_owned()),
+            "[a-zA-Z_]{1,12}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "\\PC{0,20}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(key.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_is_read_without_panic_and_every_problem_names_a_path(body in any_json()) {
+            if let Value::Object(map) = body {
+                for target in [Target::Create, Target::Update, Target::UpdateById] {
+                    let read = read_chatbot(&map, target);
+                    proptest::prop_assert!(read.violations.iter().all(|v| !v.field.is_empty() && !v.code.is_empty()));
+                }
+            }
+        }
+    }
+
     #[test]
     fn active_and_id_are_accepted_only_where_they_belong() {
         assert_eq!(codes(&read(json!({"active": false}), Target::Create)), [("active", "unknown_field")]);
