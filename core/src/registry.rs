@@ -8,8 +8,8 @@ use crate::chatbot::{Chatbot, ChatbotDraft};
 use crate::domain::{ChatbotId, OrgId};
 use crate::error::{Error, Result};
 use crate::rules::{FieldMask, Rules};
-use crate::store::Store;
 use crate::store::listing::Filter;
+use crate::store::{Store, wait_for as wait};
 
 pub use crate::store::listing::PageCursor;
 
@@ -174,15 +174,6 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry").field("rules", &self.rules).finish_non_exhaustive()
     }
-}
-
-/// Runs a `submit_*` call and blocks until its `done` is called.
-fn wait<T: Send + 'static>(submit: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>)) -> Result<T> {
-    let (reply, answer) = std::sync::mpsc::sync_channel(1);
-    submit(Box::new(move |result| {
-        let _ = reply.send(result);
-    }));
-    answer.recv().unwrap_or_else(|_| Err(Error::storage("the store could not complete the change")))
 }
 
 #[allow(dead_code)]

@@ -31,6 +31,18 @@ pub mod pb {
 /// Largest request message accepted, matching the REST gateway's body limit.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
+/// The connections accepted on `listener`, with `TCP_NODELAY` set: tonic sets it only on listeners
+/// it binds itself, and without it every small unary reply waits 40 ms for Nagle's algorithm.
+pub fn accept_nodelay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|stream| {
+        let stream = stream?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}
+
 /// Serves `api`, health and reflection on `listener` until `shutdown` completes, then finishes the
 /// calls in flight.
 pub async fn serve(
@@ -50,17 +62,11 @@ pub async fn serve(
     let chatbots =
         pb::chatbot_service_server::ChatbotServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
 
-    // Small replies must not wait for Nagle's algorithm (a 40 ms stall per call otherwise).
-    let incoming = TcpListenerStream::new(listener).map(|stream| {
-        let stream = stream?;
-        stream.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(stream)
-    });
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(chatbots)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(accept_nodelay(listener), shutdown)
         .await
 }

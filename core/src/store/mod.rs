@@ -24,6 +24,7 @@ use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
 use crate::rules::{Proposal, SlugChoice};
 use listing::PageCursor;
+pub(crate) use writer::wait_for;
 pub use writer::{BatchWriter, Tx};
 
 /// How many `-n` alternatives a derived slug tries before giving up with `slug_taken`.

@@ -72,11 +72,7 @@ impl BatchWriter {
         &self,
         change: impl FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
-        self.submit(change, move |result| {
-            let _ = reply.send(result);
-        });
-        answer.recv().unwrap_or_else(|_| Err(stopped()))
+        wait_for(|done| self.submit(change, done))
     }
 
     /// Queues `change` like [`BatchWriter::write`] without waiting: `done` receives the outcome on the
@@ -99,6 +95,16 @@ impl BatchWriter {
             let _ = jobs.send(job);
         }
     }
+}
+
+/// Runs a call that answers through a `done` callback, and blocks until it does. A callback dropped
+/// unanswered (the writer stopped, or the change panicked) is a storage error.
+pub(crate) fn wait_for<T: Send + 'static>(submit: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>)) -> Result<T> {
+    let (reply, answer) = mpsc::sync_channel(1);
+    submit(Box::new(move |result| {
+        let _ = reply.send(result);
+    }));
+    answer.recv().unwrap_or_else(|_| Err(stopped()))
 }
 
 fn stopped() -> Error {

@@ -122,13 +122,10 @@ pub fn serve_ceiling(kind: &str) -> anyhow::Result<()> {
             "tonic" => {
                 let (health, service) = tonic_health::server::health_reporter();
                 health.set_service_status("", tonic_health::ServingStatus::Serving).await;
-                use tokio_stream::StreamExt as _;
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
-                    let stream = stream?;
-                    stream.set_nodelay(true)?;
-                    Ok::<_, std::io::Error>(stream)
-                });
-                tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await?;
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(grpc_server::accept_nodelay(listener))
+                    .await?;
                 Ok(())
             }
             other => anyhow::bail!("unknown ceiling {other}"),
