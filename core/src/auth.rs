@@ -25,10 +25,32 @@ impl ApiKey {
         &self.0
     }
 
-    /// What the store keeps: the SHA-256 of the key. A fast hash is enough because keys are long
-    /// random secrets, not passwords: there is nothing to guess from a dictionary.
-    pub(crate) fn hash(secret: &str) -> [u8; 32] {
-        Sha256::digest(secret.as_bytes()).into()
+    /// What the store keeps of this key.
+    pub fn hash(&self) -> KeyHash {
+        KeyHash::of(&self.0)
+    }
+}
+
+/// What the store keeps of an API key: its SHA-256. A fast hash is enough because keys are long random
+/// secrets, not passwords: there is nothing to guess from a dictionary.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash([u8; 32]);
+
+impl KeyHash {
+    /// The hash of a key as presented by a caller.
+    pub fn of(secret: &str) -> Self {
+        KeyHash(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// The 32 bytes to store and look up.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyHash({}..)", hex::encode(&self.0[..4]))
     }
 }
 
@@ -48,6 +70,7 @@ mod tests {
         assert_eq!(a.expose().len(), 48);
         assert!(a.expose().bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
-        assert_ne!(ApiKey::hash(a.expose()), ApiKey::hash(b.expose()));
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a.hash(), KeyHash::of(a.expose()));
     }
 }

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{BoundedText, ChatbotId, ChatbotName, HexColor, LogoUrl, Model, OpenAiKey, OrgId, Slug, Timestamp};
+use crate::domain::{
+    ChatbotId, ChatbotName, Description, Greeting, HexColor, LogoUrl, Model, OpenAiKey, OrgId, PersonalityText, Prompt,
+    Slug, SnippetText, Timestamp,
+};
 
 /// A stored chatbot: identity, ownership, configuration and history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +25,26 @@ pub struct Chatbot {
 }
 
 impl Chatbot {
+    /// A new chatbot of `org` with `config`: a fresh id, created now, revision 1.
+    pub fn new(org: OrgId, config: ChatbotConfig) -> Self {
+        let now = Timestamp::now();
+        Chatbot {
+            id: ChatbotId::new_random(),
+            organization_id: org,
+            config,
+            created_at: now,
+            updated_at: now,
+            revision: 1,
+        }
+    }
+
+    /// This chatbot with `config` instead: the next revision, updated strictly later than before so that
+    /// the entity tag changes even within one microsecond. Id, owner and creation time never change.
+    pub fn next(&self, config: ChatbotConfig) -> Self {
+        let updated_at = Timestamp::now().max(Timestamp::from_micros(self.updated_at.as_micros() + 1));
+        Chatbot { config, updated_at, revision: self.revision + 1, ..self.clone() }
+    }
+
     /// A strong validator that changes on every update (an HTTP entity tag without its quotes).
     pub fn etag(&self) -> String {
         format!("{}-{:x}", self.revision, self.updated_at.as_micros())
@@ -36,7 +59,7 @@ pub struct ChatbotConfig {
     /// Globally unique public address.
     pub slug: Slug,
     /// Free description, up to 500 characters.
-    pub description: BoundedText<500>,
+    pub description: Description,
     /// Whether anyone may chat with it through its slug.
     pub is_public: bool,
     /// Inactive chatbots keep their data and slug but do not answer.
@@ -53,16 +76,16 @@ pub struct ChatbotConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Personality {
     /// e.g. `Friendly`.
-    pub style: BoundedText<100>,
+    pub style: PersonalityText,
     /// e.g. `Professional`.
-    pub tone: BoundedText<100>,
+    pub tone: PersonalityText,
 }
 
 /// What a chatbot says and runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     /// First message shown to a user.
-    pub greeting: BoundedText<1000>,
+    pub greeting: Greeting,
     /// Whether it asks users for their contact details.
     pub is_request_user_info_enabled: bool,
     /// Whether it may call tools.
@@ -70,7 +93,7 @@ pub struct Settings {
     /// The language model.
     pub model: Model,
     /// The system prompt.
-    pub prompt: BoundedText<20000>,
+    pub prompt: Prompt,
     /// The chat widget's look.
     pub snippet: Snippet,
 }
@@ -79,21 +102,22 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snippet {
     /// Widget header text.
-    pub header: BoundedText<100>,
+    pub header: SnippetText,
     /// Logo image, if any.
     pub logo: Option<LogoUrl>,
     /// Name shown in the widget.
-    pub name: BoundedText<100>,
+    pub name: SnippetText,
     /// Main color.
     pub primary_color: HexColor,
     /// Accent color.
     pub secondary_color: HexColor,
     /// Tagline under the header.
-    pub slogan: BoundedText<100>,
+    pub slogan: SnippetText,
 }
 
 /// A chatbot as a client sent it, nothing checked yet: what a face fills in from its wire format
-/// before handing it to [`Rules`](crate::Rules). `None` means "not given".
+/// before handing it to the [`Registry`](crate::Registry). `None` means "not given". Faces fill it field
+/// by field through the catalog ([`ChatbotDraft::slot`](crate::ChatbotDraft::slot)).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[allow(missing_docs)] // the fields mirror ChatbotConfig one to one
 pub struct ChatbotDraft {

@@ -29,6 +29,9 @@ pub enum Error {
     /// The caller's entity tag no longer matches the chatbot: it changed since the caller read it.
     #[error("the chatbot has changed since it was read (etag mismatch)")]
     EtagMismatch,
+    /// An update that names no field to change.
+    #[error("the update names no field to change")]
+    NothingToUpdate,
     /// The store failed (disk full, I/O error, corrupt record). Not the caller's fault.
     #[error("storage failure: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -41,14 +44,27 @@ impl Error {
     }
 
     /// Wraps a storage-level failure.
-    pub(crate) fn storage(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn storage(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Error::Storage(err.into())
     }
-}
 
-impl From<sled::Error> for Error {
-    fn from(err: sled::Error) -> Self {
-        Error::storage(err)
+    /// The answer to a request in which a face found `unreadable` fields (unknown, read-only, of the
+    /// wrong type) before the rules could run, `checked` being what the rules said of the rest: one
+    /// [`Error::Invalid`] with every violation, one per field (a field that could not be read is not
+    /// also "missing"). An error other than invalid input (the chatbot does not exist...) wins.
+    pub fn invalid_with(unreadable: Vec<Violation>, checked: Result<()>) -> Self {
+        let mut violations = unreadable;
+        match checked {
+            // With fields that could not be read, an empty update says nothing more.
+            Ok(()) | Err(Error::NothingToUpdate) => {}
+            Err(Error::Invalid { violations: found }) => {
+                let fresh: Vec<Violation> =
+                    found.into_iter().filter(|v| !violations.iter().any(|u| u.field == v.field)).collect();
+                violations.extend(fresh);
+            }
+            Err(other) => return other,
+        }
+        Error::Invalid { violations }
     }
 }
 
@@ -88,6 +104,12 @@ pub enum ViolationCode {
     InvalidFormat,
     /// The value is not one of the allowed values (e.g. a model outside the allow-list).
     NotAllowed,
+    /// The value has the wrong type (a number where a string belongs...).
+    WrongType,
+    /// The request names a field that does not exist (a typo never vanishes silently).
+    UnknownField,
+    /// The request sets a field that only the service sets (`id`, `created_at`...).
+    ReadOnly,
 }
 
 impl ViolationCode {
@@ -99,6 +121,9 @@ impl ViolationCode {
             ViolationCode::TooLong => "too_long",
             ViolationCode::InvalidFormat => "invalid_format",
             ViolationCode::NotAllowed => "not_allowed",
+            ViolationCode::WrongType => "wrong_type",
+            ViolationCode::UnknownField => "unknown_field",
+            ViolationCode::ReadOnly => "read_only",
         }
     }
 }

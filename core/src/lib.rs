@@ -1,11 +1,13 @@
-//! `chatbot-core`: the domain of chatbotd, free of any wire protocol.
+//! `chatbot-core`: the domain of chatbotd, free of any wire protocol and of any async runtime.
 //!
 //! It holds the rules a chatbot configuration must obey (as types that cannot hold an invalid value),
-//! organisations and their API keys, and the embedded [sled] store that keeps them durable. The gRPC
-//! server and the REST gateway are thin faces over [`Registry`]; a Rust program can embed it directly:
+//! the catalog of the fields a client can set, organisations and their API keys, and the [`Store`]
+//! trait with its embedded engine on [sled]. The gRPC server and the REST gateway are thin faces over
+//! the async [`Registry`]; a Rust program can embed it directly, blocking or async:
 //!
 //! ```no_run
-//! use chatbot_core::{ChatbotDraft, Registry, Rules};
+//! use chatbot_core::blocking::Registry;
+//! use chatbot_core::{ChatbotDraft, Rules};
 //!
 //! let registry = Registry::open("./data", Rules::default())?;
 //! let (org, _key) = registry.create_api_key("acme")?;
@@ -15,19 +17,22 @@
 //! ```
 
 mod auth;
+pub mod blocking;
+mod catalog;
 mod chatbot;
 pub mod domain;
 mod error;
 mod registry;
 mod rules;
-mod store;
+pub mod store;
 
-pub use auth::ApiKey;
+pub use auth::{ApiKey, KeyHash};
+pub use catalog::{Field, FieldMask, Kind, Limit, Slot, Spec, Value};
 pub use chatbot::{
     Chatbot, ChatbotConfig, ChatbotDraft, Personality, PersonalityDraft, Settings, SettingsDraft, Snippet, SnippetDraft,
 };
 pub use domain::{ChatbotId, OrgId, Rejection, Timestamp};
 pub use error::{Error, Result, Violation, ViolationCode};
-pub use registry::{ListQuery, MAX_PAGE_SIZE, Page, PageCursor, Registry};
-pub use rules::{Field, FieldMask, ModelAllowList, Rules, defaults};
-pub use store::{BatchWriter, Tx};
+pub use registry::{ListQuery, Page, Registry};
+pub use rules::{ModelAllowList, Proposal, Rules, SlugChoice, defaults};
+pub use store::{PageCursor, Store};

@@ -1,26 +1,24 @@
-//! The public face of the core: every operation of the service, by organisation.
+//! The public face of the core: every operation of the service, by organisation, over any [`Store`].
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::auth::ApiKey;
+use crate::auth::{ApiKey, KeyHash};
+use crate::catalog::FieldMask;
 use crate::chatbot::{Chatbot, ChatbotDraft};
+use crate::domain::limits::MAX_PAGE_SIZE;
 use crate::domain::{ChatbotId, OrgId};
 use crate::error::{Error, Result};
-use crate::rules::{FieldMask, Rules};
-use crate::store::listing::Filter;
-use crate::store::{Store, wait_for as wait};
+use crate::rules::Rules;
+use crate::store::sled::SledStore;
+use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Store};
 
-pub use crate::store::listing::PageCursor;
-
-/// Largest page a listing returns (and the default size).
-pub const MAX_PAGE_SIZE: usize = 100;
-
-/// The chatbots of every organisation, their rules and their store. Cheap to share behind an `Arc`;
-/// every method is safe to call from many threads. Writes block until they are durable.
+/// The chatbots of every organisation, their rules and their store: what both faces call. Share it
+/// behind an `Arc`; every method may be called from many tasks at once. Write futures complete once the
+/// write is durable. (Embedders without an async runtime use [`blocking::Registry`](crate::blocking::Registry).)
 pub struct Registry {
     rules: Arc<Rules>,
-    store: Store,
+    store: Box<dyn Store>,
 }
 
 /// What to list.
@@ -46,9 +44,15 @@ pub struct Page {
 }
 
 impl Registry {
-    /// Opens the registry stored in `dir`, creating it if needed. Fails if another process has it open.
+    /// A registry enforcing `rules` over `store`.
+    pub fn new(store: impl Store + 'static, rules: Rules) -> Self {
+        Registry { rules: Arc::new(rules), store: Box::new(store) }
+    }
+
+    /// A registry over the embedded sled store in `dir`, created if needed. Fails if another process
+    /// has it open.
     pub fn open(dir: impl AsRef<Path>, rules: Rules) -> Result<Self> {
-        Ok(Registry { rules: Arc::new(rules), store: Store::open(dir.as_ref())? })
+        Ok(Registry::new(SledStore::open(dir)?, rules))
     }
 
     /// The rules this registry enforces.
@@ -57,30 +61,29 @@ impl Registry {
     }
 
     /// The organisation an API key belongs to; [`Error::Unauthenticated`] for an unknown key.
-    pub fn authenticate(&self, api_key: &str) -> Result<OrgId> {
-        self.store.org_of_key(api_key)
+    pub async fn authenticate(&self, api_key: &str) -> Result<OrgId> {
+        self.store.org_of_key(KeyHash::of(api_key)).await
     }
 
     /// Creates a new API key for organisation `org_name` (created if needed). The key is returned
     /// in clear this once; only its hash is stored.
-    pub fn create_api_key(&self, org_name: &str) -> Result<(OrgId, ApiKey)> {
-        let org = self.store.ensure_org(org_name)?;
+    pub async fn create_api_key(&self, org_name: &str) -> Result<(OrgId, ApiKey)> {
         let key = ApiKey::generate();
-        self.store.add_api_key(org, &key)?;
+        let org = self.add_api_key(org_name, &key).await?;
         Ok((org, key))
     }
 
     /// Makes an operator-chosen key valid for organisation `org_name` (created if needed). Calling
     /// it again with the same key is harmless.
-    pub fn add_api_key(&self, org_name: &str, key: &ApiKey) -> Result<OrgId> {
-        let org = self.store.ensure_org(org_name)?;
-        self.store.add_api_key(org, key)?;
+    pub async fn add_api_key(&self, org_name: &str, key: &ApiKey) -> Result<OrgId> {
+        let org = self.store.ensure_org(org_name).await?;
+        self.store.add_api_key(org, key.hash()).await?;
         Ok(org)
     }
 
     /// Whether any API key exists, i.e. whether anyone can use the service yet.
-    pub fn has_api_keys(&self) -> bool {
-        self.store.has_api_keys()
+    pub async fn has_api_keys(&self) -> Result<bool> {
+        self.store.has_api_keys().await
     }
 
     /// Checks `draft` against the rules without storing anything (AIP-163 `validate_only`).
@@ -89,39 +92,31 @@ impl Registry {
     }
 
     /// Creates a chatbot for `org`: the draft's fields over the defaults, a slug derived from the name
-    /// when none is given. Blocks until it is durable.
-    pub fn create(&self, org: OrgId, draft: ChatbotDraft) -> Result<Chatbot> {
-        wait(|done| self.submit_create(org, draft, done))
-    }
-
-    /// [`Registry::create`] without blocking: the rules are checked on the calling thread, then `done`
-    /// receives the outcome on the store's writer thread once it is durable, so it must be quick
-    /// (e.g. complete a channel an async task awaits).
-    pub fn submit_create(&self, org: OrgId, draft: ChatbotDraft, done: impl FnOnce(Result<Chatbot>) + Send + 'static) {
-        match self.rules.check(None, &draft, FieldMask::all()) {
-            Ok(proposal) => self.store.create(org, proposal, done),
-            Err(err) => done(Err(err)),
-        }
+    /// when none is given.
+    pub async fn create(&self, org: OrgId, draft: ChatbotDraft) -> Result<Chatbot> {
+        let proposal = self.rules.check(None, &draft, FieldMask::all())?;
+        let chatbot = Chatbot::new(org, proposal.config);
+        self.store.create(NewChatbot { chatbot, slug: proposal.slug }).await
     }
 
     /// The chatbot `id`, if `org` owns it ([`Error::NotFound`] otherwise, whoever owns it).
-    pub fn get(&self, org: OrgId, id: ChatbotId) -> Result<Chatbot> {
-        self.store.get(org, id)
+    pub async fn get(&self, org: OrgId, id: ChatbotId) -> Result<Chatbot> {
+        self.store.get(org, id).await
     }
 
     /// One page of `org`'s chatbots.
-    pub fn list(&self, org: OrgId, query: &ListQuery) -> Result<Page> {
+    pub async fn list(&self, org: OrgId, query: &ListQuery) -> Result<Page> {
         let limit = query.limit.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
         let filter = Filter { is_public: query.is_public, active: query.active };
-        let (items, more) = self.store.list(org, filter, query.after.as_ref(), limit)?;
-        let next = if more { items.last().map(PageCursor::after) } else { None };
-        Ok(Page { items, next })
+        let listing = self.store.list(org, filter, query.after, limit).await?;
+        let next = if listing.more { listing.items.last().map(PageCursor::after) } else { None };
+        Ok(Page { items: listing.items, next })
     }
 
     /// Changes the fields of `mask` to the draft's values (a masked field the draft leaves out is
-    /// reset to its default). With `expected_etag`, fails with [`Error::EtagMismatch`] unless the
-    /// stored chatbot still has that tag. Blocks until it is durable.
-    pub fn update(
+    /// reset to its default); [`Error::NothingToUpdate`] for an empty mask. With `expected_etag`, fails
+    /// with [`Error::EtagMismatch`] unless the stored chatbot still has that tag.
+    pub async fn update(
         &self,
         org: OrgId,
         id: ChatbotId,
@@ -129,44 +124,34 @@ impl Registry {
         mask: FieldMask,
         expected_etag: Option<&str>,
     ) -> Result<Chatbot> {
-        wait(|done| self.submit_update(org, id, draft, mask, expected_etag, done))
-    }
-
-    /// [`Registry::update`] without blocking; `done` as for [`Registry::submit_create`].
-    pub fn submit_update(
-        &self,
-        org: OrgId,
-        id: ChatbotId,
-        draft: ChatbotDraft,
-        mask: FieldMask,
-        expected_etag: Option<&str>,
-        done: impl FnOnce(Result<Chatbot>) + Send + 'static,
-    ) {
+        if mask.is_empty() {
+            return Err(Error::NothingToUpdate);
+        }
         let rules = Arc::clone(&self.rules);
-        let change = move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask);
-        self.store.update(org, id, expected_etag.map(str::to_owned), change, done);
+        let change = Box::new(move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask));
+        let expected_etag = expected_etag.map(str::to_owned);
+        self.store.update(ChatbotUpdate { org, id, expected_etag, change }).await
     }
 
     /// Checks an update of the chatbot `id` without changing anything (AIP-163 `validate_only`).
-    pub fn validate_update(&self, org: OrgId, id: ChatbotId, draft: &ChatbotDraft, mask: FieldMask) -> Result<()> {
-        let current = self.store.get(org, id)?;
-        self.rules.check(Some(&current.config), draft, mask).map(drop)
-    }
-
-    /// Deletes the chatbot and frees its slug. Blocks until it is durable.
-    pub fn delete(&self, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<()> {
-        wait(|done| self.submit_delete(org, id, expected_etag, done))
-    }
-
-    /// [`Registry::delete`] without blocking; `done` as for [`Registry::submit_create`].
-    pub fn submit_delete(
+    pub async fn validate_update(
         &self,
         org: OrgId,
         id: ChatbotId,
-        expected_etag: Option<&str>,
-        done: impl FnOnce(Result<()>) + Send + 'static,
-    ) {
-        self.store.delete(org, id, expected_etag.map(str::to_owned), done);
+        draft: &ChatbotDraft,
+        mask: FieldMask,
+    ) -> Result<()> {
+        if mask.is_empty() {
+            return Err(Error::NothingToUpdate);
+        }
+        let current = self.store.get(org, id).await?;
+        self.rules.check(Some(&current.config), draft, mask).map(drop)
+    }
+
+    /// Deletes the chatbot and frees its slug.
+    pub async fn delete(&self, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<()> {
+        let expected_etag = expected_etag.map(str::to_owned);
+        self.store.delete(ChatbotDeletion { org, id, expected_etag }).await
     }
 }
 

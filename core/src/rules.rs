@@ -1,6 +1,7 @@
 //! The creation and update rules: which fields exist, their defaults, and how a [`ChatbotDraft`]
 //! becomes a checked [`ChatbotConfig`] with every violation reported at once.
 
+use crate::catalog::{Field, FieldMask};
 use crate::chatbot::{ChatbotConfig, ChatbotDraft, Personality, Settings, Snippet};
 use crate::domain::{BoundedText, ChatbotName, HexColor, LogoUrl, Model, OpenAiKey, Rejection, Slug};
 use crate::error::{Error, Result, Violation, ViolationCode};
@@ -35,189 +36,6 @@ pub mod defaults {
     pub const SECONDARY_COLOR: &str = "#10B981";
     /// Models allowed when the deployment configures none.
     pub const MODELS: &[&str] = &["gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3-mini"];
-}
-
-/// Every field a client can set, in the contract's order. Used for field masks and violation paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(missing_docs)] // each variant is named after its JSON path
-pub enum Field {
-    Name,
-    Slug,
-    Description,
-    IsPublic,
-    Active,
-    OpenaiApiKey,
-    PersonalityStyle,
-    PersonalityTone,
-    Greeting,
-    IsRequestUserInfoEnabled,
-    IsToolEnabled,
-    Model,
-    Prompt,
-    SnippetHeader,
-    SnippetLogo,
-    SnippetName,
-    SnippetPrimaryColor,
-    SnippetSecondaryColor,
-    SnippetSlogan,
-}
-
-impl Field {
-    /// All fields.
-    pub const ALL: [Field; 19] = [
-        Field::Name,
-        Field::Slug,
-        Field::Description,
-        Field::IsPublic,
-        Field::Active,
-        Field::OpenaiApiKey,
-        Field::PersonalityStyle,
-        Field::PersonalityTone,
-        Field::Greeting,
-        Field::IsRequestUserInfoEnabled,
-        Field::IsToolEnabled,
-        Field::Model,
-        Field::Prompt,
-        Field::SnippetHeader,
-        Field::SnippetLogo,
-        Field::SnippetName,
-        Field::SnippetPrimaryColor,
-        Field::SnippetSecondaryColor,
-        Field::SnippetSlogan,
-    ];
-
-    /// The path in the contract's JSON body, used in every violation: `settings.snippet.primaryColor`.
-    pub fn json_path(self) -> &'static str {
-        self.paths().0
-    }
-
-    /// The path in the protobuf message, as used in a gRPC `update_mask`: `settings.snippet.primary_color`.
-    pub fn proto_path(self) -> &'static str {
-        self.paths().1
-    }
-
-    /// Both spellings of the field's path: (JSON, protobuf).
-    fn paths(self) -> (&'static str, &'static str) {
-        match self {
-            Field::Name => ("name", "name"),
-            Field::Slug => ("slug", "slug"),
-            Field::Description => ("description", "description"),
-            Field::IsPublic => ("is_public", "is_public"),
-            Field::Active => ("active", "active"),
-            Field::OpenaiApiKey => ("openai_api_key", "openai_api_key"),
-            Field::PersonalityStyle => ("personality_config.style", "personality_config.style"),
-            Field::PersonalityTone => ("personality_config.tone", "personality_config.tone"),
-            Field::Greeting => ("settings.greeting", "settings.greeting"),
-            Field::IsRequestUserInfoEnabled => {
-                ("settings.isRequestUserInfoEnabled", "settings.is_request_user_info_enabled")
-            }
-            Field::IsToolEnabled => ("settings.isToolEnabled", "settings.is_tool_enabled"),
-            Field::Model => ("settings.model", "settings.model"),
-            Field::Prompt => ("settings.prompt", "settings.prompt"),
-            Field::SnippetHeader => ("settings.snippet.header", "settings.snippet.header"),
-            Field::SnippetLogo => ("settings.snippet.logo", "settings.snippet.logo"),
-            Field::SnippetName => ("settings.snippet.name", "settings.snippet.name"),
-            Field::SnippetPrimaryColor => ("settings.snippet.primaryColor", "settings.snippet.primary_color"),
-            Field::SnippetSecondaryColor => ("settings.snippet.secondaryColor", "settings.snippet.secondary_color"),
-            Field::SnippetSlogan => ("settings.snippet.slogan", "settings.snippet.slogan"),
-        }
-    }
-
-    fn bit(self) -> u32 {
-        1 << (self as u32)
-    }
-}
-
-/// A set of [`Field`]s: the ones an update changes (AIP-134's `update_mask`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FieldMask(u32);
-
-impl FieldMask {
-    /// No field.
-    pub const EMPTY: FieldMask = FieldMask(0);
-
-    /// Every field (`*`).
-    pub fn all() -> Self {
-        Field::ALL.into_iter().collect()
-    }
-
-    /// Whether `field` is in the set.
-    pub fn contains(self, field: Field) -> bool {
-        self.0 & field.bit() != 0
-    }
-
-    /// Adds `field`.
-    pub fn insert(&mut self, field: Field) {
-        self.0 |= field.bit();
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// Reads mask paths. A path names a field in its protobuf or JSON spelling, or a parent object
-    /// (`settings.snippet` selects all six snippet fields); `*` selects everything. Unknown paths are
-    /// violations of `update_mask`.
-    pub fn parse<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<Self> {
-        let mut mask = FieldMask::EMPTY;
-        let mut violations = Vec::new();
-        for path in paths {
-            let selected: Vec<Field> = if path == "*" {
-                Field::ALL.to_vec()
-            } else {
-                let selects =
-                    |full: &str| full == path || full.strip_prefix(path).is_some_and(|rest| rest.starts_with('.'));
-                Field::ALL.into_iter().filter(|f| selects(f.json_path()) || selects(f.proto_path())).collect()
-            };
-            if selected.is_empty() {
-                violations.push(Violation::new(
-                    "update_mask",
-                    ViolationCode::InvalidFormat,
-                    format!("unknown field path '{path}'"),
-                ));
-            }
-            selected.into_iter().for_each(|f| mask.insert(f));
-        }
-        if violations.is_empty() { Ok(mask) } else { Err(Error::Invalid { violations }) }
-    }
-}
-
-impl FromIterator<Field> for FieldMask {
-    fn from_iter<I: IntoIterator<Item = Field>>(iter: I) -> Self {
-        let mut mask = FieldMask::EMPTY;
-        iter.into_iter().for_each(|f| mask.insert(f));
-        mask
-    }
-}
-
-impl ChatbotDraft {
-    /// The fields this draft gives a value for: the implied mask of an update without one.
-    pub fn given_fields(&self) -> FieldMask {
-        let (p, s, n) = (&self.personality, &self.settings, &self.settings.snippet);
-        let given = [
-            (Field::Name, self.name.is_some()),
-            (Field::Slug, self.slug.is_some()),
-            (Field::Description, self.description.is_some()),
-            (Field::IsPublic, self.is_public.is_some()),
-            (Field::Active, self.active.is_some()),
-            (Field::OpenaiApiKey, self.openai_api_key.is_some()),
-            (Field::PersonalityStyle, p.style.is_some()),
-            (Field::PersonalityTone, p.tone.is_some()),
-            (Field::Greeting, s.greeting.is_some()),
-            (Field::IsRequestUserInfoEnabled, s.is_request_user_info_enabled.is_some()),
-            (Field::IsToolEnabled, s.is_tool_enabled.is_some()),
-            (Field::Model, s.model.is_some()),
-            (Field::Prompt, s.prompt.is_some()),
-            (Field::SnippetHeader, n.header.is_some()),
-            (Field::SnippetLogo, n.logo.is_some()),
-            (Field::SnippetName, n.name.is_some()),
-            (Field::SnippetPrimaryColor, n.primary_color.is_some()),
-            (Field::SnippetSecondaryColor, n.secondary_color.is_some()),
-            (Field::SnippetSlogan, n.slogan.is_some()),
-        ];
-        given.into_iter().filter(|(_, given)| *given).map(|(field, _)| field).collect()
-    }
 }
 
 /// The models a deployment lets chatbots use.
@@ -270,7 +88,7 @@ pub struct Rules {
 
 /// How the slug of a checked configuration was chosen; the store resolves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SlugChoice {
+pub enum SlugChoice {
     /// Unchanged from the stored chatbot.
     Kept,
     /// Given by the client: must be free (or already this chatbot's).
@@ -279,10 +97,12 @@ pub(crate) enum SlugChoice {
     Derived,
 }
 
-/// A checked configuration ready for the store.
+/// A configuration checked against the rules, ready for the store: only [`Rules`] makes one.
 #[derive(Debug, Clone)]
-pub(crate) struct Proposal {
+pub struct Proposal {
+    /// The configuration; its slug is the one wanted, which the store may suffix when derived.
     pub config: ChatbotConfig,
+    /// How the slug was chosen, i.e. how the store must resolve it.
     pub slug: SlugChoice,
 }
 
@@ -290,12 +110,7 @@ impl Rules {
     /// Checks the fields of `draft` selected by `mask` and lays them over `base` (the stored
     /// configuration on update; the defaults on create, when `base` is `None`). A selected field
     /// that the draft leaves out is reset to its default. Every violation is reported at once.
-    pub(crate) fn check(
-        &self,
-        base: Option<&ChatbotConfig>,
-        draft: &ChatbotDraft,
-        mask: FieldMask,
-    ) -> Result<Proposal> {
+    pub fn check(&self, base: Option<&ChatbotConfig>, draft: &ChatbotDraft, mask: FieldMask) -> Result<Proposal> {
         let mut c = Checker { mask, violations: Vec::new() };
         let (p, s, n) = (&draft.personality, &draft.settings, &draft.settings.snippet);
         let (bp, bs, bn) = (base.map(|b| &b.personality), base.map(|b| &b.settings), base.map(|b| &b.settings.snippet));
@@ -576,13 +391,30 @@ mod tests {
     }
 
     #[test]
-    fn mask_paths_accept_both_spellings_and_parents() {
-        let both = FieldMask::parse(["settings.snippet.primary_color", "settings.snippet.secondaryColor"]).unwrap();
-        assert!(both.contains(Field::SnippetPrimaryColor) && both.contains(Field::SnippetSecondaryColor));
-        let parent = FieldMask::parse(["settings.snippet"]).unwrap();
-        assert!(parent.contains(Field::SnippetLogo) && !parent.contains(Field::Model));
-        assert_eq!(FieldMask::parse(["*"]).unwrap(), FieldMask::all());
-        assert!(FieldMask::parse(["settings.snip"]).is_err());
+    fn every_length_limit_of_the_catalog_is_the_one_the_rules_enforce() {
+        use crate::catalog::{Limit, Value};
+        let value_of_len = |field: Field, len: usize| {
+            if field == Field::SnippetLogo {
+                format!("https://e.com/{}", "a".repeat(len - 14))
+            } else {
+                "a".repeat(len)
+            }
+        };
+        let draft_with = |field: Field, len: usize| {
+            let mut draft = named("Limits");
+            draft.slot(field).put(Some(Value::Text(value_of_len(field, len)))).unwrap();
+            draft
+        };
+        let mut checked = 0;
+        for field in Field::ALL.into_iter().filter(|f| *f != Field::Model) {
+            let (Limit::Chars(max) | Limit::Bytes(max)) = field.spec().limit else { continue };
+            let at_limit = Rules::default().check(None, &draft_with(field, max), FieldMask::all());
+            assert!(at_limit.is_ok(), "{field:?} at {max}: {at_limit:?}");
+            let past = violations(Rules::default().check(None, &draft_with(field, max + 1), FieldMask::all()));
+            assert_eq!(past, vec![(field.json_path().to_owned(), ViolationCode::TooLong)], "{field:?}");
+            checked += 1;
+        }
+        assert_eq!(checked, 12);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `grpc-server`: the chatbotd gRPC service. It authenticates the `x-api-key` metadata, converts
-//! protobuf messages to core types, calls [`chatbot_core::Registry`] and converts the result back;
-//! errors become gRPC statuses with `google.rpc` details. No rule lives here.
+//! protobuf messages to core types (field by field through the core's catalog), calls
+//! [`chatbot_core::Registry`] and converts the result back; errors become gRPC statuses with
+//! `google.rpc` details, in one mapping (`status.rs`). No rule lives here.
 //!
 //! [`serve`] runs it with gRPC health and reflection, so stock tools (`grpcurl`, `grpc_health_probe`)
 //! can list and call it.
@@ -15,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 
-pub use convert::draft as draft_from_message;
+pub use convert::message as message_from_draft;
 pub use service::{API_KEY_METADATA, ChatbotApi};
 pub use status::ERROR_DOMAIN;
 
@@ -27,9 +28,6 @@ pub mod pb {
     /// The encoded descriptor set of the API, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("chatbot_descriptor");
 }
-
-/// Largest request message accepted, matching the REST gateway's body limit.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// The connections accepted on `listener`, with `TCP_NODELAY` set: tonic sets it only on listeners
 /// it binds itself, and without it every small unary reply waits 40 ms for Nagle's algorithm.
@@ -59,8 +57,8 @@ pub async fn serve(
     };
     let reflection_v1 = reflection().build_v1().expect("the embedded descriptor sets are valid");
     let reflection_v1alpha = reflection().build_v1alpha().expect("the embedded descriptor sets are valid");
-    let chatbots =
-        pb::chatbot_service_server::ChatbotServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let chatbots = pb::chatbot_service_server::ChatbotServiceServer::new(api)
+        .max_decoding_message_size(chatbot_core::domain::limits::MAX_REQUEST_BYTES);
 
     tonic::transport::Server::builder()
         .add_service(health_service)

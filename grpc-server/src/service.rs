@@ -1,8 +1,8 @@
-//! The `chatbot.v1.ChatbotService` handlers: authenticate, convert, call the core, convert back.
+//! The `chatbot.v1.ChatbotService` handlers: authenticate, convert, call the registry, convert back.
 
 use std::sync::Arc;
 
-use chatbot_core::{ChatbotId, Error, FieldMask, ListQuery, OrgId, PageCursor, Registry, Rejection, Violation};
+use chatbot_core::{ChatbotId, Error, FieldMask, ListQuery, OrgId, PageCursor, Registry, Rejection, ViolationCode};
 use tonic::{Request, Response, Status};
 
 use crate::pb::chatbot_service_server::ChatbotService;
@@ -28,24 +28,11 @@ impl ChatbotApi {
     }
 
     /// The organisation of the request's API key.
-    fn authenticate<T>(&self, request: &Request<T>) -> Result<OrgId, Status> {
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<OrgId, Status> {
         let key = request.metadata().get(API_KEY_METADATA).and_then(|v| v.to_str().ok());
         let key = key.ok_or(Error::Unauthenticated).map_err(to_status)?;
-        self.registry.authenticate(key).map_err(to_status)
+        self.registry.authenticate(key).await.map_err(to_status)
     }
-}
-
-/// Awaits a write submitted to the registry. The store answers from its writer thread once the change
-/// is on disk; no async worker or blocking thread waits for the disk meanwhile.
-async fn durable<T: Send + 'static>(
-    submit: impl FnOnce(Box<dyn FnOnce(chatbot_core::Result<T>) + Send>),
-) -> Result<T, Status> {
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    submit(Box::new(move |result| {
-        let _ = reply.send(result);
-    }));
-    let result = answer.await.unwrap_or_else(|_| Err(Error::Storage("the store could not complete the change".into())));
-    result.map_err(to_status)
 }
 
 /// An id that is not a UUID names no chatbot: it is answered like an unknown one.
@@ -54,8 +41,8 @@ fn chatbot_id(id: &str) -> Result<ChatbotId, Status> {
 }
 
 /// An `etag` field: empty means "no precondition".
-fn etag(tag: &str) -> Option<String> {
-    (!tag.is_empty()).then(|| tag.to_owned())
+fn etag(tag: &str) -> Option<&str> {
+    (!tag.is_empty()).then_some(tag)
 }
 
 fn invalid(field: &str, rejection: Rejection) -> Status {
@@ -65,21 +52,21 @@ fn invalid(field: &str, rejection: Rejection) -> Status {
 #[tonic::async_trait]
 impl ChatbotService for ChatbotApi {
     async fn create_chatbot(&self, request: Request<CreateChatbotRequest>) -> Result<Response<Chatbot>, Status> {
-        let org = self.authenticate(&request)?;
+        let org = self.authenticate(&request).await?;
         let request = request.into_inner();
-        let draft = convert::draft(request.chatbot.unwrap_or_default());
+        let (draft, _) = convert::draft(request.chatbot.unwrap_or_default()).map_err(to_status)?;
         if request.validate_only {
             self.registry.validate(&draft).map_err(to_status)?;
             return Ok(Response::new(Chatbot::default()));
         }
-        let created = durable(|done| self.registry.submit_create(org, draft, done)).await?;
+        let created = self.registry.create(org, draft).await.map_err(to_status)?;
         Ok(Response::new(convert::chatbot(&created)))
     }
 
     async fn get_chatbot(&self, request: Request<GetChatbotRequest>) -> Result<Response<Chatbot>, Status> {
-        let org = self.authenticate(&request)?;
+        let org = self.authenticate(&request).await?;
         let id = chatbot_id(&request.get_ref().id)?;
-        let chatbot = self.registry.get(org, id).map_err(to_status)?;
+        let chatbot = self.registry.get(org, id).await.map_err(to_status)?;
         Ok(Response::new(convert::chatbot(&chatbot)))
     }
 
@@ -87,22 +74,21 @@ impl ChatbotService for ChatbotApi {
         &self,
         request: Request<ListChatbotsRequest>,
     ) -> Result<Response<ListChatbotsResponse>, Status> {
-        let org = self.authenticate(&request)?;
+        let org = self.authenticate(&request).await?;
         let request = request.into_inner();
-        let limit = match request.page_size {
-            size if size < 0 => {
-                let rejection = Rejection::new(chatbot_core::ViolationCode::InvalidFormat, "must not be negative");
-                return Err(invalid("page_size", rejection));
+        let limit = match usize::try_from(request.page_size) {
+            Err(_) => {
+                return Err(invalid("page_size", Rejection::new(ViolationCode::InvalidFormat, "must not be negative")));
             }
-            0 => None,
-            size => Some(size as usize),
+            Ok(0) => None,
+            Ok(size) => Some(size),
         };
         let after = match request.page_token.as_str() {
             "" => None,
             token => Some(PageCursor::parse(token).map_err(|r| invalid("page_token", r))?),
         };
         let query = ListQuery { limit, after, is_public: request.is_public, active: request.active };
-        let page = self.registry.list(org, &query).map_err(to_status)?;
+        let page = self.registry.list(org, &query).await.map_err(to_status)?;
         Ok(Response::new(ListChatbotsResponse {
             chatbots: page.items.iter().map(convert::chatbot).collect(),
             next_page_token: page.next.map(|cursor| cursor.encode()).unwrap_or_default(),
@@ -110,35 +96,28 @@ impl ChatbotService for ChatbotApi {
     }
 
     async fn update_chatbot(&self, request: Request<UpdateChatbotRequest>) -> Result<Response<Chatbot>, Status> {
-        let org = self.authenticate(&request)?;
+        let org = self.authenticate(&request).await?;
         let request = request.into_inner();
-        let chatbot = request.chatbot.unwrap_or_default();
+        let mut chatbot = request.chatbot.unwrap_or_default();
         let id = chatbot_id(&chatbot.id)?;
-        let expected = etag(&chatbot.etag);
-        let draft = convert::draft(chatbot);
+        let expected = std::mem::take(&mut chatbot.etag);
+        let (draft, given) = convert::draft(chatbot).map_err(to_status)?;
         let mask = match &request.update_mask {
             Some(mask) => FieldMask::parse(mask.paths.iter().map(String::as_str)).map_err(to_status)?,
-            None => draft.given_fields(),
+            None => given,
         };
-        if mask.is_empty() {
-            let violation =
-                Violation::new("update_mask", chatbot_core::ViolationCode::Required, "names no field to change");
-            return Err(to_status(Error::invalid(violation)));
-        }
         if request.validate_only {
-            self.registry.validate_update(org, id, &draft, mask).map_err(to_status)?;
+            self.registry.validate_update(org, id, &draft, mask).await.map_err(to_status)?;
             return Ok(Response::new(Chatbot::default()));
         }
-        let updated =
-            durable(|done| self.registry.submit_update(org, id, draft, mask, expected.as_deref(), done)).await?;
+        let updated = self.registry.update(org, id, draft, mask, etag(&expected)).await.map_err(to_status)?;
         Ok(Response::new(convert::chatbot(&updated)))
     }
 
     async fn delete_chatbot(&self, request: Request<DeleteChatbotRequest>) -> Result<Response<()>, Status> {
-        let org = self.authenticate(&request)?;
+        let org = self.authenticate(&request).await?;
         let id = chatbot_id(&request.get_ref().id)?;
-        let expected = etag(&request.get_ref().etag);
-        durable(|done| self.registry.submit_delete(org, id, expected.as_deref(), done)).await?;
+        self.registry.delete(org, id, etag(&request.get_ref().etag)).await.map_err(to_status)?;
         Ok(Response::new(()))
     }
 }

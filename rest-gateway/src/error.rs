@@ -1,38 +1,44 @@
-//! The one error body of the REST face, and the one mapping from gRPC statuses to it.
+//! The one error type of the REST face, and the one mapping from it to the wire.
 //!
 //! Every error on every endpoint is answered as
 //! `{"error": {"code": "...", "message": "...", "violations": [{"field", "code", "message"}]}}`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use chatbot_core::Violation;
 use serde::Serialize;
-use tonic::Code;
-use tonic_types::StatusExt;
 
-/// An error answered in the contract's error shape.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    status: StatusCode,
-    code: String,
-    message: String,
-    violations: Vec<FieldViolation>,
+/// Everything the REST face can answer with an error: what the core said, and what the gateway
+/// itself refuses before the core is asked.
+#[derive(Debug)]
+pub enum ApiError {
+    /// An error of the core (invalid input, unknown key, no such chatbot, store failure...).
+    Core(chatbot_core::Error),
+    /// The body is not JSON.
+    MalformedJson(serde_json::Error),
+    /// The body is JSON, but not an object.
+    NotAnObject {
+        /// The JSON type found instead, e.g. "an array".
+        found: &'static str,
+    },
+    /// The body is not sent as JSON.
+    UnsupportedMediaType,
+    /// The body is over the limit.
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// No route has that path.
+    NoSuchRoute,
+    /// The route does not take that method.
+    MethodNotAllowed,
+    /// An `If-Match` or `If-None-Match` header that is not a list of quoted entity tags.
+    MalformedConditional,
 }
 
-/// One broken rule of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldViolation {
-    /// JSON path of the field, e.g. `settings.snippet.primaryColor`.
-    pub field: String,
-    /// Stable machine-readable reason, e.g. `too_long`.
-    pub code: String,
-    /// Human-readable explanation.
-    pub message: String,
-}
-
-impl FieldViolation {
-    /// A violation of `field` for `code`.
-    pub fn new(field: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
-        FieldViolation { field: field.into(), code: code.to_owned(), message: message.into() }
+impl From<chatbot_core::Error> for ApiError {
+    fn from(err: chatbot_core::Error) -> Self {
+        ApiError::Core(err)
     }
 }
 
@@ -45,104 +51,77 @@ struct ErrorBody<'a> {
 struct ErrorJson<'a> {
     code: &'a str,
     message: &'a str,
-    violations: &'a [FieldViolation],
+    violations: Vec<ViolationJson<'a>>,
 }
 
-impl ApiError {
-    /// An error with a status, a stable code and a message.
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.to_owned(), message: message.into(), violations: Vec::new() }
-    }
-
-    /// A 400 `invalid_argument` listing `violations`.
-    pub fn invalid(violations: Vec<FieldViolation>) -> Self {
-        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
-        let message = format!("the request is invalid: check {}", fields.join(", "));
-        ApiError { violations, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", message) }
-    }
-
-    /// The 404 for a route or resource that does not exist.
-    pub fn not_found() -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The field violations, if any.
-    pub fn violations(&self) -> &[FieldViolation] {
-        &self.violations
-    }
-
-    /// Adds violations found by the gateway itself (JSON shape) to those of the service, keeping one
-    /// per field: a field the gateway could not read is not also "missing" for the service.
-    pub fn with_shape_violations(self, mut shape: Vec<FieldViolation>) -> Self {
-        if shape.is_empty() || self.status != StatusCode::BAD_REQUEST {
-            return self;
-        }
-        let service = self.violations;
-        let extra: Vec<FieldViolation> =
-            service.into_iter().filter(|v| !shape.iter().any(|s| s.field == v.field)).collect();
-        shape.extend(extra);
-        ApiError::invalid(shape)
-    }
-
-    /// Renames violation fields (a gRPC parameter name to its REST spelling, e.g. `page_token` to
-    /// `cursor`).
-    pub fn rename_fields(mut self, renames: &[(&str, &str)]) -> Self {
-        for violation in &mut self.violations {
-            if let Some((_, to)) = renames.iter().find(|(from, _)| *from == violation.field) {
-                violation.field = (*to).to_owned();
-            }
-        }
-        self
-    }
-}
-
-impl From<tonic::Status> for ApiError {
-    /// The HTTP status for each gRPC code, the stable code from `ErrorInfo.reason`, and the
-    /// `BadRequest` violations.
-    fn from(status: tonic::Status) -> Self {
-        let http = match status.code() {
-            Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => StatusCode::BAD_REQUEST,
-            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Code::PermissionDenied => StatusCode::FORBIDDEN,
-            Code::NotFound => StatusCode::NOT_FOUND,
-            Code::AlreadyExists => StatusCode::CONFLICT,
-            Code::Aborted => StatusCode::PRECONDITION_FAILED,
-            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-            Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-            Code::Unavailable | Code::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
-            Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-            Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let details = status.get_error_details();
-        let code = match details.error_info() {
-            Some(info) if !info.reason.is_empty() => info.reason.clone(),
-            _ => format!("{:?}", status.code()).to_lowercase(),
-        };
-        let violations = details
-            .bad_request()
-            .map(|bad| {
-                bad.field_violations
-                    .iter()
-                    .map(|v| FieldViolation::new(v.field.clone(), &v.reason, v.description.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        ApiError { status: http, code, message: status.message().to_owned(), violations }
-    }
+#[derive(Serialize)]
+struct ViolationJson<'a> {
+    field: &'a str,
+    code: &'a str,
+    message: &'a str,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(code = %self.code, message = %self.message, "answered with a server error");
-        }
-        let body =
-            ErrorBody { error: ErrorJson { code: &self.code, message: &self.message, violations: &self.violations } };
-        (self.status, axum::Json(body)).into_response()
+        use chatbot_core::Error;
+        let mut violations: Vec<Violation> = Vec::new();
+        let (status, code, message) = match self {
+            ApiError::Core(Error::Invalid { violations: found }) => {
+                let fields: Vec<&str> = found.iter().map(|v| v.field.as_str()).collect();
+                let message = format!("the request is invalid: check {}", fields.join(", "));
+                violations = found;
+                (StatusCode::BAD_REQUEST, "invalid_argument", message)
+            }
+            ApiError::Core(Error::NothingToUpdate) => {
+                (StatusCode::BAD_REQUEST, "invalid_argument", "the body names no field to change".to_owned())
+            }
+            ApiError::Core(err @ Error::Unauthenticated) => {
+                (StatusCode::UNAUTHORIZED, "unauthenticated", err.to_string())
+            }
+            ApiError::Core(err @ Error::NotFound) => (StatusCode::NOT_FOUND, "not_found", err.to_string()),
+            ApiError::Core(err @ Error::SlugTaken { .. }) => (StatusCode::CONFLICT, "slug_taken", err.to_string()),
+            ApiError::Core(err @ Error::EtagMismatch) => {
+                (StatusCode::PRECONDITION_FAILED, "etag_mismatch", err.to_string())
+            }
+            ApiError::Core(Error::Storage(source)) => {
+                // The cause stays in the log; the client learns only that it was not its fault.
+                tracing::error!(error = %source, "storage failure");
+                let message = "the service could not complete the request; the cause has been logged";
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", message.to_owned())
+            }
+            ApiError::MalformedJson(err) => {
+                let message =
+                    format!("the body is not valid JSON: {err} (line {}, column {})", err.line(), err.column());
+                (StatusCode::BAD_REQUEST, "malformed_json", message)
+            }
+            ApiError::NotAnObject { found } => {
+                (StatusCode::BAD_REQUEST, "invalid_argument", format!("the body must be a JSON object, not {found}"))
+            }
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be sent with Content-Type: application/json".to_owned(),
+            ),
+            ApiError::PayloadTooLarge { limit } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body must be at most {limit} bytes"))
+            }
+            ApiError::NoSuchRoute => (StatusCode::NOT_FOUND, "not_found", "no such resource".to_owned()),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method".to_owned(),
+            ),
+            ApiError::MalformedConditional => (
+                StatusCode::BAD_REQUEST,
+                "invalid_argument",
+                "a conditional header is not a list of quoted entity tags".to_owned(),
+            ),
+        };
+        let violations = violations
+            .iter()
+            .map(|v| ViolationJson { field: &v.field, code: v.code.as_str(), message: &v.message })
+            .collect();
+        let body = ErrorBody { error: ErrorJson { code, message: &message, violations } };
+        (status, axum::Json(body)).into_response()
     }
 }

@@ -1,11 +1,11 @@
-//! `rest-gateway`: the okchat external API's chatbot endpoints as JSON over HTTP (axum), translated
-//! to calls of the chatbotd gRPC service ([`backend`]). It parses the contract's JSON
-//! ([`contract::request`]), calls the service, and shapes the contract's JSON
-//! ([`contract::response`]); errors take one shape ([`error`]). No rule lives here.
+//! `rest-gateway`: the okchat external API's chatbot endpoints as JSON over HTTP (axum), over
+//! [`chatbot_core::Registry`]. Each handler reads the contract's JSON into core types
+//! ([`contract::request`], field by field through the core's catalog), calls the registry and shapes
+//! the contract's JSON ([`contract::response`]); every error takes one shape, mapped in one place
+//! ([`error`]). No rule lives here.
 //!
-//! The `chatbotd` binary (src/main.rs) runs this gateway and the gRPC service over one store.
+//! The `chatbotd` binary (`src/main.rs`) serves this gateway and the gRPC service over one store.
 
-pub mod backend;
 pub mod contract;
 pub mod error;
 pub mod extract;
@@ -13,5 +13,4 @@ mod preconditions;
 mod query;
 mod routes;
 
-pub use backend::Backend;
 pub use routes::app;

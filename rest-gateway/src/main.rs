@@ -2,27 +2,21 @@
 //!
 //! - `chatbotd` or `chatbotd serve`: opens the sled store in `--data-dir` (default `./data`) and serves
 //!   REST on `--rest-addr` (default `127.0.0.1:8080`) and gRPC on `--grpc-addr` (default
-//!   `127.0.0.1:50051`) until SIGTERM or Ctrl-C. With `--grpc-upstream URL` it serves only REST,
-//!   forwarding to a remote grpc-server.
+//!   `127.0.0.1:50051`) until SIGTERM or Ctrl-C.
 //! - `chatbotd keys create --org NAME`: creates the organisation if needed and prints a new API key
 //!   as the last line of stdout.
 //!
 //! Every flag has an environment variable (`CHATBOTD_DATA_DIR`, ...); see `chatbotd help serve`.
 
+mod startup;
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::Context as _;
-use chatbot_core::{ApiKey, ModelAllowList, Registry, Rules};
+use chatbot_core::{ModelAllowList, Rules};
 use clap::{Args, Parser, Subcommand};
-use rest_gateway::backend;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-
-/// The organisation that the first key (or `CHATBOTD_API_KEY`) belongs to.
-const DEFAULT_ORG: &str = "default";
+use startup::{Application, Config, DEFAULT_ORG};
 
 #[derive(Parser)]
 #[command(name = "chatbotd", version, about = "Creates and manages chatbot configurations over REST and gRPC.")]
@@ -63,6 +57,12 @@ struct StoreArgs {
     models: Vec<String>,
 }
 
+impl StoreArgs {
+    fn rules(&self) -> Rules {
+        Rules { models: ModelAllowList::new(&self.models) }
+    }
+}
+
 #[derive(Args, Clone)]
 struct ServeArgs {
     #[command(flatten)]
@@ -73,10 +73,6 @@ struct ServeArgs {
     /// Address of the gRPC service.
     #[arg(long, env = "CHATBOTD_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
-    /// Serve only REST, forwarding to the grpc-server at this URL (e.g. http://10.0.0.5:50051)
-    /// instead of opening a store.
-    #[arg(long, env = "CHATBOTD_GRPC_UPSTREAM")]
-    grpc_upstream: Option<String>,
     /// An API key to make valid for the default organisation (for scripts and containers).
     #[arg(long, env = "CHATBOTD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -91,15 +87,6 @@ impl Default for ServeArgs {
     }
 }
 
-impl StoreArgs {
-    fn open(&self) -> anyhow::Result<Registry> {
-        let rules = Rules { models: ModelAllowList::new(&self.models) };
-        Registry::open(&self.data_dir, rules).with_context(|| {
-            format!("cannot open the store in {} (is another chatbotd using it?)", self.data_dir.display())
-        })
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -109,7 +96,7 @@ fn main() -> anyhow::Result<()> {
         None => serve(ServeArgs::default()),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Keys(KeysCommand::Create { org, store })) => {
-            let registry = store.open()?;
+            let registry = chatbot_core::blocking::Registry::open(&store.data_dir, store.rules())?;
             let (org_id, key) = registry.create_api_key(&org)?;
             println!("organisation {org} ({org_id})");
             println!("{}", key.expose());
@@ -120,81 +107,35 @@ fn main() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop.send(true);
-    });
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }
+    let config = Config {
+        rules: args.store.rules(),
+        data_dir: args.store.data_dir,
+        rest_addr: args.rest_addr,
+        grpc_addr: args.grpc_addr,
+        api_key: args.api_key,
     };
-
-    let (backend, grpc) = match &args.grpc_upstream {
-        Some(upstream) => (backend::remote(upstream).context("invalid --grpc-upstream")?, None),
-        None => {
-            let registry = Arc::new(args.store.open()?);
-            bootstrap_key(&registry, args.api_key.as_deref())?;
-            let api = grpc_server::ChatbotApi::new(registry);
-            let listener = bind(args.grpc_addr).await?;
-            announce("gRPC", &listener)?;
-            (backend::in_process(api.clone()), Some(tokio::spawn(grpc_server::serve(listener, api, until_stopped()))))
-        }
-    };
-
-    let listener = bind(args.rest_addr).await?;
-    announce("REST", &listener)?;
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, rest_gateway::app(backend)).with_graceful_shutdown(until_stopped()).await?;
-    if let Some(grpc) = grpc {
-        grpc.await??;
-    }
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Makes sure someone can use the service: the operator's key if given, else a new key for the
-/// default organisation on the very first start, printed once.
-fn bootstrap_key(registry: &Registry, given: Option<&str>) -> anyhow::Result<()> {
-    if let Some(secret) = given.filter(|s| !s.is_empty()) {
-        registry.add_api_key(DEFAULT_ORG, &ApiKey::from_secret(secret)).context("cannot register CHATBOTD_API_KEY")?;
-    } else if !registry.has_api_keys() {
-        let (_, key) = registry.create_api_key(DEFAULT_ORG)?;
+    let stop = shutdown_signal()?;
+    let app = Application::build(config).await?;
+    if let Some(key) = app.first_key() {
         println!("API key for organisation '{DEFAULT_ORG}' (shown once, store it now): {}", key.expose());
     }
-    Ok(())
-}
-
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
-}
-
-/// Prints where a face listens (tests read these lines to find ephemeral ports).
-fn announce(face: &str, listener: &TcpListener) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
-    println!("{face} listening on {addr}");
+    // Tests and scripts read these lines to find ephemeral ports.
+    println!("gRPC listening on {}", app.grpc_addr()?);
+    println!("REST listening on {}", app.rest_addr()?);
     std::io::stdout().flush()?;
-    Ok(())
+    app.run_until_stopped(stop).await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler can be installed");
+/// Completes on SIGTERM or Ctrl-C. The handlers are installed at once, so a signal sent as soon as the
+/// ports are announced is not missed.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
             _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    })
 }

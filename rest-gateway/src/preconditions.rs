@@ -1,6 +1,6 @@
 //! Entity tags and the conditional headers `If-Match` (PATCH, DELETE) and `If-None-Match` (GET).
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 
 use crate::error::ApiError;
 
@@ -8,16 +8,16 @@ use crate::error::ApiError;
 pub(crate) enum IfMatch {
     /// No header, or `*`: no condition beyond the chatbot existing.
     Anything,
-    /// Exactly this strong tag: checked atomically by the service.
+    /// Exactly this strong tag: checked atomically by the store.
     Tag(String),
     /// Any of several tags (or only weak ones, which never match): checked against a fresh read,
-    /// then atomically by the service with the tag read.
+    /// then atomically by the store with the tag read.
     OneOf(Vec<String>),
 }
 
 /// The entity tags of a header value: `"a", W/"b"` gives `[(false, a), (true, b)]`.
 fn tags(value: &HeaderValue) -> Result<Option<Vec<(bool, String)>>, ApiError> {
-    let value = value.to_str().map_err(|_| malformed())?.trim();
+    let value = value.to_str().map_err(|_| ApiError::MalformedConditional)?.trim();
     if value == "*" {
         return Ok(None);
     }
@@ -27,18 +27,10 @@ fn tags(value: &HeaderValue) -> Result<Option<Vec<(bool, String)>>, ApiError> {
             Some(rest) => (true, rest),
             None => (false, part),
         };
-        let tag = quoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')).ok_or_else(malformed)?;
+        let tag = quoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')).ok_or(ApiError::MalformedConditional)?;
         tags.push((weak, tag.to_owned()));
     }
     Ok(Some(tags))
-}
-
-fn malformed() -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_argument",
-        "a conditional header is not a list of quoted entity tags",
-    )
 }
 
 /// Reads `If-Match`.
@@ -63,16 +55,7 @@ pub(crate) fn if_none_match(headers: &HeaderMap, etag: &str) -> Result<bool, Api
     })
 }
 
-/// The `ETag` header value for a service etag.
+/// The `ETag` header value for a chatbot's entity tag.
 pub(crate) fn etag_header(etag: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{etag}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
-}
-
-/// The 412 for a tag that does not match.
-pub(crate) fn precondition_failed() -> ApiError {
-    ApiError::new(
-        StatusCode::PRECONDITION_FAILED,
-        "etag_mismatch",
-        "the chatbot has changed since it was read (etag mismatch)",
-    )
 }

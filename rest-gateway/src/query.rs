@@ -2,24 +2,28 @@
 
 use std::collections::HashMap;
 
-use crate::error::{ApiError, FieldViolation};
+use chatbot_core::{Error, Violation, ViolationCode};
 
 /// The parameters of one query string.
 pub(crate) struct QueryParams(HashMap<String, String>);
 
 impl QueryParams {
     /// Reads `query`, accepting only the `known` parameter names.
-    pub fn parse(query: Option<&str>, known: &[&str]) -> Result<Self, ApiError> {
+    pub fn parse(query: Option<&str>, known: &[&str]) -> Result<Self, Error> {
         let mut params = HashMap::new();
         let mut violations = Vec::new();
         for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             if !known.contains(&name.as_ref()) {
-                violations.push(FieldViolation::new(name, "unknown_field", "is not a parameter of this endpoint"));
+                violations.push(Violation::new(
+                    name,
+                    ViolationCode::UnknownField,
+                    "is not a parameter of this endpoint",
+                ));
             } else if params.insert(name.to_string(), value.into_owned()).is_some() {
-                violations.push(FieldViolation::new(name, "invalid_format", "must be given at most once"));
+                violations.push(Violation::new(name, ViolationCode::InvalidFormat, "must be given at most once"));
             }
         }
-        if violations.is_empty() { Ok(QueryParams(params)) } else { Err(ApiError::invalid(violations)) }
+        if violations.is_empty() { Ok(QueryParams(params)) } else { Err(Error::Invalid { violations }) }
     }
 
     /// The value of `name`, if given.
@@ -28,12 +32,12 @@ impl QueryParams {
     }
 
     /// `name` as `true` or `false`, if given.
-    pub fn flag(&self, name: &str, violations: &mut Vec<FieldViolation>) -> Option<bool> {
+    pub fn flag(&self, name: &str, violations: &mut Vec<Violation>) -> Option<bool> {
         match self.get(name)? {
             "true" => Some(true),
             "false" => Some(false),
             _ => {
-                violations.push(FieldViolation::new(name, "invalid_format", "must be true or false"));
+                violations.push(Violation::new(name, ViolationCode::InvalidFormat, "must be true or false"));
                 None
             }
         }

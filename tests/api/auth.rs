@@ -99,18 +99,11 @@ async fn a_first_start_without_a_key_prints_one_that_works() {
         .kill_on_drop(true)
         .spawn()
         .expect("starts");
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut key, mut rest) = (None, None);
-    while key.is_none() || rest.is_none() {
-        let line = lines.next_line().await.expect("readable").expect("more output");
-        if let Some((_, k)) = line.split_once("store it now): ") {
-            key = Some(k.trim().to_owned());
-        } else if let Some(addr) = line.strip_prefix("REST listening on ") {
-            rest = Some(addr.to_owned());
-        }
-    }
-    let (key, rest) = (key.expect("a key"), rest.expect("an address"));
+    let ports = chatbotd_tests::announced(&mut child, &["REST"], crate::helpers::PROCESS_TIMEOUT)
+        .await
+        .expect("chatbotd announces its ports");
+    let key = ports.other_lines.iter().find_map(|line| line.split_once("store it now): ")).expect("a key line").1;
+    let (key, rest) = (key.trim().to_owned(), ports.addr("REST"));
     let response = reqwest::Client::new()
         .get(format!("http://{rest}/api/external/chatbots"))
         .header("x-api-key", &key)

@@ -6,12 +6,15 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatbotd_tests::{Profile, announced};
 use grpc_server::pb::chatbot_service_client::ChatbotServiceClient;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
+
+/// How long a started server may take to announce its ports, or a stopped one to exit.
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running server.
 pub struct TestApp {
@@ -62,8 +65,8 @@ impl Answer {
     }
 }
 
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_chatbotd")
+pub fn binary() -> &'static Path {
+    chatbotd_tests::chatbotd(Profile::Dev)
 }
 
 /// A fresh random key for the default organisation.
@@ -98,25 +101,11 @@ impl TestApp {
             .kill_on_drop(true)
             .spawn()
             .expect("chatbotd starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let (mut rest, mut grpc) = (None, None);
-        while rest.is_none() || grpc.is_none() {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                .await
-                .expect("chatbotd announces its ports within 30 s")
-                .expect("stdout is readable")
-                .expect("chatbotd exited before announcing its ports");
-            if let Some(addr) = line.strip_prefix("REST listening on ") {
-                rest = Some(format!("http://{addr}"));
-            } else if let Some(addr) = line.strip_prefix("gRPC listening on ") {
-                grpc = Some(format!("http://{addr}"));
-            }
-        }
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let ports =
+            announced(&mut child, &["REST", "gRPC"], PROCESS_TIMEOUT).await.expect("chatbotd announces its ports");
         let app = TestApp {
-            rest: rest.expect("REST address"),
-            grpc: grpc.expect("gRPC address"),
+            rest: format!("http://{}", ports.addr("REST")),
+            grpc: format!("http://{}", ports.addr("gRPC")),
             key,
             dir,
             http: reqwest::Client::new(),
@@ -129,7 +118,10 @@ impl TestApp {
 
     /// Kills the process with SIGKILL (no chance to flush anything) and waits for it to die.
     pub async fn kill9(mut self) -> Arc<tempfile::TempDir> {
-        self.child.kill().await.expect("SIGKILL is delivered");
+        tokio::time::timeout(PROCESS_TIMEOUT, self.child.kill())
+            .await
+            .expect("chatbotd dies within 30 s of SIGKILL")
+            .expect("SIGKILL is delivered");
         self.dir.clone()
     }
 
@@ -138,7 +130,7 @@ impl TestApp {
         let pid = self.child.id().expect("still running") as i32;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
             .expect("SIGTERM is delivered");
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+        tokio::time::timeout(PROCESS_TIMEOUT, self.child.wait())
             .await
             .expect("chatbotd stops within 30 s of SIGTERM")
             .expect("exit status")
@@ -223,11 +215,10 @@ pub async fn answer(response: reqwest::Response) -> Answer {
 
 /// Runs `chatbotd keys create` and returns the key it prints last.
 pub async fn create_key(dir: &Path, org: &str) -> String {
-    let output = Command::new(binary())
-        .args(["keys", "create", "--org", org, "--data-dir"])
-        .arg(dir)
-        .output()
+    let run = Command::new(binary()).args(["keys", "create", "--org", org, "--data-dir"]).arg(dir).output();
+    let output = tokio::time::timeout(PROCESS_TIMEOUT, run)
         .await
+        .expect("chatbotd keys create finishes within 30 s")
         .expect("chatbotd keys create runs");
     assert!(output.status.success(), "keys create failed: {}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::LOGO_MAX_BYTES;
 use super::{Rejection, string_newtype};
 use crate::ViolationCode;
 
@@ -11,15 +12,12 @@ use crate::ViolationCode;
 pub struct LogoUrl(String);
 
 impl LogoUrl {
-    /// Longest URL accepted, in bytes.
-    pub const MAX_LEN: usize = 2048;
-
     /// Accepts an absolute http(s) URL with a host.
     pub fn parse(value: &str) -> Result<Self, Rejection> {
-        if value.len() > Self::MAX_LEN {
+        if value.len() > LOGO_MAX_BYTES {
             return Err(Rejection::new(
                 ViolationCode::TooLong,
-                format!("must be at most {} bytes (got {})", Self::MAX_LEN, value.len()),
+                format!("must be at most {} bytes (got {})", LOGO_MAX_BYTES, value.len()),
             ));
         }
         let invalid = |why: &str| Rejection::new(ViolationCode::InvalidFormat, why);

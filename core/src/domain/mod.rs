@@ -3,6 +3,7 @@
 
 mod color;
 mod ids;
+pub mod limits;
 mod logo;
 mod model;
 mod name;
@@ -18,7 +19,7 @@ pub use model::Model;
 pub use name::ChatbotName;
 pub use secret::OpenAiKey;
 pub use slug::Slug;
-pub use text::BoundedText;
+pub use text::{BoundedText, Description, Greeting, PersonalityText, Prompt, SnippetText};
 pub use time::Timestamp;
 
 use crate::error::{Violation, ViolationCode};

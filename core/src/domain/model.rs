@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::MODEL_MAX_CHARS;
 use super::{Rejection, string_newtype};
 use crate::ViolationCode;
 
@@ -13,9 +14,9 @@ use crate::ViolationCode;
 pub struct Model(String);
 
 impl Model {
-    /// Accepts any non-empty name of at most 100 characters. Use the allow-list for new input.
+    /// Accepts any non-empty name of at most `MODEL_MAX_CHARS` characters. Use the allow-list for new input.
     pub fn parse(value: &str) -> Result<Self, Rejection> {
-        super::check_chars(value, 1, 100)?;
+        super::check_chars(value, 1, MODEL_MAX_CHARS)?;
         if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(Rejection::new(ViolationCode::InvalidFormat, "must not contain spaces or control characters"));
         }

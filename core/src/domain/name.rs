@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::NAME_MAX_CHARS;
 use super::{Rejection, check_chars, string_newtype};
 use crate::ViolationCode;
 
@@ -11,13 +12,10 @@ use crate::ViolationCode;
 pub struct ChatbotName(String);
 
 impl ChatbotName {
-    /// Longest name accepted, in characters.
-    pub const MAX_CHARS: usize = 100;
-
     /// Trims `value` and accepts it if 1 to 100 characters without control characters remain.
     pub fn parse(value: &str) -> Result<Self, Rejection> {
         let trimmed = value.trim();
-        check_chars(trimmed, 1, Self::MAX_CHARS)?;
+        check_chars(trimmed, 1, NAME_MAX_CHARS)?;
         if trimmed.chars().any(char::is_control) {
             return Err(Rejection::new(ViolationCode::InvalidFormat, "must not contain control characters"));
         }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::OPENAI_KEY_MAX_CHARS;
 use super::{Rejection, check_chars};
 use crate::ViolationCode;
 
@@ -14,7 +15,7 @@ pub struct OpenAiKey(String);
 impl OpenAiKey {
     /// Accepts 1 to 256 characters with no whitespace or control characters.
     pub fn parse(value: &str) -> Result<Self, Rejection> {
-        check_chars(value, 1, 256)?;
+        check_chars(value, 1, OPENAI_KEY_MAX_CHARS)?;
         if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(Rejection::new(ViolationCode::InvalidFormat, "must not contain spaces or control characters"));
         }

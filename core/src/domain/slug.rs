@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::{SLUG_MAX_CHARS, SLUG_MIN_CHARS};
 use super::{Rejection, check_chars, string_newtype};
 use crate::ViolationCode;
 
@@ -12,14 +13,9 @@ use crate::ViolationCode;
 pub struct Slug(String);
 
 impl Slug {
-    /// Shortest slug accepted.
-    pub const MIN_LEN: usize = 3;
-    /// Longest slug accepted.
-    pub const MAX_LEN: usize = 64;
-
     /// Accepts a well-formed slug as is (no case folding: `API` is rejected, not lowered).
     pub fn parse(value: &str) -> Result<Self, Rejection> {
-        check_chars(value, Self::MIN_LEN, Self::MAX_LEN)?;
+        check_chars(value, SLUG_MIN_CHARS, SLUG_MAX_CHARS)?;
         let well_formed = value
             .split('-')
             .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
@@ -44,10 +40,10 @@ impl Slug {
             }
             slug.push_str(word);
         }
-        let mut slug = cut(&slug, Self::MAX_LEN).to_owned();
+        let mut slug = cut(&slug, SLUG_MAX_CHARS).to_owned();
         if slug.is_empty() {
             slug.push_str("chatbot");
-        } else if slug.len() < Self::MIN_LEN {
+        } else if slug.len() < SLUG_MIN_CHARS {
             slug.push_str("-bot");
         }
         Slug(slug)
@@ -57,7 +53,7 @@ impl Slug {
     /// the `n`-th alternative tried when the slug is taken.
     pub fn with_suffix(&self, n: u32) -> Slug {
         let suffix = format!("-{n}");
-        let base = cut(&self.0, Self::MAX_LEN - suffix.len());
+        let base = cut(&self.0, SLUG_MAX_CHARS - suffix.len());
         Slug(format!("{base}{suffix}"))
     }
 }

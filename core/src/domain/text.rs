@@ -2,12 +2,26 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::{
+    DESCRIPTION_MAX_CHARS, GREETING_MAX_CHARS, PERSONALITY_MAX_CHARS, PROMPT_MAX_CHARS, SNIPPET_TEXT_MAX_CHARS,
+};
 use super::{Rejection, check_chars};
 
 /// Text of at most `MAX` characters (Unicode scalar values). Empty text is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct BoundedText<const MAX: usize>(String);
+
+/// `description`.
+pub type Description = BoundedText<DESCRIPTION_MAX_CHARS>;
+/// `personality_config.style` and `.tone`.
+pub type PersonalityText = BoundedText<PERSONALITY_MAX_CHARS>;
+/// `settings.greeting`.
+pub type Greeting = BoundedText<GREETING_MAX_CHARS>;
+/// `settings.prompt`.
+pub type Prompt = BoundedText<PROMPT_MAX_CHARS>;
+/// `settings.snippet.header`, `.name` and `.slogan`.
+pub type SnippetText = BoundedText<SNIPPET_TEXT_MAX_CHARS>;
 
 impl<const MAX: usize> BoundedText<MAX> {
     /// Accepts `value` unchanged if it has at most `MAX` characters.

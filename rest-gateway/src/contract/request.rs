@@ -1,25 +1,26 @@
-//! Reading a contract request body into the gRPC `Chatbot` message. Every problem of shape is
-//! collected with its JSON path, all at once: a field the contract does not know (so a typo never
-//! vanishes), a field the service sets itself, and a value of the wrong JSON type.
+//! Reading a contract request body into a core draft, field by field through the core's catalog.
+//! Every problem of shape is collected with its JSON path, all at once: a field the contract does not
+//! know (so a typo never vanishes), a field the service sets itself, and a value of the wrong JSON type.
 
-use grpc_server::pb;
+use chatbot_core::{ChatbotDraft, Field, FieldMask, Kind, Value as FieldValue, Violation, ViolationCode};
 use serde_json::{Map, Value};
 
-use crate::error::FieldViolation;
-use crate::extract::json_type;
-
-/// Which request the body belongs to: each accepts a slightly different set of top-level fields.
+/// Which request the body belongs to: each accepts a slightly different set of fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// `POST /api/external/chatbots`: the documented create fields plus `openai_api_key`.
+    /// `POST /api/external/chatbots`: the documented create fields plus `openai_api_key`; not `active`.
     Create,
-    /// `PATCH /api/external/chatbot/{id}`: the create fields plus `active`.
+    /// `PATCH /api/external/chatbot/{id}` and `PATCH /api/external/chatbots`: every field.
     Update,
-    /// `PATCH /api/external/chatbots`: as `Update`, plus the target's `id`.
-    UpdateById,
 }
 
-/// Fields of the read model that the service sets itself.
+impl Target {
+    fn accepts(self, field: Field) -> bool {
+        self == Target::Update || field != Field::Active
+    }
+}
+
+/// Fields of the contract's read model that the service sets itself.
 const READ_ONLY: &[&str] = &[
     "id",
     "organization_id",
@@ -39,157 +40,77 @@ const READ_ONLY: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct ChatbotBody {
     /// The values given (a `null` leaves a field unset).
-    pub chatbot: pb::Chatbot,
-    /// The protobuf paths of every field present, `null` included: the update mask of a PATCH.
-    pub present: Vec<String>,
+    pub draft: ChatbotDraft,
+    /// Every field present, `null` included (a `null` object counts for all of its fields): the
+    /// update mask of a PATCH.
+    pub present: FieldMask,
     /// Problems of shape, each with its JSON path.
-    pub violations: Vec<FieldViolation>,
+    pub violations: Vec<Violation>,
 }
 
 /// Reads a chatbot body for `target`.
 pub fn read_chatbot(map: &Map<String, Value>, target: Target) -> ChatbotBody {
     let mut body = ChatbotBody::default();
-    let mut chatbot = pb::Chatbot::default();
-    for (key, value) in map {
-        let field = Leaf { json: key.clone(), proto: key.clone(), value };
-        match key.as_str() {
-            "name" => chatbot.name = body.text(field),
-            "slug" => chatbot.slug = body.text(field),
-            "description" => chatbot.description = body.text(field),
-            "openai_api_key" => chatbot.openai_api_key = body.text(field),
-            "is_public" => chatbot.is_public = body.flag(field),
-            "active" if target != Target::Create => chatbot.active = body.flag(field),
-            "id" if target == Target::UpdateById => chatbot.id = body.text(field).unwrap_or_default(),
-            "personality_config" => {
-                chatbot.personality_config = body.object(field).map(|(map, at)| body.personality(map, &at));
-            }
-            "settings" => chatbot.settings = body.object(field).map(|(map, at)| body.settings(map, &at)),
-            other if READ_ONLY.contains(&other) => body.refuse(other, "read_only", "is set by the service"),
-            other => body.refuse(other, "unknown_field", "is not a field of this request"),
-        }
-    }
-    body.chatbot = chatbot;
+    body.read_object(map, "", target);
     body
 }
 
-/// One field of the body: where it is, in both spellings, and its value.
-struct Leaf<'v> {
-    json: String,
-    proto: String,
-    value: &'v Value,
-}
-
-/// The JSON and protobuf paths of a nested object, to prefix its fields with.
-struct At {
-    json: String,
-    proto: String,
-}
-
-impl At {
-    fn leaf<'v>(&self, json: &str, proto: &str, value: &'v Value) -> Leaf<'v> {
-        Leaf { json: format!("{}.{json}", self.json), proto: format!("{}.{proto}", self.proto), value }
-    }
-}
-
 impl ChatbotBody {
-    fn personality(&mut self, map: &Map<String, Value>, at: &At) -> pb::PersonalityConfig {
-        let mut personality = pb::PersonalityConfig::default();
+    fn read_object(&mut self, map: &Map<String, Value>, at: &str, target: Target) {
         for (key, value) in map {
-            match key.as_str() {
-                "style" => personality.style = self.text(at.leaf(key, key, value)),
-                "tone" => personality.tone = self.text(at.leaf(key, key, value)),
-                other => {
-                    self.refuse(&format!("{}.{other}", at.json), "unknown_field", "is not a field of this request")
+            let path = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+            if let Some(field) = Field::at_json_path(&path).filter(|f| target.accepts(*f)) {
+                self.read_field(field, value);
+            } else if Field::under_json_path(&path).next().is_some() {
+                if let Value::Object(inner) = value {
+                    self.read_object(inner, &path, target);
+                } else if value.is_null() {
+                    Field::under_json_path(&path).for_each(|f| self.present.insert(f));
+                } else {
+                    self.wrong_type(path, "an object", value);
                 }
+            } else if at.is_empty() && READ_ONLY.contains(&key.as_str()) {
+                self.violations.push(Violation::new(path, ViolationCode::ReadOnly, "is set by the service"));
+            } else {
+                self.violations.push(Violation::new(
+                    path,
+                    ViolationCode::UnknownField,
+                    "is not a field of this request",
+                ));
             }
         }
-        personality
     }
 
-    fn settings(&mut self, map: &Map<String, Value>, at: &At) -> pb::Settings {
-        let mut settings = pb::Settings::default();
-        for (key, value) in map {
-            match key.as_str() {
-                "greeting" => settings.greeting = self.text(at.leaf(key, key, value)),
-                "isRequestUserInfoEnabled" => {
-                    settings.is_request_user_info_enabled =
-                        self.flag(at.leaf(key, "is_request_user_info_enabled", value));
-                }
-                "isToolEnabled" => settings.is_tool_enabled = self.flag(at.leaf(key, "is_tool_enabled", value)),
-                "model" => settings.model = self.text(at.leaf(key, key, value)),
-                "prompt" => settings.prompt = self.text(at.leaf(key, key, value)),
-                "snippet" => {
-                    settings.snippet = self.object(at.leaf(key, key, value)).map(|(map, at)| self.snippet(map, &at));
-                }
-                other => {
-                    self.refuse(&format!("{}.{other}", at.json), "unknown_field", "is not a field of this request")
-                }
-            }
-        }
-        settings
-    }
-
-    fn snippet(&mut self, map: &Map<String, Value>, at: &At) -> pb::Snippet {
-        let mut snippet = pb::Snippet::default();
-        for (key, value) in map {
-            match key.as_str() {
-                "header" => snippet.header = self.text(at.leaf(key, key, value)),
-                "logo" => snippet.logo = self.text(at.leaf(key, key, value)),
-                "name" => snippet.name = self.text(at.leaf(key, key, value)),
-                "primaryColor" => snippet.primary_color = self.text(at.leaf(key, "primary_color", value)),
-                "secondaryColor" => snippet.secondary_color = self.text(at.leaf(key, "secondary_color", value)),
-                "slogan" => snippet.slogan = self.text(at.leaf(key, key, value)),
-                other => {
-                    self.refuse(&format!("{}.{other}", at.json), "unknown_field", "is not a field of this request")
-                }
-            }
-        }
-        snippet
-    }
-
-    /// A string field; `null` leaves it unset.
+    /// A field's value; `null` marks it present but unset (reset to its default on update).
     #[allow(clippy::wildcard_enum_match_arm, reason = "any other JSON type is the wrong one")]
-    fn text(&mut self, leaf: Leaf<'_>) -> Option<String> {
-        match leaf.value {
-            Value::String(text) => self.accept(leaf.proto, Some(text.clone())),
-            Value::Null => self.accept(leaf.proto, None),
-            other => self.wrong_type(&leaf.json, "a string", other),
+    fn read_field(&mut self, field: Field, value: &Value) {
+        let value = match (field.spec().kind, value) {
+            (_, Value::Null) => None,
+            (Kind::Text, Value::String(text)) => Some(FieldValue::Text(text.clone())),
+            (Kind::Flag, Value::Bool(flag)) => Some(FieldValue::Flag(*flag)),
+            (kind, other) => return self.wrong_type(field.json_path().to_owned(), kind.described(), other),
+        };
+        self.present.insert(field);
+        if let Err(rejection) = self.draft.slot(field).put(value) {
+            self.violations.push(rejection.at(field.json_path()));
         }
     }
 
-    /// A boolean field; `null` leaves it unset.
-    #[allow(clippy::wildcard_enum_match_arm, reason = "any other JSON type is the wrong one")]
-    fn flag(&mut self, leaf: Leaf<'_>) -> Option<bool> {
-        match leaf.value {
-            Value::Bool(flag) => self.accept(leaf.proto, Some(*flag)),
-            Value::Null => self.accept(leaf.proto, None),
-            other => self.wrong_type(&leaf.json, "a boolean", other),
-        }
-    }
-
-    /// A nested object, with the paths to read its fields at; `null` resets all of its fields.
-    #[allow(clippy::wildcard_enum_match_arm, reason = "any other JSON type is the wrong one")]
-    fn object<'v>(&mut self, leaf: Leaf<'v>) -> Option<(&'v Map<String, Value>, At)> {
-        match leaf.value {
-            Value::Object(map) => Some((map, At { json: leaf.json, proto: leaf.proto })),
-            Value::Null => self.accept(leaf.proto, None),
-            other => self.wrong_type(&leaf.json, "an object", other),
-        }
-    }
-
-    fn accept<T>(&mut self, proto_path: String, value: Option<T>) -> Option<T> {
-        self.present.push(proto_path);
-        value
-    }
-
-    fn wrong_type<T>(&mut self, path: &str, expected: &str, found: &Value) -> Option<T> {
+    fn wrong_type(&mut self, path: String, expected: &str, found: &Value) {
         let message = format!("must be {expected}, not {}", json_type(found));
-        self.violations.push(FieldViolation::new(path, "wrong_type", message));
-        None
+        self.violations.push(Violation::new(path, ViolationCode::WrongType, message));
     }
+}
 
-    fn refuse(&mut self, path: &str, code: &str, message: &str) {
-        self.violations.push(FieldViolation::new(path, code, message));
+/// The JSON type of a value, for messages.
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -208,12 +129,11 @@ mod tests {
     }
 
     #[test]
-    fn nested_fields_are_read_with_their_protobuf_paths() {
+    fn nested_fields_are_read_into_their_catalog_fields() {
         let body = read(json!({"name": "Bot", "settings": {"snippet": {"primaryColor": "#000"}}}), Target::Update);
         assert!(body.violations.is_empty());
-        assert_eq!(body.present, ["name", "settings.snippet.primary_color"]);
-        let snippet = body.chatbot.settings.and_then(|s| s.snippet).expect("a snippet");
-        assert_eq!(snippet.primary_color.as_deref(), Some("#000"));
+        assert_eq!(body.present, [Field::Name, Field::SnippetPrimaryColor].into_iter().collect());
+        assert_eq!(body.draft.settings.snippet.primary_color.as_deref(), Some("#000"));
     }
 
     #[test]
@@ -237,10 +157,30 @@ mod tests {
     }
 
     #[test]
-    fn null_marks_a_field_present_but_unset() {
-        let body = read(json!({"description": null, "settings": null}), Target::Update);
-        assert_eq!(body.present, ["description", "settings"]);
-        assert_eq!(body.chatbot.description, None);
+    fn null_marks_a_field_present_but_unset_and_a_null_object_all_of_its_fields() {
+        let body = read(json!({"description": null, "personality_config": null}), Target::Update);
+        let expected = [Field::Description, Field::PersonalityStyle, Field::PersonalityTone].into_iter().collect();
+        assert_eq!(body.present, expected);
+        assert_eq!(body.draft.description, None);
+    }
+
+    #[test]
+    fn every_catalog_field_is_read_at_its_json_path() {
+        for field in Field::ALL {
+            let mut body = json!({});
+            let parts: Vec<&str> = field.json_path().split('.').collect();
+            let mut at = &mut body;
+            for part in &parts[..parts.len() - 1] {
+                at = at.as_object_mut().expect("an object").entry(*part).or_insert_with(|| json!({}));
+            }
+            at[parts[parts.len() - 1]] = match field.spec().kind {
+                Kind::Text => json!("text"),
+                Kind::Flag => json!(true),
+            };
+            let read = read(body, Target::Update);
+            assert!(read.violations.is_empty(), "{field:?}: {:?}", read.violations);
+            assert_eq!(read.present, [field].into_iter().collect(), "{field:?}");
+        }
     }
 
     /// Any JSON value, nested up to a few levels, with keys drawn partly from the contract's names.
@@ -273,19 +213,18 @@ mod tests {
         #[test]
         fn any_body_is_read_without_panic_and_every_problem_names_a_path(body in any_json()) {
             if let Value::Object(map) = body {
-                for target in [Target::Create, Target::Update, Target::UpdateById] {
+                for target in [Target::Create, Target::Update] {
                     let read = read_chatbot(&map, target);
-                    proptest::prop_assert!(read.violations.iter().all(|v| !v.field.is_empty() && !v.code.is_empty()));
+                    proptest::prop_assert!(read.violations.iter().all(|v| !v.field.is_empty()));
                 }
             }
         }
     }
 
     #[test]
-    fn active_and_id_are_accepted_only_where_they_belong() {
+    fn active_is_accepted_only_on_update_and_id_never() {
         assert_eq!(codes(&read(json!({"active": false}), Target::Create)), [("active", "unknown_field")]);
         assert!(read(json!({"active": false}), Target::Update).violations.is_empty());
         assert_eq!(codes(&read(json!({"id": "x"}), Target::Update)), [("id", "read_only")]);
-        assert_eq!(read(json!({"id": "x"}), Target::UpdateById).chatbot.id, "x");
     }
 }

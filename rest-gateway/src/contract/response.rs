@@ -1,25 +1,25 @@
 //! The contract's response shapes: the chatbot object (all 20 documented fields, the always-null ones
 //! included) and its list projection.
 
-use grpc_server::pb;
+use chatbot_core::Chatbot;
 use serde::Serialize;
 use serde_json::Value;
 
 /// A chatbot in the list projection: the full object without `docs_metadata`, `managers`,
 /// `migrated_data`, `openai_api_key` and `v1_chatbot_id`.
 #[derive(Debug, Serialize)]
-pub struct ChatbotListItem {
+pub struct ChatbotListItem<'a> {
     active: bool,
     created_at: String,
-    description: String,
+    description: &'a str,
     enabled_plugins: Option<Value>,
     id: String,
     is_public: bool,
-    name: String,
+    name: &'a str,
     organization_id: String,
-    personality_config: PersonalityJson,
-    settings: SettingsJson,
-    slug: String,
+    personality_config: PersonalityJson<'a>,
+    settings: SettingsJson<'a>,
+    slug: &'a str,
     suggestions: Option<Value>,
     updated_at: String,
     version_id: Option<Value>,
@@ -28,95 +28,90 @@ pub struct ChatbotListItem {
 
 /// The full chatbot object of create, get and update.
 #[derive(Debug, Serialize)]
-pub struct ChatbotJson {
+pub struct ChatbotJson<'a> {
     #[serde(flatten)]
-    listed: ChatbotListItem,
+    listed: ChatbotListItem<'a>,
     docs_metadata: Option<Value>,
     managers: Option<Value>,
     migrated_data: bool,
-    /// Masked by the service (`sk-...1234`), or null.
+    /// Masked (`sk-...1234`), or null: a stored secret is never shown in clear.
     openai_api_key: Option<String>,
     v1_chatbot_id: Option<Value>,
 }
 
 #[derive(Debug, Serialize)]
-struct PersonalityJson {
-    style: String,
-    tone: String,
+struct PersonalityJson<'a> {
+    style: &'a str,
+    tone: &'a str,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SettingsJson {
-    greeting: String,
+struct SettingsJson<'a> {
+    greeting: &'a str,
     is_request_user_info_enabled: bool,
     is_tool_enabled: bool,
-    model: String,
-    prompt: String,
-    snippet: SnippetJson,
+    model: &'a str,
+    prompt: &'a str,
+    snippet: SnippetJson<'a>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SnippetJson {
-    header: String,
-    logo: Option<String>,
-    name: String,
-    primary_color: String,
-    secondary_color: String,
-    slogan: String,
+struct SnippetJson<'a> {
+    header: &'a str,
+    logo: Option<&'a str>,
+    name: &'a str,
+    primary_color: &'a str,
+    secondary_color: &'a str,
+    slogan: &'a str,
 }
 
-impl From<pb::Chatbot> for ChatbotJson {
-    fn from(chatbot: pb::Chatbot) -> Self {
-        let openai_api_key = chatbot.openai_api_key.clone();
+impl<'a> From<&'a Chatbot> for ChatbotJson<'a> {
+    fn from(chatbot: &'a Chatbot) -> Self {
         ChatbotJson {
             listed: ChatbotListItem::from(chatbot),
             docs_metadata: None,
             managers: None,
             migrated_data: false,
-            openai_api_key,
+            openai_api_key: chatbot.config.openai_api_key.as_ref().map(|key| key.masked()),
             v1_chatbot_id: None,
         }
     }
 }
 
-impl From<pb::Chatbot> for ChatbotListItem {
-    fn from(chatbot: pb::Chatbot) -> Self {
-        let personality = chatbot.personality_config.unwrap_or_default();
-        let settings = chatbot.settings.unwrap_or_default();
-        let snippet = settings.snippet.unwrap_or_default();
+impl<'a> From<&'a Chatbot> for ChatbotListItem<'a> {
+    fn from(chatbot: &'a Chatbot) -> Self {
+        let config = &chatbot.config;
+        let (personality, settings, snippet) = (&config.personality, &config.settings, &config.settings.snippet);
         ChatbotListItem {
-            active: chatbot.active.unwrap_or_default(),
-            created_at: timestamp(chatbot.create_time),
-            description: chatbot.description.unwrap_or_default(),
+            active: config.active,
+            created_at: chatbot.created_at.to_contract_string(),
+            description: config.description.as_str(),
             enabled_plugins: None,
-            id: chatbot.id,
-            is_public: chatbot.is_public.unwrap_or_default(),
-            name: chatbot.name.unwrap_or_default(),
-            organization_id: chatbot.organization_id,
-            personality_config: PersonalityJson {
-                style: personality.style.unwrap_or_default(),
-                tone: personality.tone.unwrap_or_default(),
-            },
+            id: chatbot.id.to_string(),
+            is_public: config.is_public,
+            name: config.name.as_str(),
+            organization_id: chatbot.organization_id.to_string(),
+            personality_config: PersonalityJson { style: personality.style.as_str(), tone: personality.tone.as_str() },
             settings: SettingsJson {
-                greeting: settings.greeting.unwrap_or_default(),
-                is_request_user_info_enabled: settings.is_request_user_info_enabled.unwrap_or_default(),
-                is_tool_enabled: settings.is_tool_enabled.unwrap_or_default(),
-                model: settings.model.unwrap_or_default(),
-                prompt: settings.prompt.unwrap_or_default(),
+                greeting: settings.greeting.as_str(),
+                is_request_user_info_enabled: settings.is_request_user_info_enabled,
+                is_tool_enabled: settings.is_tool_enabled,
+                model: settings.model.as_str(),
+                prompt: settings.prompt.as_str(),
                 snippet: SnippetJson {
-                    header: snippet.header.unwrap_or_default(),
-                    logo: snippet.logo,
-                    name: snippet.name.unwrap_or_default(),
-                    primary_color: snippet.primary_color.unwrap_or_default(),
-                    secondary_color: snippet.secondary_color.unwrap_or_default(),
-                    slogan: snippet.slogan.unwrap_or_default(),
+                    header: snippet.header.as_str(),
+                    logo: snippet.logo.as_ref().map(|logo| logo.as_str()),
+                    name: snippet.name.as_str(),
+                    primary_color: snippet.primary_color.as_str(),
+                    secondary_color: snippet.secondary_color.as_str(),
+                    slogan: snippet.slogan.as_str(),
                 },
             },
-            slug: chatbot.slug.unwrap_or_default(),
+            slug: config.slug.as_str(),
             suggestions: None,
-            updated_at: timestamp(chatbot.update_time),
+            updated_at: chatbot.updated_at.to_contract_string(),
             version_id: None,
             voice_widget_config: None,
         }
@@ -125,9 +120,9 @@ impl From<pb::Chatbot> for ChatbotListItem {
 
 /// `{"chatbot": ..., "message": ...}` (create, update) or `{"chatbot": ...}` (get).
 #[derive(Debug, Serialize)]
-pub struct ChatbotEnvelope {
+pub struct ChatbotEnvelope<'a> {
     /// The chatbot.
-    pub chatbot: ChatbotJson,
+    pub chatbot: ChatbotJson<'a>,
     /// The success message, where the contract has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<&'static str>,
@@ -135,9 +130,9 @@ pub struct ChatbotEnvelope {
 
 /// `{"chatbots": [...], "next_cursor": ...}`.
 #[derive(Debug, Serialize)]
-pub struct ChatbotPage {
+pub struct ChatbotPage<'a> {
     /// The page, newest first.
-    pub chatbots: Vec<ChatbotListItem>,
+    pub chatbots: Vec<ChatbotListItem<'a>>,
     /// The cursor of the next page; null on the last.
     pub next_cursor: Option<String>,
 }
@@ -147,11 +142,4 @@ pub struct ChatbotPage {
 pub struct MessageOnly {
     /// The success message.
     pub message: &'static str,
-}
-
-/// The contract's timestamp form, `2025-01-22T04:30:45.790337+00:00`.
-fn timestamp(at: Option<prost_types::Timestamp>) -> String {
-    let at = at.unwrap_or_default();
-    let micros = at.seconds.saturating_mul(1_000_000).saturating_add(i64::from(at.nanos / 1000));
-    chatbot_core::Timestamp::from_micros(micros).to_contract_string()
 }

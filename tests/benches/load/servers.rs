@@ -10,7 +10,6 @@ use bytes::Bytes;
 use grpc_server::pb;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::drive::{self, Measured, Op, Target};
@@ -18,23 +17,12 @@ use crate::drive::{self, Measured, Op, Target};
 /// The API key the benchmark's chatbotd accepts.
 pub const KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
 
-/// Starts `command`, reads `<face> listening on <addr>` lines until every face in `faces` is known.
+/// Starts `command` and waits until every face in `faces` has announced where it listens.
 async fn start(mut command: Command, faces: &[&str]) -> anyhow::Result<(Child, Vec<SocketAddr>)> {
     let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true).spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let mut addrs: Vec<Option<SocketAddr>> = vec![None; faces.len()];
-    while addrs.iter().any(Option::is_none) {
-        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
-            .await??
-            .ok_or_else(|| anyhow::anyhow!("the server exited before announcing its ports"))?;
-        for (face, addr) in faces.iter().zip(addrs.iter_mut()) {
-            if let Some(rest) = line.strip_prefix(&format!("{face} listening on ")) {
-                *addr = Some(rest.trim().parse()?);
-            }
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, addrs.into_iter().flatten().collect()))
+    let announced = chatbotd_tests::announced(&mut child, faces, Duration::from_secs(120)).await?;
+    let addrs = faces.iter().map(|face| announced.addr(face)).collect();
+    Ok((child, addrs))
 }
 
 /// Our service over a fresh temp dir.
@@ -46,7 +34,7 @@ pub struct Chatbotd {
 
 /// The command that serves `dir` on ephemeral ports.
 pub fn chatbotd_command(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chatbotd"));
+    let mut command = Command::new(chatbotd_tests::chatbotd(chatbotd_tests::Profile::Release));
     command
         .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir)

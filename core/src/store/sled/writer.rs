@@ -14,7 +14,7 @@ const MAX_BATCH: usize = 1024;
 
 /// The view of the tree one change works on: the tree, the changes before it in the same batch, and
 /// its own writes. Its writes count only if the change succeeds.
-pub struct Tx<'a> {
+pub(super) struct Tx<'a> {
     tree: &'a sled::Tree,
     earlier: &'a HashMap<Vec<u8>, Option<Vec<u8>>>,
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
@@ -22,7 +22,7 @@ pub struct Tx<'a> {
 
 impl Tx<'_> {
     /// The value of `key` as this change sees it.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub(super) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some((_, value)) = self.writes.iter().rev().find(|(k, _)| k.as_slice() == key) {
             return Ok(value.clone());
         }
@@ -33,12 +33,12 @@ impl Tx<'_> {
     }
 
     /// Sets `key` to `value` when the change commits.
-    pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+    pub(super) fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.writes.push((key.into(), Some(value.into())));
     }
 
     /// Removes `key` when the change commits.
-    pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
+    pub(super) fn remove(&mut self, key: impl Into<Vec<u8>>) {
         self.writes.push((key.into(), None));
     }
 }
@@ -49,14 +49,14 @@ type Done = Box<dyn FnOnce(Result<()>) + Send>;
 type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Option<Done> + Send>;
 
 /// Serializes and batches every write to one sled tree; see the module documentation.
-pub struct BatchWriter {
+pub(super) struct BatchWriter {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl BatchWriter {
     /// Starts the writer thread for `tree` of `db`.
-    pub fn new(db: sled::Db, tree: sled::Tree) -> Self {
+    pub(super) fn new(db: sled::Db, tree: sled::Tree) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("chatbotd-writer".into())
@@ -65,19 +65,11 @@ impl BatchWriter {
         BatchWriter { jobs: Some(jobs), thread: Some(thread) }
     }
 
-    /// Runs `change` on the writer thread. If it returns `Ok`, its writes are applied atomically with
-    /// the rest of their batch and flushed before this returns; if it returns `Err`, nothing it wrote
-    /// is applied. Blocks the calling thread: async callers use [`BatchWriter::submit`].
-    pub fn write<T: Send + 'static>(
-        &self,
-        change: impl FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        wait_for(|done| self.submit(change, done))
-    }
-
-    /// Queues `change` like [`BatchWriter::write`] without waiting: `done` receives the outcome on the
-    /// writer thread, once it is durable (or refused), so it must be quick (e.g. wake a task).
-    pub fn submit<T: Send + 'static>(
+    /// Queues `change` to run on the writer thread. If it returns `Ok`, its writes are applied atomically
+    /// with the rest of their batch and flushed before `done` receives the outcome; if it returns `Err`,
+    /// nothing it wrote is applied. `done` runs on the writer thread, so it must be quick (e.g. complete
+    /// a channel a task awaits).
+    pub(super) fn submit<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
         done: impl FnOnce(Result<T>) + Send + 'static,
@@ -90,25 +82,11 @@ impl BatchWriter {
             }
         });
         // If the writer is gone (only while the store is being dropped), the job and its `done` are
-        // dropped unanswered: a blocking caller sees "stopped", an async one a closed channel.
+        // dropped unanswered: the caller sees a closed channel.
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(job);
         }
     }
-}
-
-/// Runs a call that answers through a `done` callback, and blocks until it does. A callback dropped
-/// unanswered (the writer stopped, or the change panicked) is a storage error.
-pub(crate) fn wait_for<T: Send + 'static>(submit: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>)) -> Result<T> {
-    let (reply, answer) = mpsc::sync_channel(1);
-    submit(Box::new(move |result| {
-        let _ = reply.send(result);
-    }));
-    answer.recv().unwrap_or_else(|_| Err(stopped()))
-}
-
-fn stopped() -> Error {
-    Error::storage("the store could not complete the change (it is closing, or the change failed)")
 }
 
 impl Drop for BatchWriter {
@@ -165,6 +143,20 @@ mod tests {
     use super::*;
     use crate::ViolationCode;
     use crate::error::Violation;
+
+    impl BatchWriter {
+        /// Submits `change` and waits for its outcome.
+        fn write<T: Send + 'static>(
+            &self,
+            change: impl FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+        ) -> Result<T> {
+            let (reply, answer) = mpsc::sync_channel(1);
+            self.submit(change, move |outcome| {
+                let _ = reply.send(outcome);
+            });
+            answer.recv().unwrap_or_else(|_| Err(Error::storage("the writer dropped the change")))
+        }
+    }
 
     fn writer() -> (tempfile::TempDir, sled::Tree, BatchWriter) {
         let dir = tempfile::tempdir().expect("a temp dir");

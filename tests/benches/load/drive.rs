@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chatbot_core::{BatchWriter, ChatbotDraft, Registry, Rules};
+use chatbot_core::blocking::Registry;
+use chatbot_core::{ChatbotDraft, Rules};
 use grpc_server::pb;
 use grpc_server::pb::chatbot_service_client::ChatbotServiceClient;
 use hdrhistogram::Histogram;
@@ -220,42 +221,19 @@ fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
     request
 }
 
-/// The contract's example as a protobuf message.
-pub fn example_message() -> pb::Chatbot {
+/// The contract's example as a core draft, read by the REST gateway's own reader (so through the
+/// field catalog, like every request).
+pub fn example_draft(slug: String) -> ChatbotDraft {
     let body: serde_json::Value = serde_json::from_str(include_str!("example.json")).expect("JSON");
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
-    let (settings, snippet) = (&body["settings"], &body["settings"]["snippet"]);
-    pb::Chatbot {
-        name: text(&body["name"]),
-        slug: text(&body["slug"]),
-        description: text(&body["description"]),
-        is_public: body["is_public"].as_bool(),
-        personality_config: Some(pb::PersonalityConfig {
-            style: text(&body["personality_config"]["style"]),
-            tone: text(&body["personality_config"]["tone"]),
-        }),
-        settings: Some(pb::Settings {
-            greeting: text(&settings["greeting"]),
-            is_request_user_info_enabled: settings["isRequestUserInfoEnabled"].as_bool(),
-            is_tool_enabled: settings["isToolEnabled"].as_bool(),
-            model: text(&settings["model"]),
-            prompt: text(&settings["prompt"]),
-            snippet: Some(pb::Snippet {
-                header: text(&snippet["header"]),
-                logo: text(&snippet["logo"]),
-                name: text(&snippet["name"]),
-                primary_color: text(&snippet["primaryColor"]),
-                secondary_color: text(&snippet["secondaryColor"]),
-                slogan: text(&snippet["slogan"]),
-            }),
-        }),
-        ..Default::default()
-    }
+    let body = body.as_object().expect("the example is an object");
+    let read = rest_gateway::contract::request::read_chatbot(body, rest_gateway::contract::request::Target::Create);
+    assert!(read.violations.is_empty(), "the example is valid: {:?}", read.violations);
+    ChatbotDraft { slug: Some(slug), ..read.draft }
 }
 
-/// The contract's example as a core draft with `slug`.
-pub fn example_draft(slug: String) -> ChatbotDraft {
-    grpc_server::draft_from_message(pb::Chatbot { slug: Some(slug), ..example_message() })
+/// The contract's example as a protobuf message, converted by the gRPC face's own converter.
+pub fn example_message() -> pb::Chatbot {
+    grpc_server::message_from_draft(example_draft("api-docs-demo-chatbot".into()))
 }
 
 /// Runs `threads` OS threads calling `work(thread, seq)` for `duration`.
@@ -290,7 +268,7 @@ fn drive_blocking(threads: usize, duration: Duration, work: impl Fn(usize, u64) 
 }
 
 /// The storage ceiling: the stored form of the example chatbot inserted into a bare sled tree (one key,
-/// no index), each insert made durable by the same batching writer the store uses.
+/// no index), each insert made durable by sled's own flush (concurrent flushes share the fsync).
 pub fn sled_raw(threads: usize, duration: Duration) -> anyhow::Result<Measured> {
     let scratch = tempfile::tempdir()?;
     let record = {
@@ -302,16 +280,9 @@ pub fn sled_raw(threads: usize, duration: Duration) -> anyhow::Result<Measured> 
         bytes
     };
     let db = sled::Config::new().path(scratch.path().join("raw")).mode(sled::Mode::HighThroughput).open()?;
-    let writer = BatchWriter::new(db.clone(), db.open_tree("chatbots")?);
-    let record = std::sync::Arc::new(record);
+    let tree = db.open_tree("chatbots")?;
     Ok(drive_blocking(threads, duration, |_, _| {
-        let (key, record) = (uuid::Uuid::new_v4(), record.clone());
-        writer
-            .write(move |tx| {
-                tx.insert(key.as_bytes().as_slice(), record.as_slice());
-                Ok(())
-            })
-            .is_ok()
+        tree.insert(uuid::Uuid::now_v7().as_bytes(), record.as_slice()).is_ok() && db.flush().is_ok()
     }))
 }
 

@@ -2,8 +2,8 @@
 //! beside PostgreSQL, all measured in one run on one machine.
 //!
 //! ```sh
-//! cargo bench -p rest-gateway --bench load                 # full: 10 s a row, footprint at 100k and 1M
-//! cargo bench -p rest-gateway --bench load -- --quick      # a few seconds a row, footprint at 10k
+//! cargo bench -p chatbotd-tests --bench load                 # full: 10 s a row, footprint at 100k and 1M
+//! cargo bench -p chatbotd-tests --bench load -- --quick      # a few seconds a row, footprint at 10k
 //! ```
 //! Options after `--`: `--quick`, `--seconds S`, `--clients 1,16,64`, `--footprint 100000,1000000`
 //! (`--footprint none` skips it), `--json PATH` (default `target/bench/load.json`), `--only NAME` (only
@@ -15,7 +15,7 @@
 //!   plus `core create`, the core library called directly (rules + store, no network).
 //! - ceilings: a bare hyper server answering every POST with a canned 201 of the same size (HTTP), a
 //!   tonic server's near-empty unary method `grpc.health.v1.Health/Check` (gRPC), raw sled inserts of
-//!   the same record with our group-commit flush (storage).
+//!   the same record, each followed by sled's own flush (storage).
 //! - peer: PostgreSQL (Debian's packages) in a throwaway cluster, `synchronous_commit=on`, inserting
 //!   the same record as JSONB with a unique slug index, driven by pgbench.
 

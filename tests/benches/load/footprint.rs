@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chatbot_core::{ApiKey, Registry, Rules};
+use chatbot_core::blocking::Registry;
+use chatbot_core::{ApiKey, Rules};
 use serde::Serialize;
 
 use crate::drive::example_draft;
@@ -43,14 +44,8 @@ pub async fn measure(sizes: &[usize]) -> anyhow::Result<Vec<Footprint>> {
             .kill_on_drop(true)
             .spawn()?;
         let pid = child.id().unwrap_or_default();
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
-        let mut rest = None;
-        while rest.is_none() {
-            let line = lines.next_line().await?.ok_or_else(|| anyhow::anyhow!("chatbotd exited"))?;
-            rest = line.strip_prefix("REST listening on ").map(str::to_owned);
-        }
-        let rest = rest.unwrap_or_default();
+        let announced = chatbotd_tests::announced(&mut child, &["REST"], Duration::from_secs(600)).await?;
+        let rest = announced.addr("REST");
         let http = reqwest::Client::new();
         let healthz = format!("http://{rest}/healthz");
         while !http.get(&healthz).send().await.is_ok_and(|r| r.status().is_success()) {

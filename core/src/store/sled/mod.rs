@@ -1,0 +1,278 @@
+//! The embedded engine, on sled 0.34.
+//!
+//! Chatbots live in one tree, under three key prefixes, so that every change is one atomic batch:
+//! - `c` + chatbot id -> record ([`codec`]);
+//! - `s` + slug -> chatbot id (global uniqueness);
+//! - `l` + listing key -> empty (per-organisation order and filters, see [`listing`]).
+//!
+//! Every change goes through the [`BatchWriter`]: concurrent writers share one batch and one fsync,
+//! and their futures complete, from the writer thread, only once it is on disk. Reads go straight to
+//! sled: they may see a change a moment before it is acknowledged, never half of one. Organisations and
+//! API keys live in their own trees (`orgs`, `org_names`, `api_keys`); they change rarely and are
+//! flushed on each change.
+
+mod codec;
+mod listing;
+mod writer;
+
+use std::path::Path;
+
+use futures_channel::oneshot;
+use sled::transaction::{TransactionError, Transactional};
+
+use crate::auth::KeyHash;
+use crate::chatbot::Chatbot;
+use crate::domain::limits::MAX_SLUG_SUFFIX;
+use crate::domain::{ChatbotId, OrgId, Slug};
+use crate::error::{Error, Result, Violation, ViolationCode};
+use crate::rules::SlugChoice;
+use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, PageCursor, Store, StoreFuture};
+use writer::{BatchWriter, Tx};
+
+impl From<sled::Error> for Error {
+    fn from(err: sled::Error) -> Self {
+        Error::storage(err)
+    }
+}
+
+/// Key of a chatbot's record.
+fn record_key(id: ChatbotId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.push(b'c');
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Key of a slug's owner.
+fn slug_key(slug: &Slug) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + slug.as_str().len());
+    key.push(b's');
+    key.extend_from_slice(slug.as_str().as_bytes());
+    key
+}
+
+/// The sled engine: a database in one directory, used by one process at a time.
+pub struct SledStore {
+    db: sled::Db,
+    chatbots: sled::Tree,
+    orgs: sled::Tree,
+    org_names: sled::Tree,
+    api_keys: sled::Tree,
+    writer: BatchWriter,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`. Fails if another process has it open.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let db = sled::Config::new().path(dir.as_ref()).mode(sled::Mode::HighThroughput).open()?;
+        let chatbots = db.open_tree("chatbots")?;
+        Ok(SledStore {
+            writer: BatchWriter::new(db.clone(), chatbots.clone()),
+            chatbots,
+            orgs: db.open_tree("orgs")?,
+            org_names: db.open_tree("org_names")?,
+            api_keys: db.open_tree("api_keys")?,
+            db,
+        })
+    }
+
+    /// Runs `change` on the writer thread; the future completes once its batch is on disk (or the
+    /// change is refused, writing nothing).
+    fn write<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.writer.submit(change, move |outcome| {
+                let _ = reply.send(outcome);
+            });
+            // A reply dropped unanswered means the writer stopped, or the change panicked.
+            answer.await.unwrap_or_else(|_| {
+                Err(Error::storage("the store could not complete the change (it is closing, or the change failed)"))
+            })
+        })
+    }
+
+    fn read_chatbot(&self, org: OrgId, id: ChatbotId) -> Result<Chatbot> {
+        let record = self.chatbots.get(record_key(id))?.ok_or(Error::NotFound)?;
+        let chatbot = codec::decode(&record)?;
+        if chatbot.organization_id == org { Ok(chatbot) } else { Err(Error::NotFound) }
+    }
+
+    fn read_page(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> Result<Listing> {
+        let (ids, more) = listing::page(&self.chatbots, org, filter, after.as_ref(), limit)?;
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            // A chatbot deleted between the two reads is simply not listed.
+            if let Some(record) = self.chatbots.get(record_key(id))? {
+                items.push(codec::decode(&record)?);
+            }
+        }
+        Ok(Listing { items, more })
+    }
+
+    fn ensure_org_now(&self, name: &str) -> Result<OrgId> {
+        let result = (&self.orgs, &self.org_names).transaction(|(orgs, names)| {
+            if let Some(id) = names.get(name.as_bytes())? {
+                return Ok(org_from_bytes(&id));
+            }
+            let id = OrgId::new_random();
+            names.insert(name.as_bytes(), id.as_bytes())?;
+            orgs.insert(id.as_bytes(), name.as_bytes())?;
+            Ok(Ok(id))
+        });
+        let org = result.map_err(|err: TransactionError<Error>| match err {
+            TransactionError::Abort(err) => err,
+            TransactionError::Storage(err) => Error::from(err),
+        })??;
+        self.db.flush()?;
+        Ok(org)
+    }
+
+    fn add_api_key_now(&self, org: OrgId, key: KeyHash) -> Result<()> {
+        let previous = self.api_keys.compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(&org.as_bytes()[..]))?;
+        if let Err(conflict) = previous
+            && conflict.current.as_deref().map(org_from_bytes).transpose()? != Some(org)
+        {
+            return Err(Error::invalid(Violation::new(
+                "api_key",
+                ViolationCode::NotAllowed,
+                "this key already belongs to another organisation",
+            )));
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn org_of_key_now(&self, key: KeyHash) -> Result<OrgId> {
+        let org = self.api_keys.get(key.as_bytes())?.ok_or(Error::Unauthenticated)?;
+        org_from_bytes(&org)
+    }
+}
+
+impl Store for SledStore {
+    fn create(&self, new: NewChatbot) -> StoreFuture<'_, Chatbot> {
+        self.write(move |tx| {
+            let NewChatbot { mut chatbot, slug } = new;
+            chatbot.config.slug = claim_slug(tx, chatbot.id, &chatbot.config.slug, slug)?;
+            put(tx, &chatbot)?;
+            Ok(chatbot)
+        })
+    }
+
+    fn get(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, Chatbot> {
+        Box::pin(async move { self.read_chatbot(org, id) })
+    }
+
+    fn list(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> StoreFuture<'_, Listing> {
+        Box::pin(async move { self.read_page(org, filter, after, limit) })
+    }
+
+    fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Chatbot> {
+        self.write(move |tx| {
+            let current = owned(tx, update.org, update.id, update.expected_etag.as_deref())?;
+            let proposal = (update.change)(&current)?;
+            let mut next = current.next(proposal.config);
+            next.config.slug = claim_slug(tx, next.id, &next.config.slug, proposal.slug)?;
+            if next.config.slug != current.config.slug {
+                tx.remove(slug_key(&current.config.slug));
+            }
+            tx.remove(listing::key(&current));
+            put(tx, &next)?;
+            Ok(next)
+        })
+    }
+
+    fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, ()> {
+        self.write(move |tx| {
+            let current = owned(tx, deletion.org, deletion.id, deletion.expected_etag.as_deref())?;
+            tx.remove(record_key(current.id));
+            tx.remove(slug_key(&current.config.slug));
+            tx.remove(listing::key(&current));
+            Ok(())
+        })
+    }
+
+    fn ensure_org(&self, name: &str) -> StoreFuture<'_, OrgId> {
+        let name = name.to_owned();
+        Box::pin(async move { self.ensure_org_now(&name) })
+    }
+
+    fn add_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.add_api_key_now(org, key) })
+    }
+
+    fn org_of_key(&self, key: KeyHash) -> StoreFuture<'_, OrgId> {
+        Box::pin(async move { self.org_of_key_now(key) })
+    }
+
+    fn has_api_keys(&self) -> StoreFuture<'_, bool> {
+        Box::pin(async move { Ok(!self.api_keys.is_empty()) })
+    }
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").finish_non_exhaustive()
+    }
+}
+
+/// The stored chatbot if `org` owns it and it matches `expected_etag` (when given).
+fn owned(tx: &Tx<'_>, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<Chatbot> {
+    let record = tx.get(&record_key(id))?.ok_or(Error::NotFound)?;
+    let chatbot = codec::decode(&record)?;
+    if chatbot.organization_id != org {
+        return Err(Error::NotFound);
+    }
+    match expected_etag {
+        Some(tag) if tag != chatbot.etag() => Err(Error::EtagMismatch),
+        _ => Ok(chatbot),
+    }
+}
+
+/// Points the slug index at `id` and returns the slug used: `wanted` itself if kept or exact (it must
+/// be free or already `id`'s), or its first free `-n` variant if derived.
+fn claim_slug(tx: &mut Tx<'_>, id: ChatbotId, wanted: &Slug, choice: SlugChoice) -> Result<Slug> {
+    let attempts = match choice {
+        SlugChoice::Kept | SlugChoice::Exact => 0,
+        SlugChoice::Derived => MAX_SLUG_SUFFIX,
+    };
+    for n in 0..=attempts {
+        let candidate = if n == 0 { wanted.clone() } else { wanted.with_suffix(n) };
+        let key = slug_key(&candidate);
+        match tx.get(&key)? {
+            Some(owner) if owner.as_slice() != id.as_bytes() => continue,
+            Some(_) => return Ok(candidate),
+            None => {
+                tx.insert(key, id.as_bytes().as_slice());
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(Error::SlugTaken { slug: wanted.to_string() })
+}
+
+/// Writes the record and its listing key.
+fn put(tx: &mut Tx<'_>, chatbot: &Chatbot) -> Result<()> {
+    tx.insert(record_key(chatbot.id), codec::encode(chatbot)?);
+    tx.insert(listing::key(chatbot), Vec::new());
+    Ok(())
+}
+
+/// An organisation id as stored: 16 bytes. Anything else is a corrupt store, not a reason to panic.
+fn org_from_bytes(bytes: &[u8]) -> Result<OrgId> {
+    let id: [u8; 16] = bytes.try_into().map_err(|_| Error::storage("a stored organisation id is not 16 bytes"))?;
+    Ok(OrgId::from_bytes(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_organisation_id_is_a_storage_error_not_a_panic() {
+        assert!(matches!(org_from_bytes(b"short"), Err(Error::Storage(_))));
+        assert!(org_from_bytes(&[7u8; 16]).is_ok());
+    }
+}

@@ -1,0 +1,112 @@
+//! Start-up, in one place: open the store, make sure someone can use it, bind both faces, then serve
+//! until told to stop. The binary is its only caller; tests and the benchmark run the binary.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chatbot_core::{ApiKey, Registry, Rules};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The organisation that the first key (or `CHATBOTD_API_KEY`) belongs to.
+pub const DEFAULT_ORG: &str = "default";
+
+/// Everything the service needs to start.
+pub struct Config {
+    /// Directory of the sled store.
+    pub data_dir: PathBuf,
+    /// The rules chatbots must obey.
+    pub rules: Rules,
+    /// Where REST listens (port 0 picks a free one).
+    pub rest_addr: SocketAddr,
+    /// Where gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// A key to make valid for the default organisation (scripts, containers).
+    pub api_key: Option<String>,
+}
+
+/// The service, built and bound, not yet serving.
+pub struct Application {
+    registry: Arc<Registry>,
+    rest: TcpListener,
+    grpc: TcpListener,
+    first_key: Option<ApiKey>,
+}
+
+impl Application {
+    /// Opens the store, makes sure a key exists and binds both listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let registry = Registry::open(&config.data_dir, config.rules).with_context(|| {
+            format!("cannot open the store in {} (is another chatbotd using it?)", config.data_dir.display())
+        })?;
+        let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
+        Ok(Application {
+            registry: Arc::new(registry),
+            rest: bind(config.rest_addr).await?,
+            grpc: bind(config.grpc_addr).await?,
+            first_key,
+        })
+    }
+
+    /// The key created on the very first start, to show its owner once.
+    pub fn first_key(&self) -> Option<&ApiKey> {
+        self.first_key.as_ref()
+    }
+
+    /// Where REST listens.
+    pub fn rest_addr(&self) -> std::io::Result<SocketAddr> {
+        self.rest.local_addr()
+    }
+
+    /// Where gRPC listens.
+    pub fn grpc_addr(&self) -> std::io::Result<SocketAddr> {
+        self.grpc.local_addr()
+    }
+
+    /// Serves both faces until `stop` completes, then lets the requests in flight finish.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stopping, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            stop.await;
+            tracing::info!("shutting down");
+            let _ = stopping.send(true);
+        });
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+
+        let api = grpc_server::ChatbotApi::new(Arc::clone(&self.registry));
+        let grpc = tokio::spawn(grpc_server::serve(self.grpc, api, until_stopped()));
+        let rest = axum::serve::ListenerExt::tap_io(self.rest, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(rest, rest_gateway::app(self.registry)).with_graceful_shutdown(until_stopped()).await?;
+        grpc.await??;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Makes sure someone can use the service: the operator's key if given, else a new key for the
+/// default organisation on the very first start (returned, to be printed once).
+async fn bootstrap_key(registry: &Registry, given: Option<&str>) -> anyhow::Result<Option<ApiKey>> {
+    if let Some(secret) = given.filter(|s| !s.is_empty()) {
+        let key = ApiKey::from_secret(secret);
+        registry.add_api_key(DEFAULT_ORG, &key).await.context("cannot register CHATBOTD_API_KEY")?;
+        Ok(None)
+    } else if registry.has_api_keys().await? {
+        Ok(None)
+    } else {
+        Ok(Some(registry.create_api_key(DEFAULT_ORG).await?.1))
+    }
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
