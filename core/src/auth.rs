@@ -42,6 +42,11 @@ impl KeyHash {
         KeyHash(Sha256::digest(secret.as_bytes()).into())
     }
 
+    /// A hash as stored (export files, the store's own tables).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        KeyHash(bytes)
+    }
+
     /// The 32 bytes to store and look up.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

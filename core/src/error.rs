@@ -32,6 +32,10 @@ pub enum Error {
     /// An update that names no field to change.
     #[error("the update names no field to change")]
     NothingToUpdate,
+    /// The store cannot be reached right now (its database is down, or too busy to answer in time).
+    /// Nothing was changed; the caller may retry.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The store failed (disk full, I/O error, corrupt record). Not the caller's fault.
     #[error("storage failure: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -41,6 +45,11 @@ impl Error {
     /// An [`Error::Invalid`] with a single violation.
     pub fn invalid(violation: Violation) -> Self {
         Error::Invalid { violations: vec![violation] }
+    }
+
+    /// Wraps the failure to reach the store.
+    pub fn unavailable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Unavailable(err.into())
     }
 
     /// Wraps a storage-level failure.

@@ -5,11 +5,12 @@
 //! trait with its embedded engine on [sled]. The gRPC server and the REST gateway are thin faces over
 //! the async [`Registry`]; a Rust program can embed it directly, blocking or async:
 //!
-//! ```no_run
+//! ```
 //! use chatbot_core::blocking::Registry;
 //! use chatbot_core::{ChatbotDraft, Rules};
 //!
-//! let registry = Registry::open("./data", Rules::default())?;
+//! let dir = tempfile::tempdir().expect("a temp dir");
+//! let registry = Registry::open(dir.path(), Rules::default())?;
 //! let (org, _key) = registry.create_api_key("acme")?;
 //! let bot = registry.create(org, ChatbotDraft { name: Some("Support".into()), ..Default::default() })?;
 //! assert_eq!(bot.config.slug.as_str(), "support");
@@ -35,4 +36,9 @@ pub use domain::{ChatbotId, OrgId, Rejection, Timestamp};
 pub use error::{Error, Result, Violation, ViolationCode};
 pub use registry::{ListQuery, Page, Registry};
 pub use rules::{ModelAllowList, Proposal, Rules, SlugChoice, defaults};
-pub use store::{PageCursor, Store};
+pub use store::{Organisation, PageCursor, Record, Store};
+
+/// The README's Rust examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme_examples {}

@@ -8,10 +8,10 @@ use crate::catalog::FieldMask;
 use crate::chatbot::{Chatbot, ChatbotDraft};
 use crate::domain::limits::MAX_PAGE_SIZE;
 use crate::domain::{ChatbotId, OrgId};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Violation, ViolationCode};
 use crate::rules::Rules;
 use crate::store::sled::SledStore;
-use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Store};
+use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Record, Store};
 
 /// The chatbots of every organisation, their rules and their store: what both faces call. Share it
 /// behind an `Arc`; every method may be called from many tasks at once. Write futures complete once the
@@ -81,9 +81,18 @@ impl Registry {
         Ok(org)
     }
 
-    /// Whether any API key exists, i.e. whether anyone can use the service yet.
-    pub async fn has_api_keys(&self) -> Result<bool> {
-        self.store.has_api_keys().await
+    /// Makes sure someone can use the service: when no key exists at all, creates one for organisation
+    /// `org_name` and returns it (in clear, this once). Safe when several replicas start at once over
+    /// an empty store: exactly one of them creates the key.
+    pub async fn create_first_api_key(&self, org_name: &str) -> Result<Option<ApiKey>> {
+        let org = self.store.ensure_org(org_name).await?;
+        let key = ApiKey::generate();
+        Ok(self.store.add_first_api_key(org, key.hash()).await?.then_some(key))
+    }
+
+    /// Whether the store can serve requests now.
+    pub async fn ready(&self) -> Result<()> {
+        self.store.ready().await
     }
 
     /// Checks `draft` against the rules without storing anything (AIP-163 `validate_only`).
@@ -152,6 +161,58 @@ impl Registry {
     pub async fn delete(&self, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<()> {
         let expected_etag = expected_etag.map(str::to_owned);
         self.store.delete(ChatbotDeletion { org, id, expected_etag }).await
+    }
+}
+
+impl Registry {
+    /// Everything the store holds, as [`Record`]s handed to `emit` one at a time: organisations, then
+    /// API key hashes, then each organisation's chatbots a page at a time. Taken while nothing writes
+    /// (a stopped service, or its own exclusive store), it is a consistent copy.
+    pub async fn export(&self, mut emit: impl FnMut(Record) -> Result<()>) -> Result<()> {
+        let organisations = self.store.organisations().await?;
+        for organisation in &organisations {
+            emit(Record::Organisation(organisation.clone()))?;
+        }
+        for (hash, organisation_id) in self.store.api_keys().await? {
+            emit(Record::ApiKey { hash: hex::encode(hash.as_bytes()), organisation_id })?;
+        }
+        for organisation in &organisations {
+            let mut after = None;
+            loop {
+                let page = self.store.list(organisation.id, Filter::default(), after, MAX_PAGE_SIZE).await?;
+                after = if page.more { page.items.last().map(PageCursor::after) } else { None };
+                page.items.into_iter().try_for_each(|chatbot| emit(Record::Chatbot(Box::new(chatbot))))?;
+                if after.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one exported record as it is. A chatbot's configuration is re-checked by its types as it
+    /// is read, and its model against these rules' allow-list.
+    pub async fn import(&self, record: Record) -> Result<()> {
+        match record {
+            Record::Organisation(organisation) => self.store.import_organisation(organisation).await,
+            Record::ApiKey { hash, organisation_id } => {
+                let bytes: [u8; 32] =
+                    hex::decode(&hash).ok().and_then(|bytes| bytes.try_into().ok()).ok_or_else(|| {
+                        Error::invalid(Violation::new("hash", ViolationCode::InvalidFormat, "must be 64 hex digits"))
+                    })?;
+                self.store.add_api_key(organisation_id, KeyHash::from_bytes(bytes)).await
+            }
+            Record::Chatbot(chatbot) => {
+                let model = chatbot.config.settings.model.as_str();
+                self.rules.models.parse(model).map_err(|rejection| Error::invalid(rejection.at("settings.model")))?;
+                self.store.import_chatbot(*chatbot).await
+            }
+        }
+    }
+
+    /// Whether the store holds nothing at all yet (no organisation), as an import target should.
+    pub async fn is_empty(&self) -> Result<bool> {
+        Ok(self.store.organisations().await?.is_empty())
     }
 }
 

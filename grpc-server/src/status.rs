@@ -31,6 +31,11 @@ pub(crate) fn to_status(err: Error) -> Status {
             (Code::AlreadyExists, "slug_taken")
         }
         Error::EtagMismatch => (Code::Aborted, "etag_mismatch"),
+        Error::Unavailable(source) => {
+            tracing::warn!(error = %source, "the store is unavailable");
+            message = "the store is unavailable right now; retry later".to_owned();
+            (Code::Unavailable, "unavailable")
+        }
         Error::Storage(source) => {
             // The cause stays in the log; the client learns only that it was not its fault.
             tracing::error!(error = %source, "storage failure");

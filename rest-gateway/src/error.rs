@@ -83,6 +83,11 @@ impl IntoResponse for ApiError {
             ApiError::Core(err @ Error::EtagMismatch) => {
                 (StatusCode::PRECONDITION_FAILED, "etag_mismatch", err.to_string())
             }
+            ApiError::Core(Error::Unavailable(source)) => {
+                tracing::warn!(error = %source, "the store is unavailable");
+                let message = "the store is unavailable right now; retry later";
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message.to_owned())
+            }
             ApiError::Core(Error::Storage(source)) => {
                 // The cause stays in the log; the client learns only that it was not its fault.
                 tracing::error!(error = %source, "storage failure");

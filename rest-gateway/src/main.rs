@@ -1,22 +1,27 @@
 //! `chatbotd`: the chatbot configuration service.
 //!
-//! - `chatbotd` or `chatbotd serve`: opens the sled store in `--data-dir` (default `./data`) and serves
-//!   REST on `--rest-addr` (default `127.0.0.1:8080`) and gRPC on `--grpc-addr` (default
-//!   `127.0.0.1:50051`) until SIGTERM or Ctrl-C.
+//! - `chatbotd` or `chatbotd serve`: serves REST on `--rest-addr` (default `127.0.0.1:8080`) and gRPC
+//!   on `--grpc-addr` (default `127.0.0.1:50051`) until SIGTERM or Ctrl-C, over the sled store in
+//!   `--data-dir` (default `./data`), or over PostgreSQL with `--database-url`.
 //! - `chatbotd keys create --org NAME`: creates the organisation if needed and prints a new API key
 //!   as the last line of stdout.
+//! - `chatbotd export` / `chatbotd import`: every organisation, key hash and chatbot as JSON lines, e.g.
+//!   to move a sled store to PostgreSQL.
 //!
 //! Every flag has an environment variable (`CHATBOTD_DATA_DIR`, ...); see `chatbotd help serve`.
 
 mod startup;
 
-use std::io::Write as _;
+use std::io::{BufRead as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use chatbot_core::{ModelAllowList, Rules};
-use clap::{Args, Parser, Subcommand};
-use startup::{Application, Config, DEFAULT_ORG};
+use anyhow::Context as _;
+use chatbot_core::store::postgres::{Isolation, PostgresOptions};
+use chatbot_core::{ModelAllowList, Record, Rules};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use startup::{Application, Config, DEFAULT_ORG, StoreConfig};
 
 #[derive(Parser)]
 #[command(name = "chatbotd", version, about = "Creates and manages chatbot configurations over REST and gRPC.")]
@@ -27,11 +32,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve REST and gRPC over the embedded store (the default).
+    /// Serve REST and gRPC (the default).
     Serve(ServeArgs),
-    /// Manage API keys (stop the server first: the store allows one process at a time).
+    /// Manage API keys (with sled, stop the server first: the store allows one process at a time).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Write every organisation, API key hash and chatbot to stdout as JSON lines.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Read what `export` wrote from stdin into a store, checking each record; bad lines are reported
+    /// by number.
+    Import {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Import even into a store that already holds organisations.
+        #[arg(long)]
+        allow_non_empty: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -46,11 +65,35 @@ enum KeysCommand {
     },
 }
 
+/// The isolation level of PostgreSQL transactions.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum IsolationArg {
+    ReadCommitted,
+    Serializable,
+}
+
 #[derive(Args, Clone)]
 struct StoreArgs {
-    /// Directory of the sled store.
+    /// Directory of the sled store (used unless --database-url is given).
     #[arg(long, env = "CHATBOTD_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    /// Use PostgreSQL instead of sled: postgres://user:password@host:port/database.
+    #[arg(long, env = "CHATBOTD_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Most PostgreSQL connections this process opens.
+    #[arg(long, env = "CHATBOTD_DATABASE_POOL_SIZE", default_value_t = 16)]
+    database_pool_size: usize,
+    /// How long connecting to PostgreSQL, waiting for a connection, or one statement may take before the
+    /// request fails with 503 `unavailable`, in milliseconds.
+    #[arg(long, env = "CHATBOTD_DATABASE_TIMEOUT_MS", default_value_t = 3000)]
+    database_timeout_ms: u64,
+    /// The isolation level of PostgreSQL transactions.
+    #[arg(long, env = "CHATBOTD_DATABASE_ISOLATION", value_enum, default_value = "read-committed")]
+    database_isolation: IsolationArg,
+    /// Testing only: make the first attempt of every PostgreSQL transaction fail with a serialization
+    /// failure, to exercise the retry path.
+    #[arg(long, hide = true)]
+    database_fault_injection: bool,
     /// Allowed models, comma-separated (default: gpt-4o-mini, gpt-4o, gpt-4.1, gpt-4.1-mini,
     /// gpt-4.1-nano, o3-mini).
     #[arg(long, env = "CHATBOTD_MODELS", value_delimiter = ',')]
@@ -60,6 +103,28 @@ struct StoreArgs {
 impl StoreArgs {
     fn rules(&self) -> Rules {
         Rules { models: ModelAllowList::new(&self.models) }
+    }
+
+    fn store(&self) -> StoreConfig {
+        match &self.database_url {
+            None => StoreConfig::Sled { data_dir: self.data_dir.clone() },
+            Some(url) => StoreConfig::Postgres {
+                url: url.clone(),
+                options: PostgresOptions {
+                    pool_size: self.database_pool_size.max(1),
+                    timeout: Duration::from_millis(self.database_timeout_ms.max(1)),
+                    isolation: match self.database_isolation {
+                        IsolationArg::ReadCommitted => Isolation::ReadCommitted,
+                        IsolationArg::Serializable => Isolation::Serializable,
+                    },
+                    inject_serialization_failures: self.database_fault_injection,
+                },
+            },
+        }
+    }
+
+    async fn open(&self) -> anyhow::Result<chatbot_core::Registry> {
+        self.store().open(self.rules()).await
     }
 }
 
@@ -92,29 +157,51 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        None => serve(ServeArgs::default()),
-        Some(Command::Serve(args)) => serve(args),
-        Some(Command::Keys(KeysCommand::Create { org, store })) => {
-            let registry = chatbot_core::blocking::Registry::open(&store.data_dir, store.rules())?;
-            let (org_id, key) = registry.create_api_key(&org)?;
+    let command = Cli::parse().command.unwrap_or_else(|| Command::Serve(ServeArgs::default()));
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Keys(KeysCommand::Create { org, store }) => {
+            let (org_id, key) = store.open().await?.create_api_key(&org).await?;
             println!("organisation {org} ({org_id})");
             println!("{}", key.expose());
             Ok(())
         }
+        Command::Export { store } => {
+            let registry = store.open().await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut failed = None;
+            registry
+                .export(|record| {
+                    let written = serde_json::to_writer(&mut out, &record)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| out.write_all(b"\n"));
+                    written.map_err(|err| {
+                        failed = Some(err);
+                        chatbot_core::Error::storage("stdout closed")
+                    })
+                })
+                .await
+                .map_err(|err| failed.take().map_or_else(|| anyhow::Error::from(err), anyhow::Error::from))?;
+            out.flush()?;
+            Ok(())
+        }
+        Command::Import { store, allow_non_empty } => import(&store, allow_non_empty).await,
     }
 }
 
-#[tokio::main]
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let stop = shutdown_signal()?;
     let config = Config {
         rules: args.store.rules(),
-        data_dir: args.store.data_dir,
+        store: args.store.store(),
         rest_addr: args.rest_addr,
         grpc_addr: args.grpc_addr,
         api_key: args.api_key,
     };
-    let stop = shutdown_signal()?;
     let app = Application::build(config).await?;
     if let Some(key) = app.first_key() {
         println!("API key for organisation '{DEFAULT_ORG}' (shown once, store it now): {}", key.expose());
@@ -124,6 +211,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("REST listening on {}", app.rest_addr()?);
     std::io::stdout().flush()?;
     app.run_until_stopped(stop).await
+}
+
+/// Reads JSON lines from stdin into the store; every bad line is reported with its number, and the
+/// command fails if there was any.
+async fn import(store: &StoreArgs, allow_non_empty: bool) -> anyhow::Result<()> {
+    let registry = store.open().await?;
+    anyhow::ensure!(
+        allow_non_empty || registry.is_empty().await?,
+        "the target store already holds organisations; pass --allow-non-empty to import anyway"
+    );
+    let (mut imported, mut bad) = (0u64, 0u64);
+    for (number, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.context("cannot read stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let outcome = match serde_json::from_str::<Record>(&line) {
+            Ok(record) => registry.import(record).await.map_err(|err| err.to_string()),
+            Err(err) => Err(format!("not a record: {err}")),
+        };
+        match outcome {
+            Ok(()) => imported += 1,
+            Err(why) => {
+                bad += 1;
+                eprintln!("line {}: {why}", number + 1);
+            }
+        }
+    }
+    eprintln!("imported {imported} records, {bad} bad lines");
+    anyhow::ensure!(bad == 0, "{bad} lines could not be imported");
+    Ok(())
 }
 
 /// Completes on SIGTERM or Ctrl-C. The handlers are installed at once, so a signal sent as soon as the

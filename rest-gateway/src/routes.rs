@@ -30,9 +30,11 @@ pub fn app(registry: Arc<Registry>) -> Router {
         .with_state(registry)
 }
 
-/// Readiness: the store is open and both servers accept connections.
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Readiness: both servers accept connections and the store can serve (503 `unavailable` while its
+/// database cannot be reached).
+async fn healthz(State(registry): State<Arc<Registry>>) -> Result<Json<Value>, ApiError> {
+    registry.ready().await?;
+    Ok(Json(json!({"status": "ok"})))
 }
 
 /// `POST /api/external/chatbots` (Create Chatbot).

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use chatbot_core::store::postgres::{PostgresOptions, PostgresStore};
 use chatbot_core::{ApiKey, Registry, Rules};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -14,10 +15,42 @@ use tokio::sync::watch;
 /// The organisation that the first key (or `CHATBOTD_API_KEY`) belongs to.
 pub const DEFAULT_ORG: &str = "default";
 
+/// Where the chatbots are kept.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The embedded sled store in this directory (one process at a time).
+    Sled {
+        /// Its directory.
+        data_dir: PathBuf,
+    },
+    /// A PostgreSQL database, shared by any number of replicas.
+    Postgres {
+        /// `postgres://user:password@host:port/database`.
+        url: String,
+        /// Pool size, timeouts, isolation.
+        options: PostgresOptions,
+    },
+}
+
+impl StoreConfig {
+    /// A registry enforcing `rules` over this store.
+    pub async fn open(&self, rules: Rules) -> anyhow::Result<Registry> {
+        match self {
+            StoreConfig::Sled { data_dir } => Registry::open(data_dir, rules).with_context(|| {
+                format!("cannot open the store in {} (is another chatbotd using it?)", data_dir.display())
+            }),
+            StoreConfig::Postgres { url, options } => {
+                let store = PostgresStore::connect(url, options.clone()).await.context("cannot use the database")?;
+                Ok(Registry::new(store, rules))
+            }
+        }
+    }
+}
+
 /// Everything the service needs to start.
 pub struct Config {
-    /// Directory of the sled store.
-    pub data_dir: PathBuf,
+    /// Where the chatbots are kept.
+    pub store: StoreConfig,
     /// The rules chatbots must obey.
     pub rules: Rules,
     /// Where REST listens (port 0 picks a free one).
@@ -39,9 +72,7 @@ pub struct Application {
 impl Application {
     /// Opens the store, makes sure a key exists and binds both listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let registry = Registry::open(&config.data_dir, config.rules).with_context(|| {
-            format!("cannot open the store in {} (is another chatbotd using it?)", config.data_dir.display())
-        })?;
+        let registry = config.store.open(config.rules).await?;
         let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
         Ok(Application {
             registry: Arc::new(registry),
@@ -100,10 +131,8 @@ async fn bootstrap_key(registry: &Registry, given: Option<&str>) -> anyhow::Resu
         let key = ApiKey::from_secret(secret);
         registry.add_api_key(DEFAULT_ORG, &key).await.context("cannot register CHATBOTD_API_KEY")?;
         Ok(None)
-    } else if registry.has_api_keys().await? {
-        Ok(None)
     } else {
-        Ok(Some(registry.create_api_key(DEFAULT_ORG).await?.1))
+        Ok(registry.create_first_api_key(DEFAULT_ORG).await?)
     }
 }
 

@@ -3,11 +3,17 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{TestApp, create_key};
+use crate::helpers::{Engine, Storage, TestApp, create_key, on_every_engine};
 
-#[tokio::test]
-async fn every_endpoint_answers_401_without_a_key_or_with_an_unknown_one() {
-    let app = TestApp::spawn().await;
+on_every_engine!(
+    every_endpoint_answers_401_without_a_key_or_with_an_unknown_one,
+    another_organisation_cannot_see_or_touch_a_chatbot_and_gets_404,
+    keys_create_prints_a_new_key_last_and_stores_only_its_hash,
+    a_first_start_without_a_key_prints_one_that_works,
+);
+
+async fn every_endpoint_answers_401_without_a_key_or_with_an_unknown_one(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let id = app.create_named("Guarded", json!({})).await;
     let body = json!({"name": "x"});
     let calls = [
@@ -28,9 +34,8 @@ async fn every_endpoint_answers_401_without_a_key_or_with_an_unknown_one() {
     assert_eq!(app.get(&id).await.body["chatbot"]["name"], "Guarded", "nothing changed");
 }
 
-#[tokio::test]
-async fn another_organisation_cannot_see_or_touch_a_chatbot_and_gets_404() {
-    let (app, other) = TestApp::spawn_with_second_org().await;
+async fn another_organisation_cannot_see_or_touch_a_chatbot_and_gets_404(engine: Engine) {
+    let (app, other) = TestApp::spawn_with_second_org(engine).await;
     let id = app.create_named("Private", json!({"slug": "private-bot"})).await;
     let path = format!("/api/external/chatbot/{id}");
 
@@ -66,33 +71,42 @@ async fn another_organisation_cannot_see_or_touch_a_chatbot_and_gets_404() {
     assert_ne!(created.body["chatbot"]["organization_id"], mine.body["chatbot"]["organization_id"]);
 }
 
-#[tokio::test]
-async fn keys_create_prints_a_new_key_last_and_stores_only_its_hash() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let key = create_key(dir.path(), "acme").await;
+async fn keys_create_prints_a_new_key_last_and_stores_only_its_hash(engine: Engine) {
+    let storage = Storage::new(engine);
+    let key = create_key(&storage, "acme").await;
     assert_eq!(key.len(), 48);
     assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
-    let second = create_key(dir.path(), "acme").await;
+    let second = create_key(&storage, "acme").await;
     assert_ne!(key, second);
 
-    // No file of the store holds the key in clear.
-    let mut stack = vec![dir.path().to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            stack.extend(std::fs::read_dir(&path).expect("readable").map(|e| e.expect("an entry").path()));
-        } else {
-            let bytes = std::fs::read(&path).expect("readable");
-            assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "{} holds the key", path.display());
+    // Nothing the store holds has the key in clear: no file of a sled store, nothing in a dump of the
+    // PostgreSQL database.
+    let holds_key = |bytes: &[u8]| bytes.windows(key.len()).any(|w| w == key.as_bytes());
+    match &storage {
+        Storage::Sled(dir) => {
+            let mut stack = vec![dir.path().to_path_buf()];
+            while let Some(path) = stack.pop() {
+                if path.is_dir() {
+                    stack.extend(std::fs::read_dir(&path).expect("readable").map(|e| e.expect("an entry").path()));
+                } else {
+                    assert!(!holds_key(&std::fs::read(&path).expect("readable")), "{} holds the key", path.display());
+                }
+            }
+        }
+        Storage::Postgres { .. } => {
+            let cluster = chatbotd_tests::postgres::shared().expect("PostgreSQL is available");
+            let dump = cluster.dump(storage.database().expect("a database")).expect("pg_dump runs");
+            assert!(dump.contains("api_keys"), "the dump holds the keys table");
+            assert!(!holds_key(dump.as_bytes()), "the database holds the key");
         }
     }
 }
 
-#[tokio::test]
-async fn a_first_start_without_a_key_prints_one_that_works() {
-    let dir = tempfile::tempdir().expect("a temp dir");
+async fn a_first_start_without_a_key_prints_one_that_works(engine: Engine) {
+    let storage = Storage::new(engine);
     let mut child = tokio::process::Command::new(crate::helpers::binary())
-        .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+        .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .args(storage.args())
         .env_remove("CHATBOTD_API_KEY")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -3,7 +3,25 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, contract_example, is_contract_timestamp, is_lower_uuid};
+use crate::helpers::{Engine, TestApp, contract_example, is_contract_timestamp, is_lower_uuid, on_every_engine};
+
+on_every_engine!(
+    the_contract_example_creates_a_chatbot_with_every_documented_field,
+    a_created_chatbot_reads_back_the_same_without_a_message,
+    the_organisation_comes_from_the_key_and_is_the_same_for_every_chatbot,
+    a_bare_name_gets_the_documented_defaults,
+    slugs_are_derived_from_names_and_made_unique,
+    a_taken_slug_is_rejected_with_409_and_nothing_is_stored,
+    every_violation_is_reported_at_once_with_its_json_path,
+    each_rule_accepts_its_limit_and_rejects_just_past_it,
+    wrong_json_types_are_named,
+    malformed_json_is_a_400_that_says_where,
+    a_body_that_is_not_json_is_a_415,
+    a_body_over_256_kib_is_a_413,
+    a_failed_create_stores_nothing_and_takes_no_slug,
+    an_openai_key_is_stored_but_only_ever_shown_masked,
+    unknown_or_malformed_ids_are_404_and_unknown_routes_answer_in_the_error_shape,
+);
 
 /// Fields of the documented chatbot object that are always null.
 const NULL_FIELDS: [&str; 8] = [
@@ -17,9 +35,8 @@ const NULL_FIELDS: [&str; 8] = [
     "voice_widget_config",
 ];
 
-#[tokio::test]
-async fn the_contract_example_creates_a_chatbot_with_every_documented_field() {
-    let app = TestApp::spawn().await;
+async fn the_contract_example_creates_a_chatbot_with_every_documented_field(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let sent = contract_example();
     let answer = app.post(&sent).await;
 
@@ -45,9 +62,8 @@ async fn the_contract_example_creates_a_chatbot_with_every_documented_field() {
     assert!(answer.header("etag").is_some_and(|tag| tag.starts_with('"') && tag.ends_with('"')));
 }
 
-#[tokio::test]
-async fn a_created_chatbot_reads_back_the_same_without_a_message() {
-    let app = TestApp::spawn().await;
+async fn a_created_chatbot_reads_back_the_same_without_a_message(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let created = app.post(&contract_example()).await;
     let id = created.body["chatbot"]["id"].as_str().expect("an id");
 
@@ -57,9 +73,8 @@ async fn a_created_chatbot_reads_back_the_same_without_a_message() {
     assert_eq!(read.header("etag"), created.header("etag"));
 }
 
-#[tokio::test]
-async fn the_organisation_comes_from_the_key_and_is_the_same_for_every_chatbot() {
-    let app = TestApp::spawn().await;
+async fn the_organisation_comes_from_the_key_and_is_the_same_for_every_chatbot(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let a = app.post(&json!({"name": "One"})).await;
     let b = app.post(&json!({"name": "Two"})).await;
     assert_eq!(a.body["chatbot"]["organization_id"], b.body["chatbot"]["organization_id"]);
@@ -69,9 +84,8 @@ async fn the_organisation_comes_from_the_key_and_is_the_same_for_every_chatbot()
     assert_eq!(forged.violations(), [("organization_id".into(), "read_only".into())]);
 }
 
-#[tokio::test]
-async fn a_bare_name_gets_the_documented_defaults() {
-    let app = TestApp::spawn().await;
+async fn a_bare_name_gets_the_documented_defaults(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let answer = app.post(&json!({"name": "  Plain  "})).await;
     assert_eq!(answer.status, StatusCode::CREATED);
     let bot = &answer.body["chatbot"];
@@ -94,9 +108,8 @@ async fn a_bare_name_gets_the_documented_defaults() {
     );
 }
 
-#[tokio::test]
-async fn slugs_are_derived_from_names_and_made_unique() {
-    let app = TestApp::spawn().await;
+async fn slugs_are_derived_from_names_and_made_unique(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let mut slugs = Vec::new();
     for name in ["Test", "Test", "test!", "API Docs Demo Chatbot", "Café Crème", "A", "日本"] {
         let answer = app.post(&json!({ "name": name })).await;
@@ -106,9 +119,8 @@ async fn slugs_are_derived_from_names_and_made_unique() {
     assert_eq!(slugs, ["test", "test-1", "test-2", "api-docs-demo-chatbot", "cafe-creme", "a-bot", "ri-ben"]);
 }
 
-#[tokio::test]
-async fn a_taken_slug_is_rejected_with_409_and_nothing_is_stored() {
-    let app = TestApp::spawn().await;
+async fn a_taken_slug_is_rejected_with_409_and_nothing_is_stored(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     assert_eq!(app.post(&contract_example()).await.status, StatusCode::CREATED);
 
     let mut again = contract_example();
@@ -119,9 +131,8 @@ async fn a_taken_slug_is_rejected_with_409_and_nothing_is_stored() {
     assert_eq!(app.list("").await.body["chatbots"].as_array().map(Vec::len), Some(1));
 }
 
-#[tokio::test]
-async fn every_violation_is_reported_at_once_with_its_json_path() {
-    let app = TestApp::spawn().await;
+async fn every_violation_is_reported_at_once_with_its_json_path(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let answer = app
         .post(&json!({
             "name": "",
@@ -185,9 +196,8 @@ fn body_with(path: &str, value: Value) -> Value {
     body
 }
 
-#[tokio::test]
-async fn each_rule_accepts_its_limit_and_rejects_just_past_it() {
-    let app = TestApp::spawn().await;
+async fn each_rule_accepts_its_limit_and_rejects_just_past_it(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let rules = [
         Rule { path: "name", accepted: json!("n".repeat(100)), rejected: json!("n".repeat(101)), code: "too_long" },
         Rule { path: "name", accepted: json!(" x "), rejected: json!("   "), code: "too_short" },
@@ -302,9 +312,8 @@ async fn each_rule_accepts_its_limit_and_rejects_just_past_it() {
     }
 }
 
-#[tokio::test]
-async fn wrong_json_types_are_named() {
-    let app = TestApp::spawn().await;
+async fn wrong_json_types_are_named(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let answer = app.post(&json!({"name": ["x"], "is_public": "true", "settings": "none"})).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -317,9 +326,8 @@ async fn wrong_json_types_are_named() {
     );
 }
 
-#[tokio::test]
-async fn malformed_json_is_a_400_that_says_where() {
-    let app = TestApp::spawn().await;
+async fn malformed_json_is_a_400_that_says_where(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let response = app
         .http
         .post(format!("{}/api/external/chatbots", app.rest))
@@ -338,9 +346,8 @@ async fn malformed_json_is_a_400_that_says_where() {
     assert_eq!(array.status, StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn a_body_that_is_not_json_is_a_415() {
-    let app = TestApp::spawn().await;
+async fn a_body_that_is_not_json_is_a_415(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
         let mut request =
             app.http.post(format!("{}/api/external/chatbots", app.rest)).header("x-api-key", &app.key).body("name=x");
@@ -353,17 +360,15 @@ async fn a_body_that_is_not_json_is_a_415() {
     }
 }
 
-#[tokio::test]
-async fn a_body_over_256_kib_is_a_413() {
-    let app = TestApp::spawn().await;
+async fn a_body_over_256_kib_is_a_413(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let answer = app.post(&json!({"name": "big", "description": "x".repeat(300 * 1024)})).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(answer.code(), "payload_too_large");
 }
 
-#[tokio::test]
-async fn a_failed_create_stores_nothing_and_takes_no_slug() {
-    let app = TestApp::spawn().await;
+async fn a_failed_create_stores_nothing_and_takes_no_slug(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let bad = app
         .post(&json!({"name": "Keep", "slug": "keep-free", "settings": {"snippet": {"primaryColor": "nope"}}}))
         .await;
@@ -377,9 +382,8 @@ async fn a_failed_create_stores_nothing_and_takes_no_slug() {
     assert_eq!(good.body["chatbot"]["slug"], "keep-free");
 }
 
-#[tokio::test]
-async fn an_openai_key_is_stored_but_only_ever_shown_masked() {
-    let app = TestApp::spawn().await;
+async fn an_openai_key_is_stored_but_only_ever_shown_masked(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let secret = "sk-proj-verysecretvalue9876";
     let created = app.post(&json!({"name": "Keyed", "openai_api_key": secret})).await;
     assert_eq!(created.status, StatusCode::CREATED);
@@ -395,9 +399,8 @@ async fn an_openai_key_is_stored_but_only_ever_shown_masked() {
     assert!(listed.body["chatbots"][0].get("openai_api_key").is_none(), "the list projection has no key field");
 }
 
-#[tokio::test]
-async fn unknown_or_malformed_ids_are_404_and_unknown_routes_answer_in_the_error_shape() {
-    let app = TestApp::spawn().await;
+async fn unknown_or_malformed_ids_are_404_and_unknown_routes_answer_in_the_error_shape(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     for id in ["3317853e-0af2-427d-a56f-351a9587f48f", "not-a-uuid", "%FF"] {
         let answer = app.get(id).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{id}");

@@ -4,11 +4,16 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Engine, TestApp, on_every_engine};
 
-#[tokio::test]
-async fn acknowledged_creates_survive_kill_9() {
-    let app = TestApp::spawn().await;
+on_every_engine!(
+    acknowledged_creates_survive_kill_9,
+    acknowledged_updates_and_deletes_survive_kill_9,
+    sigterm_stops_the_server_cleanly_and_keeps_the_data,
+);
+
+async fn acknowledged_creates_survive_kill_9(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let app_ref = &app;
     let creates = (0..40).map(|i| async move {
         app_ref.post(&json!({"name": format!("Durable {i}"), "slug": format!("durable-{i}")})).await
@@ -22,9 +27,9 @@ async fn acknowledged_creates_survive_kill_9() {
         })
         .collect();
     let key = app.key.clone();
-    let dir = app.kill9().await;
+    let storage = app.kill9().await;
 
-    let app = TestApp::spawn_in(dir, key, &[]).await;
+    let app = TestApp::spawn_on(storage, key, &[]).await;
     for (i, id) in ids.iter().enumerate() {
         let read = app.get(id).await;
         assert_eq!(read.status, StatusCode::OK, "chatbot {i} was lost");
@@ -34,9 +39,8 @@ async fn acknowledged_creates_survive_kill_9() {
     assert_eq!(taken.status, StatusCode::CONFLICT, "the slug index survived too");
 }
 
-#[tokio::test]
-async fn acknowledged_updates_and_deletes_survive_kill_9() {
-    let app = TestApp::spawn().await;
+async fn acknowledged_updates_and_deletes_survive_kill_9(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let kept = app.create_named("Kept", json!({"slug": "kept-bot"})).await;
     let gone = app.create_named("Gone", json!({"slug": "gone-bot"})).await;
     assert_eq!(
@@ -45,9 +49,9 @@ async fn acknowledged_updates_and_deletes_survive_kill_9() {
     );
     assert_eq!(app.delete(&gone).await.status, StatusCode::OK);
     let key = app.key.clone();
-    let dir = app.kill9().await;
+    let storage = app.kill9().await;
 
-    let app = TestApp::spawn_in(dir, key, &[]).await;
+    let app = TestApp::spawn_on(storage, key, &[]).await;
     let read = app.get(&kept).await;
     assert_eq!(read.body["chatbot"]["slug"], "renamed-bot");
     assert_eq!(read.body["chatbot"]["description"], "changed");
@@ -58,14 +62,13 @@ async fn acknowledged_updates_and_deletes_survive_kill_9() {
     }
 }
 
-#[tokio::test]
-async fn sigterm_stops_the_server_cleanly_and_keeps_the_data() {
-    let app = TestApp::spawn().await;
+async fn sigterm_stops_the_server_cleanly_and_keeps_the_data(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let id = app.create_named("Graceful", json!({})).await;
-    let (key, dir) = (app.key.clone(), app.dir.clone());
+    let (key, storage) = (app.key.clone(), app.storage.clone());
     let status = app.terminate().await;
     assert!(status.success(), "exit status {status:?}");
 
-    let app = TestApp::spawn_in(dir, key, &[]).await;
+    let app = TestApp::spawn_on(storage, key, &[]).await;
     assert_eq!(app.get(&id).await.status, StatusCode::OK);
 }

@@ -4,7 +4,18 @@ use grpc_server::pb;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::helpers::{TestApp, with_key};
+use crate::helpers::{Engine, TestApp, on_every_engine, with_key};
+
+on_every_engine!(
+    the_contract_example_is_created_and_read_over_grpc,
+    violations_arrive_as_bad_request_details_with_json_paths,
+    validate_only_checks_without_creating,
+    a_taken_slug_is_already_exists_with_reason_slug_taken,
+    calls_without_a_valid_key_are_unauthenticated,
+    another_organisation_gets_not_found_over_grpc,
+    update_with_a_mask_list_and_delete_with_etags,
+    health_and_reflection_answer_stock_clients,
+);
 
 fn example() -> pb::Chatbot {
     pb::Chatbot {
@@ -39,9 +50,8 @@ fn create(chatbot: pb::Chatbot) -> pb::CreateChatbotRequest {
     pb::CreateChatbotRequest { chatbot: Some(chatbot), validate_only: false }
 }
 
-#[tokio::test]
-async fn the_contract_example_is_created_and_read_over_grpc() {
-    let app = TestApp::spawn().await;
+async fn the_contract_example_is_created_and_read_over_grpc(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let mut client = app.grpc_client().await;
     let created = client.create_chatbot(app.grpc_request(create(example()))).await.expect("created").into_inner();
 
@@ -69,9 +79,8 @@ async fn the_contract_example_is_created_and_read_over_grpc() {
     assert_eq!(rest.body["chatbot"]["slug"], "api-docs-demo-chatbot");
 }
 
-#[tokio::test]
-async fn violations_arrive_as_bad_request_details_with_json_paths() {
-    let app = TestApp::spawn().await;
+async fn violations_arrive_as_bad_request_details_with_json_paths(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let mut client = app.grpc_client().await;
     let mut bad = example();
     bad.name = None;
@@ -100,9 +109,8 @@ async fn violations_arrive_as_bad_request_details_with_json_paths() {
     );
 }
 
-#[tokio::test]
-async fn validate_only_checks_without_creating() {
-    let app = TestApp::spawn().await;
+async fn validate_only_checks_without_creating(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let mut client = app.grpc_client().await;
     let request = pb::CreateChatbotRequest { chatbot: Some(example()), validate_only: true };
     client.create_chatbot(app.grpc_request(request)).await.expect("valid");
@@ -110,9 +118,8 @@ async fn validate_only_checks_without_creating() {
     assert_eq!(created.get_ref().slug.as_deref(), Some("api-docs-demo-chatbot"));
 }
 
-#[tokio::test]
-async fn a_taken_slug_is_already_exists_with_reason_slug_taken() {
-    let app = TestApp::spawn().await;
+async fn a_taken_slug_is_already_exists_with_reason_slug_taken(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let mut client = app.grpc_client().await;
     client.create_chatbot(app.grpc_request(create(example()))).await.expect("created");
     let status = client.create_chatbot(app.grpc_request(create(example()))).await.expect_err("taken");
@@ -120,9 +127,8 @@ async fn a_taken_slug_is_already_exists_with_reason_slug_taken() {
     assert_eq!(status.get_error_details().error_info().map(|i| i.reason.clone()).as_deref(), Some("slug_taken"));
 }
 
-#[tokio::test]
-async fn calls_without_a_valid_key_are_unauthenticated() {
-    let app = TestApp::spawn().await;
+async fn calls_without_a_valid_key_are_unauthenticated(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let mut client = app.grpc_client().await;
     let status = client.create_chatbot(tonic::Request::new(create(example()))).await.expect_err("no key");
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -132,9 +138,8 @@ async fn calls_without_a_valid_key_are_unauthenticated() {
     assert_eq!(status.get_error_details().error_info().map(|i| i.reason.clone()).as_deref(), Some("unauthenticated"));
 }
 
-#[tokio::test]
-async fn another_organisation_gets_not_found_over_grpc() {
-    let (app, other) = TestApp::spawn_with_second_org().await;
+async fn another_organisation_gets_not_found_over_grpc(engine: Engine) {
+    let (app, other) = TestApp::spawn_with_second_org(engine).await;
     let mut client = app.grpc_client().await;
     let created = client.create_chatbot(app.grpc_request(create(example()))).await.expect("created").into_inner();
     let status = client
@@ -146,9 +151,8 @@ async fn another_organisation_gets_not_found_over_grpc() {
     assert_eq!(client.delete_chatbot(with_key(delete, &other)).await.expect_err("hidden").code(), Code::NotFound);
 }
 
-#[tokio::test]
-async fn update_with_a_mask_list_and_delete_with_etags() {
-    let app = TestApp::spawn().await;
+async fn update_with_a_mask_list_and_delete_with_etags(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let mut client = app.grpc_client().await;
     let created = client.create_chatbot(app.grpc_request(create(example()))).await.expect("created").into_inner();
 
@@ -203,9 +207,8 @@ async fn update_with_a_mask_list_and_delete_with_etags() {
     assert_eq!(client.delete_chatbot(app.grpc_request(again)).await.expect_err("gone").code(), Code::NotFound);
 }
 
-#[tokio::test]
-async fn health_and_reflection_answer_stock_clients() {
-    let app = TestApp::spawn().await;
+async fn health_and_reflection_answer_stock_clients(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let channel =
         tonic::transport::Channel::from_shared(app.grpc.clone()).expect("a URL").connect().await.expect("connects");
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());

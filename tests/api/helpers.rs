@@ -1,12 +1,13 @@
-//! Starting the real `chatbotd` binary on ephemeral ports over a fresh data directory, and typed
-//! clients for its REST and gRPC faces.
+//! Starting the real `chatbotd` binary on ephemeral ports over a fresh store, on either engine, and
+//! typed clients for its REST and gRPC faces.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatbotd_tests::{Profile, announced};
+use chatbotd_tests::{Profile, announced, postgres};
 use grpc_server::pb::chatbot_service_client::ChatbotServiceClient;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -16,6 +17,99 @@ use tonic::transport::Channel;
 /// How long a started server may take to announce its ports, or a stopped one to exit.
 pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Runs each listed async test `name(engine: Engine)` once per storage engine, as the tests
+/// `name::sled` and `name::postgres`. Without PostgreSQL the second is skipped with a loud note, unless
+/// `CHATBOTD_TEST_REQUIRE_POSTGRES` is set (as in CI), which makes it fail.
+macro_rules! on_every_engine {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sled() {
+                super::$name($crate::helpers::Engine::Sled).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if $crate::helpers::Engine::Postgres.available() {
+                    super::$name($crate::helpers::Engine::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use on_every_engine;
+
+/// A storage engine the server can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The embedded default, in a temp dir.
+    Sled,
+    /// A fresh database of the throwaway cluster shared by this test process.
+    Postgres,
+}
+
+impl Engine {
+    /// Whether the engine can run here. A missing PostgreSQL is a skip with a note, or a failure when
+    /// CI requires it.
+    pub fn available(self) -> bool {
+        match (self, postgres::shared()) {
+            (Engine::Sled, _) | (Engine::Postgres, Ok(_)) => true,
+            (Engine::Postgres, Err(why)) => {
+                assert!(std::env::var_os(postgres::REQUIRE_VAR).is_none(), "PostgreSQL is required: {why}");
+                eprintln!("\n!!! SKIPPED on PostgreSQL: {why}\n");
+                false
+            }
+        }
+    }
+}
+
+/// A fresh PostgreSQL store for a test that only makes sense there (replicas, outages), or `None` with
+/// a loud note when PostgreSQL is missing (a failure in CI).
+pub fn postgres_only() -> Option<Storage> {
+    Engine::Postgres.available().then(|| Storage::new(Engine::Postgres))
+}
+
+/// A store that outlives server processes: a server killed and started again on it finds its data.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// A sled data directory.
+    Sled(Arc<tempfile::TempDir>),
+    /// A PostgreSQL database of the shared cluster.
+    Postgres {
+        /// Its URL.
+        url: String,
+    },
+}
+
+impl Storage {
+    /// A new, empty store on `engine`.
+    pub fn new(engine: Engine) -> Storage {
+        match engine {
+            Engine::Sled => Storage::Sled(Arc::new(tempfile::tempdir().expect("a temp dir"))),
+            Engine::Postgres => {
+                let cluster = postgres::shared().expect("PostgreSQL is available");
+                Storage::Postgres { url: cluster.create_database().expect("a fresh database") }
+            }
+        }
+    }
+
+    /// The command-line flags that point chatbotd at this store.
+    pub fn args(&self) -> Vec<OsString> {
+        match self {
+            Storage::Sled(dir) => vec!["--data-dir".into(), dir.path().into()],
+            Storage::Postgres { url } => vec!["--database-url".into(), url.into()],
+        }
+    }
+
+    /// The database's name, for PostgreSQL.
+    pub fn database(&self) -> Option<&str> {
+        match self {
+            Storage::Sled(_) => None,
+            Storage::Postgres { url } => url.rsplit('/').next(),
+        }
+    }
+}
+
 /// A running server.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
@@ -24,10 +118,12 @@ pub struct TestApp {
     pub grpc: String,
     /// A valid key of the default organisation.
     pub key: String,
-    /// The data directory (kept alive across restarts).
-    pub dir: Arc<tempfile::TempDir>,
+    /// The store (kept alive across restarts).
+    pub storage: Storage,
     pub http: reqwest::Client,
     child: Child,
+    /// Where the server's log goes (at `info`), unless `TEST_LOG` sends it to the terminal.
+    log: Arc<tempfile::NamedTempFile>,
 }
 
 /// An HTTP answer: status, headers, and the body as JSON (`Value::Null` when empty).
@@ -81,23 +177,26 @@ fn uuid_like() -> String {
 }
 
 impl TestApp {
-    /// A server over a new, empty data directory.
-    pub async fn spawn() -> TestApp {
-        let dir = Arc::new(tempfile::tempdir().expect("a temp dir"));
-        TestApp::spawn_in(dir, fresh_key(), &[]).await
+    /// A server over a new, empty store on `engine`.
+    pub async fn spawn(engine: Engine) -> TestApp {
+        TestApp::spawn_on(Storage::new(engine), fresh_key(), &[]).await
     }
 
-    /// A server over `dir`, with `key` valid for the default organisation and extra flags.
-    pub async fn spawn_in(dir: Arc<tempfile::TempDir>, key: String, extra: &[&str]) -> TestApp {
+    /// A server over `storage`, with `key` valid for the default organisation and extra flags.
+    pub async fn spawn_on(storage: Storage, key: String, extra: &[&str]) -> TestApp {
+        let log = Arc::new(tempfile::NamedTempFile::new().expect("a log file"));
         let mut child = Command::new(binary())
-            .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+            .args(storage.args())
             .args(extra)
             .env("CHATBOTD_API_KEY", &key)
             .env_remove("CHATBOTD_MODELS")
-            .env("RUST_LOG", if std::env::var_os("TEST_LOG").is_some() { "debug" } else { "warn" })
+            .env("RUST_LOG", if std::env::var_os("TEST_LOG").is_some() { "debug" } else { "info" })
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .stderr(match std::env::var_os("TEST_LOG") {
+                Some(_) => Stdio::inherit(),
+                None => Stdio::from(log.reopen().expect("the log file reopens")),
+            })
             .kill_on_drop(true)
             .spawn()
             .expect("chatbotd starts");
@@ -107,22 +206,28 @@ impl TestApp {
             rest: format!("http://{}", ports.addr("REST")),
             grpc: format!("http://{}", ports.addr("gRPC")),
             key,
-            dir,
+            storage,
             http: reqwest::Client::new(),
             child,
+            log,
         };
         let health = app.http.get(format!("{}/healthz", app.rest)).send().await.expect("healthz answers");
         assert_eq!(health.status(), StatusCode::OK);
         app
     }
 
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
     /// Kills the process with SIGKILL (no chance to flush anything) and waits for it to die.
-    pub async fn kill9(mut self) -> Arc<tempfile::TempDir> {
+    pub async fn kill9(mut self) -> Storage {
         tokio::time::timeout(PROCESS_TIMEOUT, self.child.kill())
             .await
             .expect("chatbotd dies within 30 s of SIGKILL")
             .expect("SIGKILL is delivered");
-        self.dir.clone()
+        self.storage.clone()
     }
 
     /// Sends SIGTERM and returns the exit status.
@@ -136,12 +241,12 @@ impl TestApp {
             .expect("exit status")
     }
 
-    /// Creates an organisation and a key for it with `chatbotd keys create`. Only possible while no
-    /// server holds the store, so this starts from a new directory and returns the new server too.
-    pub async fn spawn_with_second_org() -> (TestApp, String) {
-        let dir = Arc::new(tempfile::tempdir().expect("a temp dir"));
-        let other = create_key(dir.path(), "globex").await;
-        (TestApp::spawn_in(dir, fresh_key(), &[]).await, other)
+    /// A server, and a key of a second organisation made with `chatbotd keys create` (before the server
+    /// starts, since a sled store allows one process at a time).
+    pub async fn spawn_with_second_org(engine: Engine) -> (TestApp, String) {
+        let storage = Storage::new(engine);
+        let other = create_key(&storage, "globex").await;
+        (TestApp::spawn_on(storage, fresh_key(), &[]).await, other)
     }
 
     /// Any request with `key` (or none).
@@ -214,8 +319,8 @@ pub async fn answer(response: reqwest::Response) -> Answer {
 }
 
 /// Runs `chatbotd keys create` and returns the key it prints last.
-pub async fn create_key(dir: &Path, org: &str) -> String {
-    let run = Command::new(binary()).args(["keys", "create", "--org", org, "--data-dir"]).arg(dir).output();
+pub async fn create_key(storage: &Storage, org: &str) -> String {
+    let run = Command::new(binary()).args(["keys", "create", "--org", org]).args(storage.args()).output();
     let output = tokio::time::timeout(PROCESS_TIMEOUT, run)
         .await
         .expect("chatbotd keys create finishes within 30 s")

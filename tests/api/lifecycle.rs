@@ -6,7 +6,23 @@ use futures::stream::{self, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Engine, TestApp, on_every_engine};
+
+on_every_engine!(
+    paging_through_250_chatbots_in_pages_of_7_under_churn_skips_and_repeats_nothing,
+    the_list_projection_has_15_fields_and_pages_follow_limit,
+    lists_filter_by_visibility_and_activity,
+    bad_list_parameters_are_400s_naming_them,
+    patch_changes_only_what_is_sent_and_merges_nested_objects,
+    null_resets_a_field_to_its_default,
+    patch_follows_the_create_rules_and_reports_every_violation,
+    a_changed_slug_is_checked_and_the_old_one_freed,
+    the_documented_collection_patch_takes_the_id_from_the_body_or_the_query,
+    id_created_at_and_organisation_never_change,
+    deactivation_keeps_the_chatbot_and_its_slug,
+    delete_answers_the_documented_message_frees_the_slug_and_a_second_delete_is_404,
+    etags_guard_writes_and_make_reads_conditional,
+);
 
 /// Creates `n` chatbots named `{prefix} {i}`, a few at a time, and returns their ids.
 async fn create_many(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
@@ -17,9 +33,8 @@ async fn create_many(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
         .await
 }
 
-#[tokio::test]
-async fn paging_through_250_chatbots_in_pages_of_7_under_churn_skips_and_repeats_nothing() {
-    let app = TestApp::spawn().await;
+async fn paging_through_250_chatbots_in_pages_of_7_under_churn_skips_and_repeats_nothing(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let doomed = create_many(&app, "Doomed", 30).await;
     let stable: HashSet<String> = create_many(&app, "Stable", 250).await.into_iter().collect();
 
@@ -65,9 +80,8 @@ async fn paging_through_250_chatbots_in_pages_of_7_under_churn_skips_and_repeats
     assert!(pages >= 250 / 7, "{pages} pages");
 }
 
-#[tokio::test]
-async fn the_list_projection_has_15_fields_and_pages_follow_limit() {
-    let app = TestApp::spawn().await;
+async fn the_list_projection_has_15_fields_and_pages_follow_limit(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     create_many(&app, "Bot", 5).await;
     let all = app.list("").await;
     assert_eq!(all.body["next_cursor"], Value::Null);
@@ -81,9 +95,8 @@ async fn the_list_projection_has_15_fields_and_pages_follow_limit() {
     assert!(page.body["next_cursor"].is_string());
 }
 
-#[tokio::test]
-async fn lists_filter_by_visibility_and_activity() {
-    let app = TestApp::spawn().await;
+async fn lists_filter_by_visibility_and_activity(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let public = app.create_named("Public", json!({"is_public": true})).await;
     let private = app.create_named("Private", json!({})).await;
     let inactive = app.create_named("Inactive", json!({"is_public": true})).await;
@@ -103,9 +116,8 @@ async fn lists_filter_by_visibility_and_activity() {
     assert_eq!(ids(app.list("?is_public=true&active=true").await), HashSet::from([public]));
 }
 
-#[tokio::test]
-async fn bad_list_parameters_are_400s_naming_them() {
-    let app = TestApp::spawn().await;
+async fn bad_list_parameters_are_400s_naming_them(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     for (query, field) in [
         ("?limit=0", "limit"),
         ("?limit=101", "limit"),
@@ -120,9 +132,8 @@ async fn bad_list_parameters_are_400s_naming_them() {
     }
 }
 
-#[tokio::test]
-async fn patch_changes_only_what_is_sent_and_merges_nested_objects() {
-    let app = TestApp::spawn().await;
+async fn patch_changes_only_what_is_sent_and_merges_nested_objects(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let created = app.post(&crate::helpers::contract_example()).await;
     let before = created.body["chatbot"].clone();
     let id = before["id"].as_str().expect("an id");
@@ -139,9 +150,8 @@ async fn patch_changes_only_what_is_sent_and_merges_nested_objects() {
     assert_ne!(answer.header("etag"), created.header("etag"));
 }
 
-#[tokio::test]
-async fn null_resets_a_field_to_its_default() {
-    let app = TestApp::spawn().await;
+async fn null_resets_a_field_to_its_default(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let id =
         app.post(&crate::helpers::contract_example()).await.body["chatbot"]["id"].as_str().expect("an id").to_owned();
     let answer =
@@ -159,9 +169,8 @@ async fn null_resets_a_field_to_its_default() {
     assert_eq!(no_name.violations(), [("name".into(), "required".into())]);
 }
 
-#[tokio::test]
-async fn patch_follows_the_create_rules_and_reports_every_violation() {
-    let app = TestApp::spawn().await;
+async fn patch_follows_the_create_rules_and_reports_every_violation(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let id = app.create_named("Strict", json!({})).await;
     let answer = app
         .patch(&id, &json!({"slug": "NO", "organization_id": "x", "created_at": "y", "settings": {"snippet": {"primaryColor": 5}}}))
@@ -180,9 +189,8 @@ async fn patch_follows_the_create_rules_and_reports_every_violation() {
     assert_eq!(app.get(&id).await.body["chatbot"]["slug"], "strict");
 }
 
-#[tokio::test]
-async fn a_changed_slug_is_checked_and_the_old_one_freed() {
-    let app = TestApp::spawn().await;
+async fn a_changed_slug_is_checked_and_the_old_one_freed(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let a = app.create_named("A bot", json!({"slug": "first-slug"})).await;
     app.create_named("B bot", json!({"slug": "taken-slug"})).await;
 
@@ -197,9 +205,8 @@ async fn a_changed_slug_is_checked_and_the_old_one_freed() {
     assert_eq!(reuse.status, StatusCode::CREATED, "the old slug is free");
 }
 
-#[tokio::test]
-async fn the_documented_collection_patch_takes_the_id_from_the_body_or_the_query() {
-    let app = TestApp::spawn().await;
+async fn the_documented_collection_patch_takes_the_id_from_the_body_or_the_query(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let id = app.create_named("Target", json!({})).await;
     let other = app.create_named("Other", json!({})).await;
     let patch = |path: String, body: Value| {
@@ -225,9 +232,8 @@ async fn the_documented_collection_patch_takes_the_id_from_the_body_or_the_query
     assert_eq!(app.get(&other).await.body["chatbot"]["description"], "", "nothing changed");
 }
 
-#[tokio::test]
-async fn id_created_at_and_organisation_never_change() {
-    let app = TestApp::spawn().await;
+async fn id_created_at_and_organisation_never_change(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let created = app.post(&json!({"name": "Stable"})).await.body["chatbot"].clone();
     let id = created["id"].as_str().expect("an id");
     let updated = app.patch(id, &json!({"name": "Renamed"})).await.body["chatbot"].clone();
@@ -237,9 +243,8 @@ async fn id_created_at_and_organisation_never_change() {
     assert_eq!(updated["name"], "Renamed");
 }
 
-#[tokio::test]
-async fn deactivation_keeps_the_chatbot_and_its_slug() {
-    let app = TestApp::spawn().await;
+async fn deactivation_keeps_the_chatbot_and_its_slug(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let id = app.create_named("Sleepy", json!({"slug": "sleepy-bot"})).await;
     let answer = app.patch(&id, &json!({"active": false})).await;
     assert_eq!(answer.body["chatbot"]["active"], false);
@@ -247,9 +252,8 @@ async fn deactivation_keeps_the_chatbot_and_its_slug() {
     assert_eq!(app.post(&json!({"name": "x", "slug": "sleepy-bot"})).await.status, StatusCode::CONFLICT);
 }
 
-#[tokio::test]
-async fn delete_answers_the_documented_message_frees_the_slug_and_a_second_delete_is_404() {
-    let app = TestApp::spawn().await;
+async fn delete_answers_the_documented_message_frees_the_slug_and_a_second_delete_is_404(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let id = app.create_named("Doomed", json!({"slug": "doomed-bot"})).await;
     let answer = app.delete(&id).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -259,9 +263,8 @@ async fn delete_answers_the_documented_message_frees_the_slug_and_a_second_delet
     assert_eq!(app.post(&json!({"name": "Reborn", "slug": "doomed-bot"})).await.status, StatusCode::CREATED);
 }
 
-#[tokio::test]
-async fn etags_guard_writes_and_make_reads_conditional() {
-    let app = TestApp::spawn().await;
+async fn etags_guard_writes_and_make_reads_conditional(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let created = app.post(&json!({"name": "Tagged"})).await;
     let id = created.body["chatbot"]["id"].as_str().expect("an id").to_owned();
     let tag = created.header("etag").expect("an etag");

@@ -8,4 +8,8 @@ mod durability;
 mod grpc;
 mod helpers;
 mod lifecycle;
+mod migration;
+mod outage;
 mod races;
+mod replicas;
+mod retries;

@@ -4,11 +4,16 @@ use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Engine, TestApp, on_every_engine};
 
-#[tokio::test]
-async fn of_many_concurrent_creates_of_one_slug_exactly_one_wins() {
-    let app = TestApp::spawn().await;
+on_every_engine!(
+    of_many_concurrent_creates_of_one_slug_exactly_one_wins,
+    concurrent_derived_slugs_are_all_distinct,
+    of_concurrent_updates_with_the_same_if_match_exactly_one_wins,
+);
+
+async fn of_many_concurrent_creates_of_one_slug_exactly_one_wins(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let app = &app;
     let attempts =
         (0..32).map(|i| async move { app.post(&json!({"name": format!("Racer {i}"), "slug": "the-one-slug"})).await });
@@ -20,9 +25,8 @@ async fn of_many_concurrent_creates_of_one_slug_exactly_one_wins() {
     assert_eq!(listed.body["chatbots"].as_array().map(Vec::len), Some(1), "losers left nothing behind");
 }
 
-#[tokio::test]
-async fn concurrent_derived_slugs_are_all_distinct() {
-    let app = TestApp::spawn().await;
+async fn concurrent_derived_slugs_are_all_distinct(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let answers = join_all((0..16).map(|_| async { app.post(&json!({"name": "Same Name"})).await })).await;
     let mut slugs: Vec<String> = answers
         .iter()
@@ -36,9 +40,8 @@ async fn concurrent_derived_slugs_are_all_distinct() {
     assert_eq!(slugs.len(), 16);
 }
 
-#[tokio::test]
-async fn of_concurrent_updates_with_the_same_if_match_exactly_one_wins() {
-    let app = TestApp::spawn().await;
+async fn of_concurrent_updates_with_the_same_if_match_exactly_one_wins(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
     let created = app.post(&json!({"name": "Contested"})).await;
     let id = created.body["chatbot"]["id"].as_str().expect("an id").to_owned();
     let etag = created.header("etag").expect("an etag");

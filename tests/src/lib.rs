@@ -1,5 +1,8 @@
 //! What the black-box suite (`api/`) and the benchmark (`benches/load/`) share: the `chatbotd` binary
-//! they start, and reading the lines in which a started process says where it listens.
+//! they start, reading the lines in which a started process says where it listens, and throwaway
+//! PostgreSQL clusters ([`postgres`]).
+
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

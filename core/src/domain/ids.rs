@@ -28,6 +28,14 @@ macro_rules! uuid_id {
             pub fn from_bytes(bytes: [u8; 16]) -> Self {
                 $ty(Uuid::from_bytes(bytes))
             }
+            /// The identifier as a UUID (for engines with a UUID type).
+            pub fn as_uuid(&self) -> &Uuid {
+                &self.0
+            }
+            /// Rebuilds an identifier from a stored UUID.
+            pub fn from_uuid(uuid: Uuid) -> Self {
+                $ty(uuid)
+            }
         }
 
         impl fmt::Display for $ty {

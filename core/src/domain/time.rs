@@ -24,11 +24,20 @@ impl Timestamp {
         self.0
     }
 
+    /// The same instant as a `chrono` date-time (for engines that store it as such).
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp_micros(self.0).unwrap_or_default()
+    }
+
+    /// The instant of a `chrono` date-time, truncated to microseconds.
+    pub fn from_datetime(at: DateTime<Utc>) -> Self {
+        Timestamp(at.timestamp_micros())
+    }
+
     /// The contract's form: `2025-01-22T04:30:45.790337+00:00`.
     pub fn to_contract_string(self) -> String {
-        let at = DateTime::<Utc>::from_timestamp_micros(self.0).unwrap_or_default();
         // `use_z = false` prints the `+00:00` offset the contract shows.
-        at.to_rfc3339_opts(SecondsFormat::Micros, false)
+        self.to_datetime().to_rfc3339_opts(SecondsFormat::Micros, false)
     }
 }
 

@@ -3,11 +3,15 @@
 //!
 //! - [`sled`](crate::store::sled): the embedded default; one writer thread applies every waiting change
 //!   as one atomic batch and one fsync.
+//! - `postgres` (cargo feature `postgres`): PostgreSQL for replicas over one database; each operation
+//!   one transaction, retried on serialization failures.
 //!
 //! Futures are `Send` and completed by the engine itself, so the core needs no async runtime: an
 //! embedded engine answers from its own thread, a networked one from its driver.
 
 mod page;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sled;
 
 use std::future::Future;
@@ -61,6 +65,33 @@ pub struct ChatbotDeletion {
     pub expected_etag: Option<String>,
 }
 
+/// An organisation: the owner of API keys and chatbots.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Organisation {
+    /// Its id.
+    pub id: OrgId,
+    /// Its unique name.
+    pub name: String,
+}
+
+/// One line of an export: everything a store holds, one record at a time. Organisations come first,
+/// then API key hashes, then chatbots, so that an import meets each owner before what it owns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// An organisation.
+    Organisation(Organisation),
+    /// The hash of an API key (never the key) and its organisation.
+    ApiKey {
+        /// The SHA-256 of the key, hex-encoded.
+        hash: String,
+        /// The organisation the key belongs to.
+        organisation_id: OrgId,
+    },
+    /// A chatbot, exactly as stored.
+    Chatbot(Box<Chatbot>),
+}
+
 /// One page of a listing, as an engine reads it.
 #[derive(Debug, Clone)]
 pub struct Listing {
@@ -100,6 +131,23 @@ pub trait Store: Send + Sync {
     /// The organisation of the key with this hash, else [`Unauthenticated`](crate::Error::Unauthenticated).
     fn org_of_key(&self, key: KeyHash) -> StoreFuture<'_, OrgId>;
 
-    /// Whether any API key exists, i.e. whether anyone can use the service yet.
-    fn has_api_keys(&self) -> StoreFuture<'_, bool>;
+    /// Makes the key with this hash valid for `org` only if no key exists at all, and says whether it
+    /// did: of several replicas starting at once on an empty store, exactly one creates the first key.
+    fn add_first_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, bool>;
+
+    /// Whether the store can serve requests now (`Unavailable` if its database cannot be reached).
+    fn ready(&self) -> StoreFuture<'_, ()>;
+
+    /// Every organisation (for exports).
+    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>>;
+
+    /// Every API key hash and its organisation (for exports).
+    fn api_keys(&self) -> StoreFuture<'_, Vec<(KeyHash, OrgId)>>;
+
+    /// Stores an organisation with its id as given (for imports); one of the same name is refused.
+    fn import_organisation(&self, organisation: Organisation) -> StoreFuture<'_, ()>;
+
+    /// Stores a chatbot exactly as given, id, slug, times and revision included (for imports); a taken
+    /// slug is [`SlugTaken`](crate::Error::SlugTaken).
+    fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()>;
 }

@@ -26,7 +26,9 @@ use crate::domain::limits::MAX_SLUG_SUFFIX;
 use crate::domain::{ChatbotId, OrgId, Slug};
 use crate::error::{Error, Result, Violation, ViolationCode};
 use crate::rules::SlugChoice;
-use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, PageCursor, Store, StoreFuture};
+use crate::store::{
+    ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Store, StoreFuture,
+};
 use writer::{BatchWriter, Tx};
 
 impl From<sled::Error> for Error {
@@ -112,15 +114,15 @@ impl SledStore {
         Ok(Listing { items, more })
     }
 
-    fn ensure_org_now(&self, name: &str) -> Result<OrgId> {
+    /// The organisation called `name`, created with id `new_id` if there is none.
+    fn ensure_org_now(&self, name: &str, new_id: OrgId) -> Result<OrgId> {
         let result = (&self.orgs, &self.org_names).transaction(|(orgs, names)| {
             if let Some(id) = names.get(name.as_bytes())? {
                 return Ok(org_from_bytes(&id));
             }
-            let id = OrgId::new_random();
-            names.insert(name.as_bytes(), id.as_bytes())?;
-            orgs.insert(id.as_bytes(), name.as_bytes())?;
-            Ok(Ok(id))
+            names.insert(name.as_bytes(), new_id.as_bytes())?;
+            orgs.insert(new_id.as_bytes(), name.as_bytes())?;
+            Ok(Ok(new_id))
         });
         let org = result.map_err(|err: TransactionError<Error>| match err {
             TransactionError::Abort(err) => err,
@@ -196,7 +198,7 @@ impl Store for SledStore {
 
     fn ensure_org(&self, name: &str) -> StoreFuture<'_, OrgId> {
         let name = name.to_owned();
-        Box::pin(async move { self.ensure_org_now(&name) })
+        Box::pin(async move { self.ensure_org_now(&name, OrgId::new_random()) })
     }
 
     fn add_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, ()> {
@@ -207,8 +209,61 @@ impl Store for SledStore {
         Box::pin(async move { self.org_of_key_now(key) })
     }
 
-    fn has_api_keys(&self) -> StoreFuture<'_, bool> {
-        Box::pin(async move { Ok(!self.api_keys.is_empty()) })
+    fn add_first_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, bool> {
+        // One process owns a sled store, and it bootstraps before it serves: nothing can race this.
+        Box::pin(async move {
+            if !self.api_keys.is_empty() {
+                return Ok(false);
+            }
+            self.add_api_key_now(org, key)?;
+            Ok(true)
+        })
+    }
+
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>> {
+        Box::pin(async move {
+            let mut all = Vec::new();
+            for entry in &self.orgs {
+                let (id, name) = entry?;
+                let name = String::from_utf8(name.to_vec()).map_err(Error::storage)?;
+                all.push(Organisation { id: org_from_bytes(&id)?, name });
+            }
+            Ok(all)
+        })
+    }
+
+    fn api_keys(&self) -> StoreFuture<'_, Vec<(KeyHash, OrgId)>> {
+        Box::pin(async move {
+            let mut all = Vec::new();
+            for entry in &self.api_keys {
+                let (hash, org) = entry?;
+                let hash: [u8; 32] =
+                    hash.as_ref().try_into().map_err(|_| Error::storage("a key hash is not 32 bytes"))?;
+                all.push((KeyHash::from_bytes(hash), org_from_bytes(&org)?));
+            }
+            Ok(all)
+        })
+    }
+
+    fn import_organisation(&self, organisation: Organisation) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            if self.ensure_org_now(&organisation.name, organisation.id)? == organisation.id {
+                Ok(())
+            } else {
+                Err(Error::storage(format!("another organisation is already called '{}'", organisation.name)))
+            }
+        })
+    }
+
+    fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()> {
+        self.write(move |tx| {
+            claim_slug(tx, chatbot.id, &chatbot.config.slug, SlugChoice::Exact)?;
+            put(tx, &chatbot)
+        })
     }
 }
 

@@ -1,0 +1,667 @@
+//! The PostgreSQL engine, for N stateless replicas over one database (cargo feature `postgres`).
+//!
+//! Each operation is one statement or one transaction: an acknowledged write is a committed
+//! transaction. Slugs are unique by a unique index, etags are a compare-and-set on the `revision`
+//! column, and a listing reads only its page: one index scan per flag combination its filter allows,
+//! merged with `UNION ALL`, as the sled engine merges its ranges. A transaction that fails with a
+//! serialization failure (40001) or a deadlock (40P01) runs again, with bounded, jittered backoff,
+//! which is why an update's change must be re-runnable.
+//!
+//! The SQL stays within what CockroachDB and YugabyteDB also accept: no LISTEN/NOTIFY, no advisory
+//! locks, `INSERT ... ON CONFLICT ... DO NOTHING` only, UUID keys. Only PostgreSQL 15 is tested.
+//!
+//! Futures of this engine need a tokio runtime: its connections are driven by tokio.
+
+mod schema;
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use crate::auth::KeyHash;
+use crate::chatbot::{Chatbot, ChatbotConfig};
+use crate::domain::limits::MAX_SLUG_SUFFIX;
+use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
+use crate::error::{Error, Result, Violation, ViolationCode};
+use crate::rules::SlugChoice;
+use crate::store::{
+    ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Store, StoreFuture,
+};
+
+/// Most attempts of one transaction before its serialization failures are reported as unavailability.
+const MAX_ATTEMPTS: u32 = 8;
+/// How many derived-slug candidates are looked up in one query.
+const SLUG_BATCH: u32 = 64;
+/// The columns a chatbot is read from, in [`chatbot_from_row`]'s order.
+const COLUMNS: &str = "id, organisation_id, config, created_at, updated_at, revision";
+
+/// The isolation level of every transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// PostgreSQL's default; writes lock the rows they read (`FOR UPDATE`).
+    #[default]
+    ReadCommitted,
+    /// What CockroachDB always runs: conflicts surface as serialization failures, which are retried.
+    Serializable,
+}
+
+/// How to reach and use the database.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Most connections this replica opens.
+    pub pool_size: usize,
+    /// How long connecting, waiting for a pooled connection, or one statement may take before the
+    /// request fails with [`Error::Unavailable`].
+    pub timeout: Duration,
+    /// The isolation level of every transaction.
+    pub isolation: Isolation,
+    /// For tests of the retry path: make the first attempt of every transaction fail with a real
+    /// serialization failure (SQLSTATE 40001), raised by the server just before the commit.
+    pub inject_serialization_failures: bool,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 16,
+            timeout: Duration::from_secs(3),
+            isolation: Isolation::ReadCommitted,
+            inject_serialization_failures: false,
+        }
+    }
+}
+
+/// The PostgreSQL engine: a connection pool and the options it runs with.
+pub struct PostgresStore {
+    pool: Pool,
+    options: PostgresOptions,
+}
+
+/// Why one attempt of an operation failed: worth another attempt, or final.
+enum Failure {
+    /// A serialization failure or a deadlock: the transaction was rolled back and may run again.
+    Retry(tokio_postgres::Error),
+    /// Anything else.
+    Fail(Error),
+}
+
+impl Failure {
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Retry(err) => Error::unavailable(format!("the database kept refusing the transaction: {err}")),
+            Failure::Fail(err) => err,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        Failure::Fail(err)
+    }
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(err: tokio_postgres::Error) -> Self {
+        match err.code() {
+            Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED => {
+                Failure::Retry(err)
+            }
+            Some(code) if is_unavailability(code) => Failure::Fail(Error::unavailable(err)),
+            Some(_) => Failure::Fail(Error::storage(err)),
+            // No SQLSTATE: the connection broke or timed out on the way.
+            None => Failure::Fail(Error::unavailable(err)),
+        }
+    }
+}
+
+impl From<PoolError> for Failure {
+    fn from(err: PoolError) -> Self {
+        Failure::Fail(Error::unavailable(err))
+    }
+}
+
+/// Whether an error of the server means "not now" rather than "never": the server is shutting down or
+/// starting, has no connection to spare, or cancelled a statement that ran past its timeout.
+fn is_unavailability(code: &SqlState) -> bool {
+    code.code().starts_with("08") // connection exceptions
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+        || *code == SqlState::QUERY_CANCELED
+}
+
+/// A value read from a row, or a storage error (a column of an unexpected type is a corrupt store).
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, index: usize) -> Result<T> {
+    row.try_get(index).map_err(Error::storage)
+}
+
+/// A chatbot from a row of [`COLUMNS`]; its configuration is re-checked by the types' own parsers.
+fn chatbot_from_row(row: &Row) -> Result<Chatbot> {
+    let Json(config): Json<ChatbotConfig> = column(row, 2)?;
+    Ok(Chatbot {
+        id: ChatbotId::from_uuid(column(row, 0)?),
+        organization_id: OrgId::from_uuid(column(row, 1)?),
+        config,
+        created_at: Timestamp::from_datetime(column(row, 3)?),
+        updated_at: Timestamp::from_datetime(column(row, 4)?),
+        revision: u64::try_from(column::<i64>(row, 5)?).map_err(Error::storage)?,
+    })
+}
+
+/// The revision as stored.
+fn revision(chatbot: &Chatbot) -> Result<i64> {
+    i64::try_from(chatbot.revision).map_err(Error::storage)
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`), brings its
+    /// schema up to date, and warns loudly if it does not make commits durable.
+    pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|err| Error::storage(format!("the database URL is not valid: {err}")))?;
+        let isolation = match options.isolation {
+            Isolation::ReadCommitted => "read\\ committed",
+            Isolation::Serializable => "serializable",
+        };
+        let session = format!(
+            "-c statement_timeout={} -c default_transaction_isolation={isolation}",
+            options.timeout.as_millis()
+        );
+        let given = config.get_options().map(str::to_owned);
+        config.options(given.map_or(session.clone(), |given| format!("{given} {session}")));
+        config.connect_timeout(options.timeout);
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.timeout))
+            .create_timeout(Some(options.timeout))
+            .recycle_timeout(Some(options.timeout))
+            .build()
+            .map_err(Error::storage)?;
+        let store = PostgresStore { pool, options };
+        store.migrate().await?;
+        store.warn_unless_durable().await;
+        Ok(store)
+    }
+
+    /// A pooled connection.
+    async fn client(&self) -> Result<deadpool_postgres::Object, Failure> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or has failed [`MAX_ATTEMPTS`] times with a
+    /// serialization failure; between attempts, waits a jittered, growing moment.
+    async fn with_retries<T, F>(&self, mut attempt: impl FnMut(u32) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T, Failure>>,
+    {
+        let mut number = 0;
+        loop {
+            match attempt(number).await {
+                Ok(value) => return Ok(value),
+                Err(Failure::Retry(err)) if number + 1 < MAX_ATTEMPTS => {
+                    let cause = err
+                        .as_db_error()
+                        .map_or_else(|| err.to_string(), |db| format!("{}: {}", db.code().code(), db.message()));
+                    tracing::info!(attempt = number + 1, %cause, "retrying a transaction");
+                    tokio::time::sleep(backoff(number)).await;
+                    number += 1;
+                }
+                Err(failure) => return Err(failure.into_error()),
+            }
+        }
+    }
+
+    /// Before committing the first attempt of a transaction, when asked to: make the server raise a
+    /// serialization failure, so that the retry path runs for real.
+    async fn maybe_inject_failure(&self, tx: &deadpool_postgres::Transaction<'_>, attempt: u32) -> Result<(), Failure> {
+        if self.options.inject_serialization_failures && attempt == 0 {
+            let raise = "DO $$ BEGIN RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = '40001'; END $$";
+            tx.batch_execute(raise).await?;
+        }
+        Ok(())
+    }
+
+    /// Warns loudly when the server may lose committed transactions.
+    async fn warn_unless_durable(&self) {
+        let Ok(client) = self.pool.get().await else { return };
+        for setting in ["fsync", "synchronous_commit"] {
+            match client.query_one("SELECT current_setting($1, true)", &[&setting]).await {
+                Ok(row) => match row.try_get::<_, Option<String>>(0) {
+                    Ok(Some(value)) if value == "off" => tracing::warn!(
+                        "PostgreSQL runs with {setting}=off: a crash of the database can lose writes chatbotd \
+                         has acknowledged. Turn it on for production."
+                    ),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(%err, "cannot read PostgreSQL's {setting} setting"),
+                },
+                Err(err) => tracing::warn!(%err, "cannot read PostgreSQL's {setting} setting"),
+            }
+        }
+    }
+
+    async fn insert(&self, chatbot: &Chatbot, slug: &Slug) -> Result<bool, Failure> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING",
+            )
+            .await?;
+        let config = &chatbot.config;
+        let inserted = client
+            .execute(
+                &statement,
+                &[
+                    chatbot.id.as_uuid(),
+                    chatbot.organization_id.as_uuid(),
+                    &slug.as_str(),
+                    &config.is_public,
+                    &config.active,
+                    &chatbot.created_at.to_datetime(),
+                    &chatbot.updated_at.to_datetime(),
+                    &revision(chatbot)?,
+                    &Json(&ChatbotConfig { slug: slug.clone(), ..config.clone() }),
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn create_now(&self, new: &NewChatbot) -> Result<Chatbot, Failure> {
+        let wanted = &new.chatbot.config.slug;
+        let taken = || Failure::Fail(Error::SlugTaken { slug: wanted.to_string() });
+        // Each lost race means another chatbot just took a candidate; a few are plenty.
+        for _ in 0..16 {
+            let slug = match new.slug {
+                SlugChoice::Kept | SlugChoice::Exact => wanted.clone(),
+                SlugChoice::Derived => first_free_slug(&self.client().await?, wanted, None).await?.ok_or_else(taken)?,
+            };
+            // The unique index decides between concurrent creates.
+            if self.insert(&new.chatbot, &slug).await? {
+                let mut chatbot = new.chatbot.clone();
+                chatbot.config.slug = slug;
+                return Ok(chatbot);
+            }
+            if new.slug != SlugChoice::Derived {
+                break;
+            }
+        }
+        Err(taken())
+    }
+
+    /// The stored chatbot, locked for this transaction, if `org` owns it and it has `expected_etag`.
+    async fn lock_owned(
+        tx: &deadpool_postgres::Transaction<'_>,
+        org: OrgId,
+        id: ChatbotId,
+        expected_etag: Option<&str>,
+    ) -> Result<Chatbot, Failure> {
+        let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2 FOR UPDATE");
+        let statement = tx.prepare_cached(&sql).await?;
+        let row = tx.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await?.ok_or(Error::NotFound)?;
+        let current = chatbot_from_row(&row)?;
+        match expected_etag {
+            Some(tag) if tag != current.etag() => Err(Failure::Fail(Error::EtagMismatch)),
+            _ => Ok(current),
+        }
+    }
+
+    async fn update_attempt(&self, update: &ChatbotUpdate, attempt: u32) -> Result<Chatbot, Failure> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let current = Self::lock_owned(&tx, update.org, update.id, update.expected_etag.as_deref()).await?;
+        let proposal = (update.change)(&current)?;
+        let mut next = current.next(proposal.config);
+        next.config.slug = match proposal.slug {
+            SlugChoice::Kept | SlugChoice::Exact => next.config.slug,
+            SlugChoice::Derived => first_free_slug(&tx, &next.config.slug, Some(next.id))
+                .await?
+                .ok_or_else(|| Error::SlugTaken { slug: next.config.slug.to_string() })?,
+        };
+        let statement = tx
+            .prepare_cached(
+                "UPDATE chatbots SET slug = $3, is_public = $4, active = $5, updated_at = $6, revision = $7, config = $8
+                 WHERE id = $1 AND revision = $2",
+            )
+            .await?;
+        let config = &next.config;
+        let changed = tx
+            .execute(
+                &statement,
+                &[
+                    next.id.as_uuid(),
+                    &revision(&current)?,
+                    &config.slug.as_str(),
+                    &config.is_public,
+                    &config.active,
+                    &next.updated_at.to_datetime(),
+                    &revision(&next)?,
+                    &Json(config),
+                ],
+            )
+            .await;
+        match changed {
+            Ok(1) => {}
+            Ok(_) => return Err(Failure::Fail(Error::storage("a locked chatbot changed under its lock"))),
+            Err(err) if is_slug_conflict(&err) => {
+                return Err(match proposal.slug {
+                    // A derived slug found free was taken since: look again.
+                    SlugChoice::Derived => Failure::Retry(err),
+                    SlugChoice::Kept | SlugChoice::Exact => {
+                        Failure::Fail(Error::SlugTaken { slug: config.slug.to_string() })
+                    }
+                });
+            }
+            Err(err) => return Err(err.into()),
+        }
+        self.maybe_inject_failure(&tx, attempt).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn delete_attempt(&self, deletion: &ChatbotDeletion, attempt: u32) -> Result<(), Failure> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let current = Self::lock_owned(&tx, deletion.org, deletion.id, deletion.expected_etag.as_deref()).await?;
+        let statement = tx.prepare_cached("DELETE FROM chatbots WHERE id = $1").await?;
+        tx.execute(&statement, &[current.id.as_uuid()]).await?;
+        self.maybe_inject_failure(&tx, attempt).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_now(
+        &self,
+        org: OrgId,
+        filter: Filter,
+        after: Option<PageCursor>,
+        limit: usize,
+    ) -> Result<Listing, Failure> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&list_sql(filter, after.is_some())).await?;
+        // One more than the page, to know whether more follow.
+        let fetch = i64::try_from(limit + 1).map_err(Error::storage)?;
+        let rows = match after {
+            Some(cursor) => {
+                let at = cursor.created_at().to_datetime();
+                client.query(&statement, &[org.as_uuid(), &at, cursor.id().as_uuid(), &fetch]).await?
+            }
+            None => client.query(&statement, &[org.as_uuid(), &fetch]).await?,
+        };
+        let mut items = rows.iter().map(chatbot_from_row).collect::<Result<Vec<_>>>()?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Ok(Listing { items, more })
+    }
+
+    /// The organisation called `name`, created with id `new_id` if there is none.
+    async fn ensure_org_now(&self, name: &str, new_id: OrgId) -> Result<OrgId, Failure> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO organisations (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[new_id.as_uuid(), &name],
+            )
+            .await?;
+        let row = client.query_one("SELECT id FROM organisations WHERE name = $1", &[&name]).await?;
+        Ok(OrgId::from_uuid(column(&row, 0)?))
+    }
+
+    async fn add_api_key_now(&self, org: OrgId, key: KeyHash) -> Result<(), Failure> {
+        let client = self.client().await?;
+        let hash = key.as_bytes().as_slice();
+        client
+            .execute(
+                "INSERT INTO api_keys (hash, organisation_id) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+                &[&hash, org.as_uuid()],
+            )
+            .await?;
+        let row = client.query_one("SELECT organisation_id FROM api_keys WHERE hash = $1", &[&hash]).await?;
+        if OrgId::from_uuid(column(&row, 0)?) != org {
+            return Err(Failure::Fail(Error::invalid(Violation::new(
+                "api_key",
+                ViolationCode::NotAllowed,
+                "this key already belongs to another organisation",
+            ))));
+        }
+        Ok(())
+    }
+
+    async fn add_first_api_key_attempt(&self, org: OrgId, key: KeyHash, attempt: u32) -> Result<bool, Failure> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Locking the organisation's row makes concurrent bootstraps take turns.
+        tx.query_one("SELECT id FROM organisations WHERE id = $1 FOR UPDATE", &[org.as_uuid()]).await?;
+        let exists = tx.query_one("SELECT EXISTS (SELECT 1 FROM api_keys)", &[]).await?;
+        if column::<bool>(&exists, 0)? {
+            return Ok(false);
+        }
+        let hash = key.as_bytes().as_slice();
+        tx.execute("INSERT INTO api_keys (hash, organisation_id) VALUES ($1, $2)", &[&hash, org.as_uuid()]).await?;
+        self.maybe_inject_failure(&tx, attempt).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn org_of_key_now(&self, key: KeyHash) -> Result<OrgId, Failure> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached("SELECT organisation_id FROM api_keys WHERE hash = $1").await?;
+        let row = client.query_opt(&statement, &[&key.as_bytes().as_slice()]).await?.ok_or(Error::Unauthenticated)?;
+        Ok(OrgId::from_uuid(column(&row, 0)?))
+    }
+}
+
+impl Store for PostgresStore {
+    fn create(&self, new: NewChatbot) -> StoreFuture<'_, Chatbot> {
+        Box::pin(async move { self.with_retries(|_| self.create_now(&new)).await })
+    }
+
+    fn get(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, Chatbot> {
+        Box::pin(async move {
+            self.with_retries(|_| async {
+                let client = self.client().await?;
+                let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2");
+                let statement = client.prepare_cached(&sql).await?;
+                let row = client.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await?.ok_or(Error::NotFound)?;
+                Ok(chatbot_from_row(&row)?)
+            })
+            .await
+        })
+    }
+
+    fn list(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> StoreFuture<'_, Listing> {
+        Box::pin(async move { self.with_retries(|_| self.list_now(org, filter, after, limit)).await })
+    }
+
+    fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Chatbot> {
+        Box::pin(async move { self.with_retries(|attempt| self.update_attempt(&update, attempt)).await })
+    }
+
+    fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.with_retries(|attempt| self.delete_attempt(&deletion, attempt)).await })
+    }
+
+    fn ensure_org(&self, name: &str) -> StoreFuture<'_, OrgId> {
+        let name = name.to_owned();
+        Box::pin(async move { self.with_retries(|_| self.ensure_org_now(&name, OrgId::new_random())).await })
+    }
+
+    fn add_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.with_retries(|_| self.add_api_key_now(org, key)).await })
+    }
+
+    fn org_of_key(&self, key: KeyHash) -> StoreFuture<'_, OrgId> {
+        Box::pin(async move { self.with_retries(|_| self.org_of_key_now(key)).await })
+    }
+
+    fn add_first_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, bool> {
+        Box::pin(async move { self.with_retries(|attempt| self.add_first_api_key_attempt(org, key, attempt)).await })
+    }
+
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let client = self.client().await.map_err(Failure::into_error)?;
+            client.simple_query("SELECT 1").await.map_err(|err| Failure::from(err).into_error())?;
+            Ok(())
+        })
+    }
+
+    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>> {
+        Box::pin(async move { self.with_retries(|_| self.organisations_now()).await })
+    }
+
+    fn api_keys(&self) -> StoreFuture<'_, Vec<(KeyHash, OrgId)>> {
+        Box::pin(async move { self.with_retries(|_| self.api_keys_now()).await })
+    }
+
+    fn import_organisation(&self, organisation: Organisation) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let id = self.with_retries(|_| self.ensure_org_now(&organisation.name, organisation.id)).await?;
+            if id == organisation.id {
+                Ok(())
+            } else {
+                Err(Error::storage(format!("another organisation is already called '{}'", organisation.name)))
+            }
+        })
+    }
+
+    fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let slug = chatbot.config.slug.clone();
+            if self.with_retries(|_| self.insert(&chatbot, &slug)).await? {
+                Ok(())
+            } else {
+                Err(Error::SlugTaken { slug: slug.to_string() })
+            }
+        })
+    }
+}
+
+impl PostgresStore {
+    async fn organisations_now(&self) -> Result<Vec<Organisation>, Failure> {
+        let rows = self.client().await?.query("SELECT id, name FROM organisations ORDER BY id", &[]).await?;
+        let organisation =
+            |row: &Row| Ok(Organisation { id: OrgId::from_uuid(column(row, 0)?), name: column(row, 1)? });
+        Ok(rows.iter().map(organisation).collect::<Result<_>>()?)
+    }
+
+    async fn api_keys_now(&self) -> Result<Vec<(KeyHash, OrgId)>, Failure> {
+        let rows = self.client().await?.query("SELECT hash, organisation_id FROM api_keys ORDER BY hash", &[]).await?;
+        let key = |row: &Row| {
+            let hash: [u8; 32] =
+                column::<&[u8]>(row, 0)?.try_into().map_err(|_| Error::storage("a key hash is not 32 bytes"))?;
+            Ok((KeyHash::from_bytes(hash), OrgId::from_uuid(column(row, 1)?)))
+        };
+        Ok(rows.iter().map(key).collect::<Result<_>>()?)
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+/// The first of `wanted`, `wanted-1`, `wanted-2`... that no chatbot but `owner` has, looked up
+/// [`SLUG_BATCH`] at a time; `None` when all [`MAX_SLUG_SUFFIX`] are taken.
+async fn first_free_slug(
+    client: &impl GenericClient,
+    wanted: &Slug,
+    owner: Option<ChatbotId>,
+) -> Result<Option<Slug>, Failure> {
+    let owner = owner.map(|id| *id.as_uuid()).unwrap_or_else(Uuid::nil);
+    let statement = client.prepare_cached("SELECT slug FROM chatbots WHERE slug = ANY($1) AND id <> $2").await?;
+    for first in (0..=MAX_SLUG_SUFFIX).step_by(SLUG_BATCH as usize) {
+        let candidates: Vec<Slug> = (first..(first + SLUG_BATCH).min(MAX_SLUG_SUFFIX + 1))
+            .map(|n| if n == 0 { wanted.clone() } else { wanted.with_suffix(n) })
+            .collect();
+        let names: Vec<&str> = candidates.iter().map(Slug::as_str).collect();
+        let taken: Vec<String> = client
+            .query(&statement, &[&names, &owner])
+            .await?
+            .iter()
+            .map(|row| column(row, 0))
+            .collect::<Result<_>>()?;
+        if let Some(free) = candidates.into_iter().find(|slug| !taken.iter().any(|t| t == slug.as_str())) {
+            return Ok(Some(free));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `err` is the unique slug index refusing a slug.
+fn is_slug_conflict(err: &tokio_postgres::Error) -> bool {
+    err.as_db_error()
+        .is_some_and(|db| *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some("chatbots_slug_key"))
+}
+
+/// The listing query for `filter`: per flag combination, an index scan of at most the page in listing
+/// order (newest first, ties by ascending id), after the cursor when there is one; the scans merged
+/// with `UNION ALL` and cut to the page. Parameters: `$1` organisation, then (with a cursor) `$2` its
+/// creation time and `$3` its id, then the row limit.
+fn list_sql(filter: Filter, with_cursor: bool) -> String {
+    let (after, limit) =
+        if with_cursor { (" AND (created_at < $2 OR (created_at = $2 AND id > $3))", "$4") } else { ("", "$2") };
+    let scans: Vec<String> = filter
+        .flag_combinations()
+        .into_iter()
+        .map(|(is_public, active)| {
+            format!(
+                "(SELECT id, created_at FROM chatbots \
+                 WHERE organisation_id = $1 AND is_public = {is_public} AND active = {active}{after} \
+                 ORDER BY created_at DESC, id LIMIT {limit})"
+            )
+        })
+        .collect();
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+    format!(
+        "SELECT {} FROM ({}) AS page JOIN chatbots AS c ON c.id = page.id \
+         ORDER BY page.created_at DESC, page.id LIMIT {limit}",
+        columns.join(", "),
+        scans.join(" UNION ALL ")
+    )
+}
+
+/// The wait before attempt `number + 1`: 5 ms doubled each time, up to 320 ms, jittered by up to half
+/// again so that replicas that collided do not collide again.
+fn backoff(number: u32) -> Duration {
+    let base = 5u64 << number.min(6);
+    let mut random = [0u8; 8];
+    let jitter = match getrandom::fill(&mut random) {
+        Ok(()) => u64::from_le_bytes(random) % (base / 2 + 1),
+        Err(_) => 0,
+    };
+    Duration::from_millis(base + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_scans_one_range_per_flag_combination() {
+        let all = list_sql(Filter::default(), false);
+        assert_eq!(all.matches("UNION ALL").count(), 3);
+        assert!(all.ends_with("LIMIT $2"));
+        let one = list_sql(Filter { is_public: Some(true), active: Some(false) }, true);
+        assert_eq!(one.matches("UNION ALL").count(), 0);
+        assert!(one.contains("is_public = true AND active = false AND (created_at < $2"));
+        assert!(one.ends_with("LIMIT $4"));
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        assert!(backoff(0) >= Duration::from_millis(5) && backoff(0) <= Duration::from_millis(8));
+        assert!(backoff(20) <= Duration::from_millis(480));
+    }
+}

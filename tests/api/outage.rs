@@ -1,0 +1,83 @@
+//! When PostgreSQL goes away, requests fail fast with 503 `unavailable` (never hang, never another
+//! 5xx) and `/healthz` says not ready; when it comes back, the same process recovers and every write it
+//! acknowledged is there.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chatbotd_tests::postgres::Cluster;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Engine, Storage, TestApp};
+
+#[tokio::test]
+async fn a_database_outage_is_a_fast_503_and_the_service_recovers_without_losing_a_write() {
+    if !Engine::Postgres.available() {
+        return;
+    }
+    // A cluster of its own: stopping the shared one would fail every other test.
+    let cluster = Cluster::start().expect("a private cluster starts");
+    let storage = Storage::Postgres { url: cluster.create_database().expect("a database") };
+    let app =
+        TestApp::spawn_on(storage, "outage-test-key-0123456789abcdef".into(), &["--database-timeout-ms", "1000"]).await;
+    let (rest, key) = (app.rest.clone(), app.key.clone());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (rest, key, stop) = (rest.clone(), key.clone(), stop.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let (mut acknowledged, mut unavailable, mut slowest) = (Vec::new(), 0, Duration::ZERO);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let started = Instant::now();
+                let response = http
+                    .post(format!("{rest}/api/external/chatbots"))
+                    .header("x-api-key", &key)
+                    .json(&json!({"name": format!("Outage {n}")}))
+                    .send()
+                    .await
+                    .expect("the service answers even while its database is down");
+                slowest = slowest.max(started.elapsed());
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.expect("a JSON answer");
+                match status {
+                    StatusCode::CREATED => acknowledged.push(body["chatbot"]["id"].as_str().expect("an id").to_owned()),
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                        unavailable += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    other => panic!("answered {other} during the outage: {body}"),
+                }
+            }
+            (acknowledged, unavailable, slowest)
+        })
+    };
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.stop_server().expect("the database stops");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let health = app.http.get(format!("{rest}/healthz")).send().await.expect("healthz answers");
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE, "not ready without its database");
+
+    cluster.start_server().expect("the database starts again");
+    let recovered = Instant::now();
+    while app.http.get(format!("{rest}/healthz")).send().await.map(|r| r.status()).ok() != Some(StatusCode::OK) {
+        assert!(recovered.elapsed() < Duration::from_secs(30), "the service recovers without a restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acknowledged, unavailable, slowest) = load.await.expect("the load ran");
+
+    assert!(unavailable > 0, "some requests met the outage");
+    assert!(slowest < Duration::from_secs(5), "no request hung ({slowest:?})");
+    assert!(acknowledged.len() > 10, "writes went through before and after ({})", acknowledged.len());
+    for id in &acknowledged {
+        assert_eq!(app.get(id).await.status, StatusCode::OK, "{id} was acknowledged, then lost");
+    }
+}

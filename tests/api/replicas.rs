@@ -1,0 +1,178 @@
+//! PostgreSQL lets several stateless replicas serve one database: whichever replica a client reaches,
+//! it sees the same chatbots, the same uniqueness and the same etags; a replica killed mid-load loses
+//! nothing it acknowledged; replicas starting together agree; keys can be made while they serve.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{Storage, TestApp, create_key, postgres_only};
+
+/// Two replicas over one fresh database, sharing one key.
+async fn two_replicas() -> Option<(TestApp, TestApp)> {
+    let storage = postgres_only()?;
+    let key = "replica-test-key-0123456789abcdef".to_owned();
+    let a = TestApp::spawn_on(storage.clone(), key.clone(), &[]).await;
+    let b = TestApp::spawn_on(storage, key, &[]).await;
+    Some((a, b))
+}
+
+#[tokio::test]
+async fn what_one_replica_writes_the_other_reads_lists_and_deletes() {
+    let Some((a, b)) = two_replicas().await else { return };
+    let id = a.create_named("Shared", json!({"slug": "shared-bot"})).await;
+    let read = b.get(&id).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.body["chatbot"]["slug"], "shared-bot");
+    assert_eq!(b.list("").await.body["chatbots"][0]["id"], id.as_str());
+
+    let updated = b.patch(&id, &json!({"description": "changed on B"})).await;
+    assert_eq!(a.get(&id).await.header("etag"), updated.header("etag"), "one etag, whichever replica answers");
+
+    assert_eq!(b.delete(&id).await.status, StatusCode::OK);
+    assert_eq!(a.get(&id).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.post(&json!({"name": "Again", "slug": "shared-bot"})).await.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn of_32_creates_of_one_slug_spread_over_two_replicas_exactly_one_wins() {
+    let Some((a, b)) = two_replicas().await else { return };
+    let (a, b) = (&a, &b);
+    let attempts = (0..32).map(|i| async move {
+        let replica = if i % 2 == 0 { a } else { b };
+        replica.post(&json!({"name": format!("Racer {i}"), "slug": "the-one-slug"})).await
+    });
+    let answers = join_all(attempts).await;
+    let won = answers.iter().filter(|x| x.status == StatusCode::CREATED).count();
+    let lost = answers.iter().filter(|x| x.status == StatusCode::CONFLICT && x.code() == "slug_taken").count();
+    assert_eq!((won, lost), (1, 31), "{:?}", answers.iter().map(|x| x.status).collect::<Vec<_>>());
+    assert_eq!(b.list("").await.body["chatbots"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn of_16_if_match_updates_spread_over_two_replicas_exactly_one_wins() {
+    let Some((a, b)) = two_replicas().await else { return };
+    let created = a.post(&json!({"name": "Contested"})).await;
+    let id = created.body["chatbot"]["id"].as_str().expect("an id").to_owned();
+    let etag = created.header("etag").expect("an etag");
+    let updates = (0..16).map(|i| {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        let request = replica
+            .http
+            .request(Method::PATCH, format!("{}/api/external/chatbot/{id}", replica.rest))
+            .header("x-api-key", &replica.key)
+            .header("if-match", &etag)
+            .json(&json!({"description": format!("writer {i}")}));
+        async move { request.send().await.expect("answered").status() }
+    });
+    let statuses = join_all(updates).await;
+    let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::PRECONDITION_FAILED).count();
+    assert_eq!((won, refused), (1, 15), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_replica_killed_under_load_loses_nothing_either_replica_acknowledged() {
+    let Some((a, b)) = two_replicas().await else { return };
+    let (a_rest, b_rest, key) = (a.rest.clone(), b.rest.clone(), a.key.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let (rest, key, stop) =
+                (if writer % 2 == 0 { &a_rest } else { &b_rest }.clone(), key.clone(), stop.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut acknowledged = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let body = json!({"name": format!("Load {writer}-{n}")});
+                    let sent = http.post(format!("{rest}/api/external/chatbots")).header("x-api-key", &key).json(&body);
+                    match sent.send().await {
+                        Ok(response) if response.status() == StatusCode::CREATED => {
+                            let body: serde_json::Value = response.json().await.expect("a JSON answer");
+                            acknowledged.push(body["chatbot"]["id"].as_str().expect("an id").to_owned());
+                        }
+                        Ok(response) => assert!(response.status().is_success(), "refused: {}", response.status()),
+                        // The killed replica's connections break: those writes were never acknowledged.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _ = a.kill9().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.expect("a writer"));
+    }
+    assert!(acknowledged.len() > 20, "the load ran ({} creates)", acknowledged.len());
+    for id in &acknowledged {
+        assert_eq!(b.get(id).await.status, StatusCode::OK, "{id} was acknowledged, then lost");
+    }
+}
+
+#[tokio::test]
+async fn replicas_starting_at_once_agree_on_the_schema_the_organisation_and_the_key() {
+    let Some(storage) = postgres_only() else { return };
+    let key = "same-key-for-every-replica-0123456789".to_owned();
+    let replicas = join_all((0..4).map(|_| TestApp::spawn_on(storage.clone(), key.clone(), &[]))).await;
+    let orgs: Vec<String> = join_all(replicas.iter().map(|r| async move {
+        let created = r.post(&json!({"name": "Probe"})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        created.body["chatbot"]["organization_id"].as_str().expect("an organisation").to_owned()
+    }))
+    .await;
+    assert!(orgs.windows(2).all(|w| w[0] == w[1]), "one default organisation: {orgs:?}");
+}
+
+#[tokio::test]
+async fn of_replicas_starting_at_once_on_an_empty_database_exactly_one_prints_a_first_key() {
+    let Some(storage) = postgres_only() else { return };
+    let starts = (0..3).map(|_| {
+        let storage = storage.clone();
+        async move {
+            let mut child = tokio::process::Command::new(crate::helpers::binary())
+                .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+                .args(storage.args())
+                .env_remove("CHATBOTD_API_KEY")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("starts");
+            let ports = chatbotd_tests::announced(&mut child, &["REST"], crate::helpers::PROCESS_TIMEOUT)
+                .await
+                .expect("every replica starts");
+            let key =
+                ports.other_lines.iter().find_map(|line| line.split_once("store it now): ").map(|k| k.1.to_owned()));
+            (child, key)
+        }
+    });
+    let started = join_all(starts).await;
+    let keys: Vec<&String> = started.iter().filter_map(|(_, key)| key.as_ref()).collect();
+    assert_eq!(keys.len(), 1, "exactly one replica made the first key");
+}
+
+#[tokio::test]
+async fn keys_made_while_replicas_serve_work_at_once_on_every_replica() {
+    let Some((a, b)) = two_replicas().await else { return };
+    let storage: Storage = a.storage.clone();
+    let globex = create_key(&storage, "globex").await;
+    for replica in [&a, &b] {
+        let created =
+            replica.call(Method::POST, "/api/external/chatbots", Some(&globex), Some(&json!({"name": "G"}))).await;
+        assert_eq!(created.status, StatusCode::CREATED);
+    }
+    let theirs = a.call(Method::GET, "/api/external/chatbots", Some(&globex), None).await;
+    assert_eq!(theirs.body["chatbots"].as_array().map(Vec::len), Some(2));
+    assert_eq!(b.list("").await.body["chatbots"], json!([]), "the default organisation sees none of them");
+}
