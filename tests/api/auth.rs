@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Engine, Storage, TestApp, create_key, on_every_engine};
+use crate::helpers::{Engine, Storage, TestApp, create_key, on_every_engine, spawn_without_key};
 
 on_every_engine!(
     every_endpoint_answers_401_without_a_key_or_with_an_unknown_one,
@@ -104,20 +104,8 @@ async fn keys_create_prints_a_new_key_last_and_stores_only_its_hash(engine: Engi
 
 async fn a_first_start_without_a_key_prints_one_that_works(engine: Engine) {
     let storage = Storage::new(engine);
-    let mut child = tokio::process::Command::new(crate::helpers::binary())
-        .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
-        .args(storage.args())
-        .env_remove("CHATBOTD_API_KEY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starts");
-    let ports = chatbotd_tests::announced(&mut child, &["REST"], crate::helpers::PROCESS_TIMEOUT)
-        .await
-        .expect("chatbotd announces its ports");
-    let key = ports.other_lines.iter().find_map(|line| line.split_once("store it now): ")).expect("a key line").1;
-    let (key, rest) = (key.trim().to_owned(), ports.addr("REST"));
+    let (_child, key, rest) = spawn_without_key(&storage).await;
+    let key = key.expect("a first key is printed");
     let response = reqwest::Client::new()
         .get(format!("http://{rest}/api/external/chatbots"))
         .header("x-api-key", &key)

@@ -273,6 +273,17 @@ impl TestApp {
         self.call(Method::PATCH, &format!("/api/external/chatbot/{id}"), Some(&self.key), Some(body)).await
     }
 
+    /// `PATCH` with `If-Match: etag`.
+    pub async fn patch_if_match(&self, id: &str, etag: &str, body: &Value) -> Answer {
+        let request = self
+            .http
+            .patch(format!("{}/api/external/chatbot/{id}", self.rest))
+            .header("x-api-key", &self.key)
+            .header("if-match", etag)
+            .json(body);
+        answer(request.send().await.expect("the request is answered")).await
+    }
+
     pub async fn delete(&self, id: &str) -> Answer {
         self.call(Method::DELETE, &format!("/api/external/chatbot/{id}"), Some(&self.key), None).await
     }
@@ -316,6 +327,24 @@ pub async fn answer(response: reqwest::Response) -> Answer {
     let bytes = response.bytes().await.expect("a body");
     let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("the body is JSON") };
     Answer { status, headers, body }
+}
+
+/// Starts a server on `storage` with no `CHATBOTD_API_KEY`; returns it and the first key it printed,
+/// if it printed one.
+pub async fn spawn_without_key(storage: &Storage) -> (Child, Option<String>, std::net::SocketAddr) {
+    let mut child = Command::new(binary())
+        .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .args(storage.args())
+        .env_remove("CHATBOTD_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chatbotd starts");
+    let ports = announced(&mut child, &["REST"], PROCESS_TIMEOUT).await.expect("chatbotd announces its ports");
+    let key =
+        ports.other_lines.iter().find_map(|line| line.split_once("store it now): ").map(|k| k.1.trim().to_owned()));
+    (child, key, ports.addr("REST"))
 }
 
 /// Runs `chatbotd keys create` and returns the key it prints last.

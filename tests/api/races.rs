@@ -1,7 +1,7 @@
 //! Concurrent writers: one slug has one owner, one etag has one winner.
 
 use futures::future::join_all;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{Engine, TestApp, on_every_engine};
@@ -45,16 +45,9 @@ async fn of_concurrent_updates_with_the_same_if_match_exactly_one_wins(engine: E
     let created = app.post(&json!({"name": "Contested"})).await;
     let id = created.body["chatbot"]["id"].as_str().expect("an id").to_owned();
     let etag = created.header("etag").expect("an etag");
-    let path = format!("/api/external/chatbot/{id}");
-
-    let updates = (0..16).map(|i| {
-        let request = app
-            .http
-            .request(Method::PATCH, format!("{}{path}", app.rest))
-            .header("x-api-key", &app.key)
-            .header("if-match", &etag)
-            .json(&json!({"description": format!("writer {i}")}));
-        async move { request.send().await.expect("answered").status() }
+    let (app, id, etag) = (&app, id.as_str(), etag.as_str());
+    let updates = (0..16).map(|i| async move {
+        app.patch_if_match(id, etag, &json!({"description": format!("writer {i}")})).await.status
     });
     let statuses = join_all(updates).await;
     let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();

@@ -10,7 +10,7 @@ use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Storage, TestApp, create_key, postgres_only};
+use crate::helpers::{Storage, TestApp, create_key, postgres_only, spawn_without_key};
 
 /// Two replicas over one fresh database, sharing one key.
 async fn two_replicas() -> Option<(TestApp, TestApp)> {
@@ -59,15 +59,10 @@ async fn of_16_if_match_updates_spread_over_two_replicas_exactly_one_wins() {
     let created = a.post(&json!({"name": "Contested"})).await;
     let id = created.body["chatbot"]["id"].as_str().expect("an id").to_owned();
     let etag = created.header("etag").expect("an etag");
-    let updates = (0..16).map(|i| {
-        let replica = if i % 2 == 0 { &a } else { &b };
-        let request = replica
-            .http
-            .request(Method::PATCH, format!("{}/api/external/chatbot/{id}", replica.rest))
-            .header("x-api-key", &replica.key)
-            .header("if-match", &etag)
-            .json(&json!({"description": format!("writer {i}")}));
-        async move { request.send().await.expect("answered").status() }
+    let (a, b, id, etag) = (&a, &b, id.as_str(), etag.as_str());
+    let updates = (0..16).map(|i| async move {
+        let replica = if i % 2 == 0 { a } else { b };
+        replica.patch_if_match(id, etag, &json!({"description": format!("writer {i}")})).await.status
     });
     let statuses = join_all(updates).await;
     let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
@@ -137,28 +132,9 @@ async fn replicas_starting_at_once_agree_on_the_schema_the_organisation_and_the_
 #[tokio::test]
 async fn of_replicas_starting_at_once_on_an_empty_database_exactly_one_prints_a_first_key() {
     let Some(storage) = postgres_only() else { return };
-    let starts = (0..3).map(|_| {
-        let storage = storage.clone();
-        async move {
-            let mut child = tokio::process::Command::new(crate::helpers::binary())
-                .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
-                .args(storage.args())
-                .env_remove("CHATBOTD_API_KEY")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("starts");
-            let ports = chatbotd_tests::announced(&mut child, &["REST"], crate::helpers::PROCESS_TIMEOUT)
-                .await
-                .expect("every replica starts");
-            let key =
-                ports.other_lines.iter().find_map(|line| line.split_once("store it now): ").map(|k| k.1.to_owned()));
-            (child, key)
-        }
-    });
+    let starts = (0..3).map(|_| spawn_without_key(&storage));
     let started = join_all(starts).await;
-    let keys: Vec<&String> = started.iter().filter_map(|(_, key)| key.as_ref()).collect();
+    let keys: Vec<&String> = started.iter().filter_map(|(_, key, _)| key.as_ref()).collect();
     assert_eq!(keys.len(), 1, "exactly one replica made the first key");
 }
 

@@ -3,7 +3,7 @@
 //! exactly once.
 
 use futures::future::join_all;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{TestApp, postgres_only};
@@ -33,15 +33,9 @@ async fn injected_serialization_failures_are_retried_and_every_outcome_happens_e
     assert!(last.starts_with("\"17-"), "1 create + 16 updates = revision 17, got {last}");
 
     // 8 updates with the same If-Match: exactly one wins.
-    let path = format!("{}/api/external/chatbot/{id}", app.rest);
-    let contested = (0..8).map(|i| {
-        let request = app
-            .http
-            .request(Method::PATCH, &path)
-            .header("x-api-key", &app.key)
-            .header("if-match", &last)
-            .json(&json!({"description": format!("contender {i}")}));
-        async move { request.send().await.expect("answered").status() }
+    let last = last.as_str();
+    let contested = (0..8).map(|i| async move {
+        app.patch_if_match(id, last, &json!({"description": format!("contender {i}")})).await.status
     });
     let statuses = join_all(contested).await;
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");

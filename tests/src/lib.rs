@@ -24,8 +24,10 @@ pub enum Profile {
 }
 
 /// The `chatbotd` binary of this workspace, built in `profile` on first use. The binary belongs to
-/// another package (`rest-gateway`), so cargo sets no `CARGO_BIN_EXE_` for it here; asking cargo to
-/// build it (a no-op when `cargo test --workspace` already did) also makes sure it is not stale.
+/// another package (`rest-gateway`), so cargo sets no `CARGO_BIN_EXE_` for it here; asking cargo for it
+/// also makes sure it is not stale. For the tests, cargo is asked exactly what the README's test command
+/// asks (`cargo test --workspace`, without running anything), so that under that command it is a
+/// no-op: a narrower build would resolve other features and rebuild the dependency tree.
 pub fn chatbotd(profile: Profile) -> &'static Path {
     static DEV: OnceLock<PathBuf> = OnceLock::new();
     static RELEASE: OnceLock<PathBuf> = OnceLock::new();
@@ -39,16 +41,18 @@ pub fn chatbotd(profile: Profile) -> &'static Path {
 fn build(profile: Profile) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = std::process::Command::new(cargo);
-    command.args(["build", "--quiet", "-p", "rest-gateway", "--bin", "chatbotd", "--message-format=json"]);
-    if profile == Profile::Release {
-        command.arg("--release");
-    }
+    match profile {
+        Profile::Dev => command.args(["test", "--workspace", "--no-run"]),
+        Profile::Release => command.args(["build", "--release", "-p", "rest-gateway", "--bin", "chatbotd"]),
+    };
+    command.args(["--quiet", "--message-format=json"]);
     let output = command.current_dir(env!("CARGO_MANIFEST_DIR")).output().context("cargo runs")?;
     anyhow::ensure!(output.status.success(), "cargo build failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout)?
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["target"]["name"] == "chatbotd")
+        // The binary itself, not its unit-test harness (also called chatbotd).
+        .filter(|message| message["target"]["name"] == "chatbotd" && message["profile"]["test"] == false)
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
         .context("cargo named no chatbotd executable")
 }

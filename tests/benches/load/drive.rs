@@ -79,7 +79,8 @@ impl Op {
 /// Everything a client needs to know about its target.
 #[derive(Clone)]
 pub struct Target {
-    pub rest: SocketAddr,
+    /// REST addresses: client `i` talks to `rest[i % rest.len()]` (several replicas share the load).
+    pub rest: Vec<SocketAddr>,
     pub grpc: SocketAddr,
     pub key: String,
     /// Chatbots to read.
@@ -100,10 +101,10 @@ enum Connection {
     Health(tonic_health::pb::health_client::HealthClient<Channel>),
 }
 
-async fn connect(op: Op, target: &Target) -> anyhow::Result<Connection> {
+async fn connect(op: Op, target: &Target, client: usize) -> anyhow::Result<Connection> {
     Ok(match op {
         Op::RestCreate | Op::RestGet | Op::RestList | Op::HyperCanned => {
-            let stream = tokio::net::TcpStream::connect(target.rest).await?;
+            let stream = tokio::net::TcpStream::connect(target.rest[client % target.rest.len()]).await?;
             stream.set_nodelay(true)?;
             let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(connection);
@@ -125,8 +126,8 @@ pub async fn drive(op: Op, target: &Target, clients: usize, duration: Duration) 
     let template = Arc::new(create_template());
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let mut connections = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        connections.push(connect(op, target).await?);
+    for client in 0..clients {
+        connections.push(connect(op, target, client).await?);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -267,8 +268,8 @@ fn drive_blocking(threads: usize, duration: Duration, work: impl Fn(usize, u64) 
     total
 }
 
-/// The storage ceiling: the stored form of the example chatbot inserted into a bare sled tree (one key,
-/// no index), each insert made durable by sled's own flush (concurrent flushes share the fsync).
+/// sled as an application would use it at its simplest: the stored form of the example chatbot inserted
+/// into a bare tree (one key, no index), each insert made durable by sled's own flush.
 pub fn sled_raw(threads: usize, duration: Duration) -> anyhow::Result<Measured> {
     let scratch = tempfile::tempdir()?;
     let record = {

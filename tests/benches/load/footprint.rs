@@ -37,7 +37,7 @@ pub async fn measure(sizes: &[usize]) -> anyhow::Result<Vec<Footprint>> {
         let disk_bytes = disk_usage(dir.path())?;
 
         let started = Instant::now();
-        let mut command = chatbotd_command(dir.path());
+        let mut command = chatbotd_command(&["--data-dir".as_ref(), dir.path().as_os_str()]);
         let mut child = command
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())

@@ -14,10 +14,12 @@
 //!   contract's example with a unique slug), REST get, REST list (a page of 20), gRPC create, gRPC get;
 //!   plus `core create`, the core library called directly (rules + store, no network).
 //! - ceilings: a bare hyper server answering every POST with a canned 201 of the same size (HTTP), a
-//!   tonic server's near-empty unary method `grpc.health.v1.Health/Check` (gRPC), raw sled inserts of
-//!   the same record, each followed by sled's own flush (storage).
-//! - peer: PostgreSQL (Debian's packages) in a throwaway cluster, `synchronous_commit=on`, inserting
-//!   the same record as JSONB with a unique slug index, driven by pgbench.
+//!   tonic server's near-empty unary method `grpc.health.v1.Health/Check` (gRPC).
+//! - peers: raw sled inserts of the same record, each followed by sled's own flush; PostgreSQL (Debian's
+//!   packages) in a throwaway cluster, `fsync=on`, `synchronous_commit=on`, inserting the same record as
+//!   JSONB with a unique slug index, driven by pgbench.
+//! - ours on PostgreSQL: `chatbotd serve --database-url` over a fresh database of that same cluster,
+//!   REST create and get, with one replica and with two (clients spread over both).
 
 mod drive;
 mod footprint;
@@ -92,7 +94,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let ours_ops =
         [drive::Op::RestCreate, drive::Op::RestGet, drive::Op::RestList, drive::Op::GrpcCreate, drive::Op::GrpcGet];
     if ours_ops.iter().any(|op| wanted(op.label())) {
-        let ours = servers::Chatbotd::start().await?;
+        let ours = servers::Chatbotd::sled().await?;
         let ids = ours.seed(1_000).await?;
         for &clients in &options.clients {
             for op in ours_ops.into_iter().filter(|op| wanted(op.label())) {
@@ -113,20 +115,44 @@ async fn run(options: Options) -> anyhow::Result<()> {
             rows.push(report::row(op.label(), "ceiling", clients, server.drive(op, clients, duration).await?));
         }
     }
-    if wanted("storage ceiling") {
+    if wanted("sled insert+flush") {
         for &clients in &options.clients {
-            rows.push(report::row("storage ceiling", "ceiling", clients, drive::sled_raw(clients, duration)?));
+            rows.push(report::row("sled insert+flush", "peer", clients, drive::sled_raw(clients, duration)?));
         }
     }
 
-    if wanted("PostgreSQL insert") {
-        match postgres::Cluster::start() {
-            Ok(cluster) => {
+    let postgres_rows = [
+        ("REST create on PostgreSQL", drive::Op::RestCreate, 1),
+        ("REST get on PostgreSQL", drive::Op::RestGet, 1),
+        ("REST create on PostgreSQL, 2 replicas", drive::Op::RestCreate, 2),
+        ("REST get on PostgreSQL, 2 replicas", drive::Op::RestGet, 2),
+    ];
+    let postgres_wanted = wanted("PostgreSQL insert") || postgres_rows.iter().any(|(name, ..)| wanted(name));
+    match postgres_wanted.then(chatbotd_tests::postgres::Cluster::start) {
+        None => {}
+        Some(Err(why)) => eprintln!("# PostgreSQL rows skipped: {why}"),
+        Some(Ok(cluster)) => {
+            for replicas in [1, 2] {
+                let chosen: Vec<_> =
+                    postgres_rows.iter().filter(|(name, _, r)| *r == replicas && wanted(name)).collect();
+                if chosen.is_empty() {
+                    continue;
+                }
+                let url = cluster.create_database().map_err(anyhow::Error::msg)?;
+                let ours = servers::Chatbotd::postgres(&url, replicas).await?;
+                let ids = ours.seed(1_000).await?;
                 for &clients in &options.clients {
-                    rows.push(report::row("PostgreSQL insert", "peer", clients, cluster.pgbench(clients, duration)?));
+                    for (name, op, _) in &chosen {
+                        rows.push(report::row(name, "ours", clients, ours.drive(*op, clients, duration, &ids).await?));
+                    }
                 }
             }
-            Err(why) => eprintln!("# PostgreSQL row skipped: {why}"),
+            if wanted("PostgreSQL insert") {
+                let table = postgres::Table::create(&cluster).map_err(anyhow::Error::msg)?;
+                for &clients in &options.clients {
+                    rows.push(report::row("PostgreSQL insert", "peer", clients, table.pgbench(clients, duration)?));
+                }
+            }
         }
     }
 

@@ -25,30 +25,51 @@ async fn start(mut command: Command, faces: &[&str]) -> anyhow::Result<(Child, V
     Ok((child, addrs))
 }
 
-/// Our service over a fresh temp dir.
+/// Our service: one process over a fresh sled temp dir, or replicas over one PostgreSQL database.
 pub struct Chatbotd {
     target: Target,
-    _child: Child,
-    _dir: tempfile::TempDir,
+    _children: Vec<Child>,
+    _dir: Option<tempfile::TempDir>,
 }
 
-/// The command that serves `dir` on ephemeral ports.
-pub fn chatbotd_command(dir: &std::path::Path) -> Command {
+/// The command that serves the store `store_args` name (`--data-dir DIR` or `--database-url URL`) on
+/// ephemeral ports.
+pub fn chatbotd_command(store_args: &[&std::ffi::OsStr]) -> Command {
     let mut command = Command::new(chatbotd_tests::chatbotd(chatbotd_tests::Profile::Release));
     command
-        .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
+        .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .args(store_args)
         .env("CHATBOTD_API_KEY", KEY)
         .env("RUST_LOG", "warn");
     command
 }
 
 impl Chatbotd {
-    pub async fn start() -> anyhow::Result<Self> {
+    /// One process over a fresh sled store.
+    pub async fn sled() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let (child, addrs) = start(chatbotd_command(dir.path()), &["REST", "gRPC"]).await?;
-        let target = Target { rest: addrs[0], grpc: addrs[1], key: KEY.into(), ids: Arc::new(Vec::new()) };
-        Ok(Chatbotd { target, _child: child, _dir: dir })
+        let (child, addrs) =
+            start(chatbotd_command(&["--data-dir".as_ref(), dir.path().as_os_str()]), &["REST", "gRPC"]).await?;
+        let target = Target { rest: vec![addrs[0]], grpc: addrs[1], key: KEY.into(), ids: Arc::new(Vec::new()) };
+        Ok(Chatbotd { target, _children: vec![child], _dir: Some(dir) })
+    }
+
+    /// `replicas` processes over the PostgreSQL database at `url`; REST clients are spread over them.
+    pub async fn postgres(url: &str, replicas: usize) -> anyhow::Result<Self> {
+        let (mut children, mut rest, mut grpc) = (Vec::new(), Vec::new(), None);
+        for _ in 0..replicas {
+            let (child, addrs) =
+                start(chatbotd_command(&["--database-url".as_ref(), url.as_ref()]), &["REST", "gRPC"]).await?;
+            children.push(child);
+            rest.push(addrs[0]);
+            grpc.get_or_insert(addrs[1]);
+        }
+        let grpc = grpc.ok_or_else(|| anyhow::anyhow!("no replica"))?;
+        Ok(Chatbotd {
+            target: Target { rest, grpc, key: KEY.into(), ids: Arc::new(Vec::new()) },
+            _children: children,
+            _dir: None,
+        })
     }
 
     /// Creates `n` chatbots over gRPC and returns their ids, for the read rows.
@@ -89,7 +110,8 @@ impl Ceiling {
         let mut command = Command::new(std::env::current_exe()?);
         command.args(["--serve-ceiling", kind]);
         let (child, addrs) = start(command, &["ceiling"]).await?;
-        let target = Target { rest: addrs[0], grpc: addrs[0], key: KEY.into(), ids: Arc::new(vec![String::new()]) };
+        let target =
+            Target { rest: vec![addrs[0]], grpc: addrs[0], key: KEY.into(), ids: Arc::new(vec![String::new()]) };
         Ok(Ceiling { target, _child: child })
     }
 
