@@ -32,6 +32,17 @@ pub enum Error {
     /// An update that names no field to change.
     #[error("the update names no field to change")]
     NothingToUpdate,
+    /// The idempotency key was already used for a different request.
+    #[error("this idempotency key was already used for a different request")]
+    IdempotencyKeyReused,
+    /// Too many requests: the caller's bucket is empty for now.
+    #[error("too many requests: at most {limit} a second; retry in {retry_after:?}")]
+    RateLimited {
+        /// Requests per second (and burst) allowed.
+        limit: u32,
+        /// When the next request will be let through.
+        retry_after: std::time::Duration,
+    },
     /// The store cannot be reached right now (its database is down, or too busy to answer in time).
     /// Nothing was changed; the caller may retry.
     #[error("the store is unavailable: {0}")]
@@ -119,6 +130,8 @@ pub enum ViolationCode {
     UnknownField,
     /// The request sets a field that only the service sets (`id`, `created_at`...).
     ReadOnly,
+    /// The request gives the same field twice (a JSON object with a repeated key).
+    DuplicateField,
 }
 
 impl ViolationCode {
@@ -133,6 +146,7 @@ impl ViolationCode {
             ViolationCode::WrongType => "wrong_type",
             ViolationCode::UnknownField => "unknown_field",
             ViolationCode::ReadOnly => "read_only",
+            ViolationCode::DuplicateField => "duplicate_field",
         }
     }
 }

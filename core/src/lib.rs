@@ -23,6 +23,8 @@ mod catalog;
 mod chatbot;
 pub mod domain;
 mod error;
+pub mod fair_use;
+pub mod idempotency;
 mod registry;
 mod rules;
 pub mod store;
@@ -34,9 +36,16 @@ pub use chatbot::{
 };
 pub use domain::{ChatbotId, OrgId, Rejection, Timestamp};
 pub use error::{Error, Result, Violation, ViolationCode};
+pub use idempotency::{IdempotencyKey, Written};
 pub use registry::{ListQuery, Page, Registry};
 pub use rules::{ModelAllowList, Proposal, Rules, SlugChoice, defaults};
 pub use store::{Organisation, PageCursor, Record, Store};
+
+/// Whether a client's request id (REST `x-request-id`, gRPC metadata of the same name) is one to keep:
+/// 1 to 128 printable ASCII characters. Another is replaced by one the service makes up.
+pub fn request_id_is_valid(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
 
 /// The README's Rust examples, compiled as doctests so that they stay true.
 #[cfg(doctest)]

@@ -1,14 +1,18 @@
 //! The public face of the core: every operation of the service, by organisation, over any [`Store`].
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::{ApiKey, KeyHash};
 use crate::catalog::FieldMask;
 use crate::chatbot::{Chatbot, ChatbotDraft};
 use crate::domain::limits::MAX_PAGE_SIZE;
-use crate::domain::{ChatbotId, OrgId};
+use crate::domain::{ChatbotId, OrgId, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
+use crate::fair_use::{Allowance, RateLimits};
+use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Operation, Outcome, Written};
 use crate::rules::Rules;
 use crate::store::sled::SledStore;
 use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Record, Store};
@@ -19,7 +23,12 @@ use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCurso
 pub struct Registry {
     rules: Arc<Rules>,
     store: Box<dyn Store>,
+    idempotency_ttl: Duration,
+    limits: RateLimits,
 }
+
+/// How long an idempotency key is kept by default: a day, as Stripe does.
+pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What to list.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +55,29 @@ pub struct Page {
 impl Registry {
     /// A registry enforcing `rules` over `store`.
     pub fn new(store: impl Store + 'static, rules: Rules) -> Self {
-        Registry { rules: Arc::new(rules), store: Box::new(store) }
+        Registry {
+            rules: Arc::new(rules),
+            store: Box::new(store),
+            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
+            limits: RateLimits::off(),
+        }
+    }
+
+    /// This registry, admitting requests within `limits` (none by default).
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The rate limits, e.g. to forget idle buckets now and then.
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.limits
+    }
+
+    /// This registry, keeping idempotency keys for `ttl` (after which a key may be used again).
+    pub fn with_idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.idempotency_ttl = ttl;
+        self
     }
 
     /// A registry over the embedded sled store in `dir`, created if needed. Fails if another process
@@ -60,9 +91,32 @@ impl Registry {
         &self.rules
     }
 
-    /// The organisation an API key belongs to; [`Error::Unauthenticated`] for an unknown key.
+    /// The organisation an API key belongs to; [`Error::Unauthenticated`] for an unknown key. Spaces
+    /// around the key are ignored, whichever face it came through.
     pub async fn authenticate(&self, api_key: &str) -> Result<OrgId> {
-        self.store.org_of_key(KeyHash::of(api_key)).await
+        self.store.org_of_key(KeyHash::of(api_key.trim())).await
+    }
+
+    /// Lets a request in, or not: the organisation of its API key, within that key's rate limit; or,
+    /// without a valid key, [`Error::Unauthenticated`] within the limit of its client address. Either
+    /// way [`Error::RateLimited`] once the bucket is empty. Also returns what is left of the bucket.
+    pub async fn admit(&self, api_key: Option<&str>, client: Option<IpAddr>) -> (Result<OrgId>, Option<Allowance>) {
+        let key = api_key.map(str::trim).filter(|key| !key.is_empty()).map(KeyHash::of);
+        let org = match key {
+            Some(key) => self.store.org_of_key(key).await,
+            None => Err(Error::Unauthenticated),
+        };
+        let taken = match (&org, key, client) {
+            (Ok(_), Some(key), _) => self.limits.take_for_key(key),
+            (Err(Error::Unauthenticated), _, Some(client)) => self.limits.take_for_client(client),
+            _ => Ok(None),
+        };
+        match taken {
+            Ok(allowance) => (org, allowance),
+            Err(exhausted) => {
+                (Err(Error::RateLimited { limit: exhausted.limit, retry_after: exhausted.retry_after }), None)
+            }
+        }
     }
 
     /// Creates a new API key for organisation `org_name` (created if needed). The key is returned
@@ -103,9 +157,26 @@ impl Registry {
     /// Creates a chatbot for `org`: the draft's fields over the defaults, a slug derived from the name
     /// when none is given.
     pub async fn create(&self, org: OrgId, draft: ChatbotDraft) -> Result<Chatbot> {
+        Ok(self.create_with(org, draft, None).await?.value)
+    }
+
+    /// [`Registry::create`], at most once per idempotency key: a retry with the same key and the same
+    /// draft gets the first outcome again (`replayed`), with another draft
+    /// [`Error::IdempotencyKeyReused`].
+    pub async fn create_with(
+        &self,
+        org: OrgId,
+        draft: ChatbotDraft,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Written<Chatbot>> {
+        let claim = key
+            .map(|key| self.claim(key, Fingerprint::of(Operation::Create, None, Some(&draft), FieldMask::all(), None)));
+        if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
+            return outcome.replayed_chatbot();
+        }
         let proposal = self.rules.check(None, &draft, FieldMask::all())?;
         let chatbot = Chatbot::new(org, proposal.config);
-        self.store.create(NewChatbot { chatbot, slug: proposal.slug }).await
+        self.store.create(NewChatbot { chatbot, slug: proposal.slug, claim }).await
     }
 
     /// The chatbot `id`, if `org` owns it ([`Error::NotFound`] otherwise, whoever owns it).
@@ -133,13 +204,31 @@ impl Registry {
         mask: FieldMask,
         expected_etag: Option<&str>,
     ) -> Result<Chatbot> {
+        Ok(self.update_with(org, id, draft, mask, expected_etag, None).await?.value)
+    }
+
+    /// [`Registry::update`], at most once per idempotency key (as [`Registry::create_with`]).
+    pub async fn update_with(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        draft: ChatbotDraft,
+        mask: FieldMask,
+        expected_etag: Option<&str>,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Written<Chatbot>> {
         if mask.is_empty() {
             return Err(Error::NothingToUpdate);
+        }
+        let fingerprint = || Fingerprint::of(Operation::Update, Some(id), Some(&draft), mask, expected_etag);
+        let claim = key.map(|key| self.claim(key, fingerprint()));
+        if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
+            return outcome.replayed_chatbot();
         }
         let rules = Arc::clone(&self.rules);
         let change = Box::new(move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask));
         let expected_etag = expected_etag.map(str::to_owned);
-        self.store.update(ChatbotUpdate { org, id, expected_etag, change }).await
+        self.store.update(ChatbotUpdate { org, id, expected_etag, change, claim }).await
     }
 
     /// Checks an update of the chatbot `id` without changing anything (AIP-163 `validate_only`).
@@ -159,8 +248,68 @@ impl Registry {
 
     /// Deletes the chatbot and frees its slug.
     pub async fn delete(&self, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<()> {
+        self.delete_with(org, id, expected_etag, None).await.map(drop)
+    }
+
+    /// [`Registry::delete`], at most once per idempotency key (as [`Registry::create_with`]): a
+    /// replayed delete succeeds again, though the chatbot is gone.
+    pub async fn delete_with(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        expected_etag: Option<&str>,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Written<()>> {
+        let fingerprint = || Fingerprint::of(Operation::Delete, Some(id), None, FieldMask::EMPTY, expected_etag);
+        let claim = key.map(|key| self.claim(key, fingerprint()));
+        if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
+            return outcome.replayed_deletion();
+        }
         let expected_etag = expected_etag.map(str::to_owned);
-        self.store.delete(ChatbotDeletion { org, id, expected_etag }).await
+        self.store.delete(ChatbotDeletion { org, id, expected_etag, claim }).await
+    }
+
+    /// Forgets idempotency keys older than the time they are kept for; returns how many. Meant to run
+    /// in the background, a few hundred at a time so that writers never wait long behind it.
+    pub async fn prune_expired_claims(&self) -> Result<usize> {
+        const BATCH: usize = 500;
+        let before = self.claim_horizon(Timestamp::now());
+        let mut pruned = 0;
+        loop {
+            let count = self.store.prune_claims(before, BATCH).await?;
+            pruned += count;
+            if count < BATCH {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    /// The claim of `key` for a request with `fingerprint`, made now.
+    fn claim(&self, key: IdempotencyKey, fingerprint: Fingerprint) -> Claim {
+        let at = Timestamp::now();
+        Claim { key, fingerprint, at, expired_before: self.claim_horizon(at) }
+    }
+
+    /// Claims made before this have expired.
+    fn claim_horizon(&self, now: Timestamp) -> Timestamp {
+        let ttl = i64::try_from(self.idempotency_ttl.as_micros()).unwrap_or(i64::MAX);
+        Timestamp::from_micros(now.as_micros().saturating_sub(ttl))
+    }
+
+    /// The outcome to replay for `claim`, if its key was already claimed by the same request; a quick
+    /// check before any work (the store checks again, atomically, as it writes).
+    async fn earlier_outcome(&self, org: OrgId, claim: Option<&Claim>) -> Result<Option<Outcome>> {
+        let Some(claim) = claim else { return Ok(None) };
+        match self.store.claimed(org, &claim.key).await? {
+            Some(record) if record.at >= claim.expired_before => {
+                if record.fingerprint == claim.fingerprint {
+                    Ok(Some(record.outcome))
+                } else {
+                    Err(Error::IdempotencyKeyReused)
+                }
+            }
+            Some(_) | None => Ok(None),
+        }
     }
 }
 

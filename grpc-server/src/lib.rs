@@ -1,7 +1,9 @@
-//! `grpc-server`: the chatbotd gRPC service. It authenticates the `x-api-key` metadata, converts
-//! protobuf messages to core types (field by field through the core's catalog), calls
-//! [`chatbot_core::Registry`] and converts the result back; errors become gRPC statuses with
-//! `google.rpc` details, in one mapping (`status.rs`). No rule lives here.
+//! `grpc-server`: the chatbotd gRPC service. It admits each call by its `x-api-key` metadata (and the
+//! key's rate limit), converts protobuf messages to core types (field by field through the core's
+//! catalog), calls [`chatbot_core::Registry`] and converts the result back; errors become gRPC
+//! statuses with `google.rpc` details, in one mapping (`status.rs`), and the failures tonic reports
+//! itself (a message that does not decode, or is too large) get the same details (`wire.rs`). No rule
+//! lives here.
 //!
 //! [`serve`] runs it with gRPC health and reflection, so stock tools (`grpcurl`, `grpc_health_probe`)
 //! can list and call it.
@@ -9,15 +11,19 @@
 mod convert;
 mod service;
 mod status;
+mod wire;
 
 use std::future::Future;
+use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Connected;
 
 pub use convert::message as message_from_draft;
-pub use service::{API_KEY_METADATA, ChatbotApi};
+pub use service::{API_KEY_METADATA, ChatbotApi, REPLAYED_METADATA};
 pub use status::ERROR_DOMAIN;
 
 /// The generated protobuf types, service and client of `proto/chatbot/v1/chatbot.proto`.
@@ -27,6 +33,23 @@ pub mod pb {
 
     /// The encoded descriptor set of the API, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("chatbot_descriptor");
+}
+
+/// The limits every call and connection is held to.
+#[derive(Debug, Clone)]
+pub struct CallLimits {
+    /// Most concurrent streams (calls) on one connection.
+    pub max_streams: u32,
+    /// How long one call may take.
+    pub request_timeout: Duration,
+    /// How often an idle connection is pinged; one that does not answer within as long is closed.
+    pub keepalive: Duration,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits { max_streams: 128, request_timeout: Duration::from_secs(30), keepalive: Duration::from_secs(30) }
+    }
 }
 
 /// The connections accepted on `listener`, with `TCP_NODELAY` set: tonic sets it only on listeners
@@ -41,13 +64,18 @@ pub fn accept_nodelay(
     })
 }
 
-/// Serves `api`, health and reflection on `listener` until `shutdown` completes, then finishes the
-/// calls in flight.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves `api`, health and reflection on the connections of `incoming` within `limits` until
+/// `shutdown` completes, then finishes the calls in flight.
+pub async fn serve<IO, E>(
+    incoming: impl tokio_stream::Stream<Item = Result<IO, E>> + Send,
     api: ChatbotApi,
+    limits: CallLimits,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), tonic::transport::Error>
+where
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<pb::chatbot_service_server::ChatbotServiceServer<ChatbotApi>>().await;
     let reflection = || {
@@ -61,10 +89,15 @@ pub async fn serve(
         .max_decoding_message_size(chatbot_core::domain::limits::MAX_REQUEST_BYTES);
 
     tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_streams)
+        .timeout(limits.request_timeout)
+        .http2_keepalive_interval(Some(limits.keepalive))
+        .http2_keepalive_timeout(Some(limits.keepalive))
+        .layer(wire::WireErrorsLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(chatbots)
-        .serve_with_incoming_shutdown(accept_nodelay(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

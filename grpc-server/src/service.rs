@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use chatbot_core::{ChatbotId, Error, FieldMask, ListQuery, OrgId, PageCursor, Registry, Rejection, ViolationCode};
+use chatbot_core::{
+    ChatbotId, Error, FieldMask, IdempotencyKey, ListQuery, OrgId, PageCursor, Registry, Rejection, ViolationCode,
+    Written,
+};
 use tonic::{Request, Response, Status};
 
 use crate::pb::chatbot_service_server::ChatbotService;
@@ -27,11 +30,12 @@ impl ChatbotApi {
         ChatbotApi { registry }
     }
 
-    /// The organisation of the request's API key.
+    /// The organisation of the request's API key, within the key's rate limit (without a valid key,
+    /// the client address's limit applies).
     async fn authenticate<T>(&self, request: &Request<T>) -> Result<OrgId, Status> {
         let key = request.metadata().get(API_KEY_METADATA).and_then(|v| v.to_str().ok());
-        let key = key.ok_or(Error::Unauthenticated).map_err(to_status)?;
-        self.registry.authenticate(key).await.map_err(to_status)
+        let client = request.remote_addr().map(|addr| addr.ip());
+        self.registry.admit(key, client).await.0.map_err(to_status)
     }
 }
 
@@ -49,6 +53,27 @@ fn invalid(field: &str, rejection: Rejection) -> Status {
     to_status(Error::invalid(rejection.at(field)))
 }
 
+/// The metadata entry that marks an answer given again for a retried `request_id`.
+pub const REPLAYED_METADATA: &str = "idempotent-replayed";
+
+/// A `request_id` field (AIP-155): empty means none.
+fn idempotency_key(request_id: &str) -> Result<Option<IdempotencyKey>, Status> {
+    match request_id {
+        "" => Ok(None),
+        id => IdempotencyKey::parse(id).map(Some).map_err(|r| invalid("request_id", r)),
+    }
+}
+
+/// The response for a write that may be a replay of an earlier one.
+fn written<T, M>(written: Written<T>, message: impl FnOnce(T) -> M) -> Response<M> {
+    let replayed = written.replayed;
+    let mut response = Response::new(message(written.value));
+    if replayed {
+        response.metadata_mut().insert(REPLAYED_METADATA, tonic::metadata::MetadataValue::from_static("true"));
+    }
+    response
+}
+
 #[tonic::async_trait]
 impl ChatbotService for ChatbotApi {
     async fn create_chatbot(&self, request: Request<CreateChatbotRequest>) -> Result<Response<Chatbot>, Status> {
@@ -59,8 +84,9 @@ impl ChatbotService for ChatbotApi {
             self.registry.validate(&draft).map_err(to_status)?;
             return Ok(Response::new(Chatbot::default()));
         }
-        let created = self.registry.create(org, draft).await.map_err(to_status)?;
-        Ok(Response::new(convert::chatbot(&created)))
+        let key = idempotency_key(&request.request_id)?;
+        let created = self.registry.create_with(org, draft, key).await.map_err(to_status)?;
+        Ok(written(created, |chatbot| convert::chatbot(&chatbot)))
     }
 
     async fn get_chatbot(&self, request: Request<GetChatbotRequest>) -> Result<Response<Chatbot>, Status> {
@@ -110,14 +136,17 @@ impl ChatbotService for ChatbotApi {
             self.registry.validate_update(org, id, &draft, mask).await.map_err(to_status)?;
             return Ok(Response::new(Chatbot::default()));
         }
-        let updated = self.registry.update(org, id, draft, mask, etag(&expected)).await.map_err(to_status)?;
-        Ok(Response::new(convert::chatbot(&updated)))
+        let key = idempotency_key(&request.request_id)?;
+        let updated = self.registry.update_with(org, id, draft, mask, etag(&expected), key).await.map_err(to_status)?;
+        Ok(written(updated, |chatbot| convert::chatbot(&chatbot)))
     }
 
     async fn delete_chatbot(&self, request: Request<DeleteChatbotRequest>) -> Result<Response<()>, Status> {
         let org = self.authenticate(&request).await?;
-        let id = chatbot_id(&request.get_ref().id)?;
-        self.registry.delete(org, id, etag(&request.get_ref().etag)).await.map_err(to_status)?;
-        Ok(Response::new(()))
+        let request = request.into_inner();
+        let id = chatbot_id(&request.id)?;
+        let key = idempotency_key(&request.request_id)?;
+        let deleted = self.registry.delete_with(org, id, etag(&request.etag), key).await.map_err(to_status)?;
+        Ok(written(deleted, |()| ()))
     }
 }

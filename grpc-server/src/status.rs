@@ -14,6 +14,7 @@ pub const ERROR_DOMAIN: &str = "chatbotd";
 pub(crate) fn to_status(err: Error) -> Status {
     let mut metadata = HashMap::new();
     let mut violations = Vec::new();
+    let mut retry = None;
     let mut message = err.to_string();
     let (code, reason) = match err {
         Error::Invalid { violations: found } => {
@@ -31,6 +32,11 @@ pub(crate) fn to_status(err: Error) -> Status {
             (Code::AlreadyExists, "slug_taken")
         }
         Error::EtagMismatch => (Code::Aborted, "etag_mismatch"),
+        Error::IdempotencyKeyReused => (Code::FailedPrecondition, "idempotency_key_reused"),
+        Error::RateLimited { retry_after, .. } => {
+            retry = Some(retry_after);
+            (Code::ResourceExhausted, "rate_limited")
+        }
         Error::Unavailable(source) => {
             tracing::warn!(error = %source, "the store is unavailable");
             message = "the store is unavailable right now; retry later".to_owned();
@@ -44,6 +50,9 @@ pub(crate) fn to_status(err: Error) -> Status {
         }
     };
     let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    if let Some(retry_after) = retry {
+        details.set_retry_info(Some(retry_after));
+    }
     if !violations.is_empty() {
         details.set_bad_request(
             violations

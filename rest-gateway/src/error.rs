@@ -3,9 +3,10 @@
 //! Every error on every endpoint is answered as
 //! `{"error": {"code": "...", "message": "...", "violations": [{"field", "code", "message"}]}}`.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chatbot_core::Violation;
+use chatbot_core::fair_use::Allowance;
 use serde::Serialize;
 
 /// Everything the REST face can answer with an error: what the core said, and what the gateway
@@ -28,6 +29,8 @@ pub enum ApiError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The body broke off, or its framing was broken (a bad chunk, a connection closed mid-body).
+    MalformedBody,
     /// No route has that path.
     NoSuchRoute,
     /// The route does not take that method.
@@ -52,6 +55,9 @@ struct ErrorJson<'a> {
     code: &'a str,
     message: &'a str,
     violations: Vec<ViolationJson<'a>>,
+    /// Added by the layer that knows the request (`layers::shape_errors`), or here when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -83,6 +89,18 @@ impl IntoResponse for ApiError {
             ApiError::Core(err @ Error::EtagMismatch) => {
                 (StatusCode::PRECONDITION_FAILED, "etag_mismatch", err.to_string())
             }
+            ApiError::Core(err @ Error::IdempotencyKeyReused) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", err.to_string())
+            }
+            ApiError::Core(err @ Error::RateLimited { limit, retry_after }) => {
+                let message = err.to_string();
+                let mut response = shaped(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &message, &[]);
+                let wait = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+                let allowance = Allowance { limit, remaining: 0, reset: retry_after };
+                crate::layers::rate_limit_headers(&mut response, allowance);
+                return response;
+            }
             ApiError::Core(Error::Unavailable(source)) => {
                 tracing::warn!(error = %source, "the store is unavailable");
                 let message = "the store is unavailable right now; retry later";
@@ -110,6 +128,11 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge { limit } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body must be at most {limit} bytes"))
             }
+            ApiError::MalformedBody => (
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                "the body broke off before its declared end, or its framing is broken".to_owned(),
+            ),
             ApiError::NoSuchRoute => (StatusCode::NOT_FOUND, "not_found", "no such resource".to_owned()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -122,11 +145,35 @@ impl IntoResponse for ApiError {
                 "a conditional header is not a list of quoted entity tags".to_owned(),
             ),
         };
-        let violations = violations
-            .iter()
-            .map(|v| ViolationJson { field: &v.field, code: v.code.as_str(), message: &v.message })
-            .collect();
-        let body = ErrorBody { error: ErrorJson { code, message: &message, violations } };
-        (status, axum::Json(body)).into_response()
+        shaped(status, code, &message, &violations)
     }
+}
+
+/// An answer in the error shape.
+fn shaped(status: StatusCode, code: &str, message: &str, violations: &[Violation]) -> Response {
+    let violations = violations
+        .iter()
+        .map(|v| ViolationJson { field: &v.field, code: v.code.as_str(), message: &v.message })
+        .collect();
+    (status, axum::Json(ErrorBody { error: ErrorJson { code, message, violations, request_id: None } })).into_response()
+}
+
+/// The error body for an answer known only by its status: one made below the handlers, by hyper (a
+/// bad request line, a too-long URL, too many headers) or by a tower layer (a timeout, a body limit).
+pub fn error_json(status: StatusCode, request_id: Option<&str>) -> Vec<u8> {
+    let (code, message) = match status.as_u16() {
+        400 => ("malformed_request", "the request could not be read as HTTP"),
+        404 => ("not_found", "no such resource"),
+        405 => ("method_not_allowed", "this endpoint does not take that method"),
+        408 => ("request_timeout", "the request took too long to arrive or to answer"),
+        413 => ("payload_too_large", "the body is over the limit"),
+        414 => ("uri_too_long", "the URL is over the limit"),
+        429 => ("rate_limited", "too many requests"),
+        431 => ("headers_too_large", "the request's headers are too many or too large"),
+        503 => ("unavailable", "the service cannot take this request now; retry later"),
+        500..=599 => ("internal", "the service could not complete the request"),
+        _ => ("http_error", "the request was refused"),
+    };
+    let body = ErrorBody { error: ErrorJson { code, message, violations: Vec::new(), request_id } };
+    serde_json::to_vec(&body).unwrap_or_default()
 }

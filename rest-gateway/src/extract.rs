@@ -1,32 +1,55 @@
 //! Request extractors whose rejections are [`ApiError`]s in the contract's shape, never plain text.
 
-use std::sync::Arc;
-
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use chatbot_core::domain::limits::MAX_REQUEST_BYTES;
-use chatbot_core::{ChatbotId, Error, OrgId, Registry};
+use chatbot_core::{ChatbotId, Error, IdempotencyKey, OrgId, Rejection, Violation, ViolationCode};
 use serde_json::{Map, Value};
 
+use crate::contract::json;
 use crate::contract::request::json_type;
 use crate::error::ApiError;
+use crate::layers::Admitted;
 
 /// The header that carries the caller's API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// The caller's organisation, from the `x-api-key` header: 401 when it is missing or unknown, before
-/// anything else of the request is read.
+/// The caller's organisation, as [`admit`](crate::layers::admit) found it from the `x-api-key` header
+/// (which answered 401 or 429 before anything else of the request was read).
 #[derive(Debug, Clone, Copy)]
 pub struct Caller(pub OrgId);
 
-impl FromRequestParts<Arc<Registry>> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, registry: &Arc<Registry>) -> Result<Self, Self::Rejection> {
-        let key = parts.headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok()).filter(|key| !key.is_empty());
-        let key = key.ok_or(Error::Unauthenticated)?;
-        Ok(Caller(registry.authenticate(key).await?))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let admitted = parts.extensions.get::<Admitted>().ok_or(Error::Unauthenticated)?;
+        Ok(Caller(admitted.0))
+    }
+}
+
+/// The header that makes a write safe to retry.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// The header that marks an answer given again for a retried idempotency key.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// The optional `Idempotency-Key` header: 1 to 255 printable ASCII characters, else a 400 naming it.
+#[derive(Debug, Clone)]
+pub struct Idempotency(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(IDEMPOTENCY_KEY_HEADER) else { return Ok(Idempotency(None)) };
+        let key = value
+            .to_str()
+            .map_err(|_| Rejection::new(ViolationCode::InvalidFormat, "must be printable ASCII"))
+            .and_then(IdempotencyKey::parse)
+            .map_err(|rejection| Error::invalid(rejection.at("Idempotency-Key")))?;
+        Ok(Idempotency(Some(key)))
     }
 }
 
@@ -44,8 +67,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatbotIdPath {
 }
 
 /// A JSON object body: `Content-Type` must be JSON (else 415), the body at most
-/// [`MAX_REQUEST_BYTES`] (else 413), well-formed (else 400 with line and column), and an object
-/// (else 400).
+/// [`MAX_REQUEST_BYTES`] (else 413), whole (else 400 `malformed_body`), well-formed (else 400 with line
+/// and column), an object (else 400), with no key given twice (else 400 naming each).
 #[derive(Debug)]
 pub struct JsonObject(pub Map<String, Value>);
 
@@ -56,10 +79,26 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         if !is_json(request.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BYTES)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge { limit: MAX_REQUEST_BYTES })?;
-        match serde_json::from_slice::<Value>(&bytes).map_err(ApiError::MalformedJson)? {
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BYTES).await.map_err(|err| {
+            // Over the limit (found by this read, or by the body limit layer), or broken off.
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+            while let Some(error) = cause {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    return ApiError::PayloadTooLarge { limit: MAX_REQUEST_BYTES };
+                }
+                cause = error.source();
+            }
+            ApiError::MalformedBody
+        })?;
+        let (value, duplicates) = json::parse(&bytes).map_err(ApiError::MalformedJson)?;
+        if !duplicates.is_empty() {
+            let violations = duplicates
+                .into_iter()
+                .map(|path| Violation::new(path, ViolationCode::DuplicateField, "is given more than once"))
+                .collect();
+            return Err(Error::Invalid { violations }.into());
+        }
+        match value {
             Value::Object(map) => Ok(JsonObject(map)),
             other @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Array(_)) => {
                 Err(ApiError::NotAnObject { found: json_type(&other) })

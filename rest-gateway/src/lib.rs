@@ -9,8 +9,10 @@
 pub mod contract;
 pub mod error;
 pub mod extract;
+pub mod layers;
 mod preconditions;
 mod query;
 mod routes;
 
-pub use routes::app;
+pub use layers::ClientAddr;
+pub use routes::{DEFAULT_REQUEST_TIMEOUT, app, app_with_timeout};

@@ -11,6 +11,7 @@
 //! Every flag has an environment variable (`CHATBOTD_DATA_DIR`, ...); see `chatbotd help serve`.
 
 mod startup;
+mod wire;
 
 use std::io::{BufRead as _, Write as _};
 use std::net::SocketAddr;
@@ -18,10 +19,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chatbot_core::fair_use::{self, RateLimits};
 use chatbot_core::store::postgres::{Isolation, PostgresOptions};
 use chatbot_core::{ModelAllowList, Record, Rules};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use grpc_server::CallLimits;
+use humantime::Duration as Span;
 use startup::{Application, Config, DEFAULT_ORG, StoreConfig};
+use wire::ConnectionLimits;
 
 #[derive(Parser)]
 #[command(name = "chatbotd", version, about = "Creates and manages chatbot configurations over REST and gRPC.")]
@@ -84,9 +89,9 @@ struct StoreArgs {
     #[arg(long, env = "CHATBOTD_DATABASE_POOL_SIZE", default_value_t = 16)]
     database_pool_size: usize,
     /// How long connecting to PostgreSQL, waiting for a connection, or one statement may take before the
-    /// request fails with 503 `unavailable`, in milliseconds.
-    #[arg(long, env = "CHATBOTD_DATABASE_TIMEOUT_MS", default_value_t = 3000)]
-    database_timeout_ms: u64,
+    /// request fails with 503 `unavailable` (e.g. `3s`, `500ms`).
+    #[arg(long, env = "CHATBOTD_DATABASE_TIMEOUT", default_value = "3s")]
+    database_timeout: Span,
     /// The isolation level of PostgreSQL transactions.
     #[arg(long, env = "CHATBOTD_DATABASE_ISOLATION", value_enum, default_value = "read-committed")]
     database_isolation: IsolationArg,
@@ -112,7 +117,7 @@ impl StoreArgs {
                 url: url.clone(),
                 options: PostgresOptions {
                     pool_size: self.database_pool_size.max(1),
-                    timeout: Duration::from_millis(self.database_timeout_ms.max(1)),
+                    timeout: Duration::from(self.database_timeout).max(Duration::from_millis(1)),
                     isolation: match self.database_isolation {
                         IsolationArg::ReadCommitted => Isolation::ReadCommitted,
                         IsolationArg::Serializable => Isolation::Serializable,
@@ -141,6 +146,39 @@ struct ServeArgs {
     /// An API key to make valid for the default organisation (for scripts and containers).
     #[arg(long, env = "CHATBOTD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Requests a second per API key (and burst); 0 turns the limit off.
+    #[arg(long, env = "CHATBOTD_RATE_LIMIT", default_value_t = fair_use::DEFAULT_PER_KEY)]
+    rate_limit: u32,
+    /// Requests a second per client address for requests without a valid key (and burst); 0 turns the
+    /// limit off.
+    #[arg(long, env = "CHATBOTD_CLIENT_RATE_LIMIT", default_value_t = fair_use::DEFAULT_PER_CLIENT)]
+    client_rate_limit: u32,
+    /// How long an idempotency key (and the answer it replays) is kept.
+    #[arg(long, env = "CHATBOTD_IDEMPOTENCY_TTL", default_value = "24h")]
+    idempotency_ttl: Span,
+    /// Most connections open at once, per face; past it new ones are refused (REST: 503).
+    #[arg(long, env = "CHATBOTD_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// How long a client may take to send a request's head; also how long an idle HTTP/1 keep-alive
+    /// connection waits for the next request.
+    #[arg(long, env = "CHATBOTD_HEADER_TIMEOUT", default_value = "10s")]
+    header_timeout: Span,
+    /// How long a connection may stay silent before it is closed.
+    #[arg(long, env = "CHATBOTD_IDLE_TIMEOUT", default_value = "60s")]
+    idle_timeout: Span,
+    /// How long one request may take, from its first byte to its answer (REST 408, gRPC
+    /// DEADLINE_EXCEEDED).
+    #[arg(long, env = "CHATBOTD_REQUEST_TIMEOUT", default_value = "30s")]
+    request_timeout: Span,
+    /// Most concurrent HTTP/2 streams (gRPC calls) on one connection.
+    #[arg(long, env = "CHATBOTD_MAX_STREAMS", default_value_t = 128)]
+    max_streams: u32,
+    /// Most header lines in one request.
+    #[arg(long, env = "CHATBOTD_MAX_HEADERS", default_value_t = 64)]
+    max_headers: usize,
+    /// How long requests in flight may take to finish after SIGTERM.
+    #[arg(long, env = "CHATBOTD_SHUTDOWN_GRACE", default_value = "10s")]
+    shutdown_grace: Span,
 }
 
 impl Default for ServeArgs {
@@ -201,6 +239,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rest_addr: args.rest_addr,
         grpc_addr: args.grpc_addr,
         api_key: args.api_key,
+        rate_limits: RateLimits::new(args.rate_limit, args.client_rate_limit),
+        idempotency_ttl: args.idempotency_ttl.into(),
+        connections: ConnectionLimits {
+            max_connections: args.max_connections.max(1),
+            header_timeout: args.header_timeout.into(),
+            idle_timeout: args.idle_timeout.into(),
+            max_headers: args.max_headers.max(1),
+            max_streams: args.max_streams.max(1),
+        },
+        calls: CallLimits {
+            max_streams: args.max_streams.max(1),
+            request_timeout: args.request_timeout.into(),
+            keepalive: Duration::from(args.idle_timeout) / 2,
+        },
+        shutdown_grace: args.shutdown_grace.into(),
     };
     let app = Application::build(config).await?;
     if let Some(key) = app.first_key() {

@@ -2,32 +2,60 @@
 //! [`Registry`] and shapes the contract's answer.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use chatbot_core::domain::limits::MAX_PAGE_SIZE;
-use chatbot_core::{Chatbot, ChatbotId, Error, ListQuery, OrgId, PageCursor, Registry, Violation, ViolationCode};
+use axum::{Json, Router, middleware};
+use chatbot_core::domain::limits::{MAX_PAGE_SIZE, MAX_REQUEST_BYTES};
+use chatbot_core::{
+    Chatbot, ChatbotId, Error, IdempotencyKey, ListQuery, OrgId, PageCursor, Registry, Violation, ViolationCode,
+    Written,
+};
 use serde_json::{Value, json};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::contract::request::{ChatbotBody, Target, json_type, read_chatbot};
 use crate::contract::response::{ChatbotEnvelope, ChatbotPage, MessageOnly};
 use crate::error::ApiError;
-use crate::extract::{Caller, ChatbotIdPath, JsonObject};
+use crate::extract::{Caller, ChatbotIdPath, Idempotency, JsonObject, REPLAYED_HEADER};
+use crate::layers;
 use crate::preconditions::{IfMatch, etag_header, if_match, if_none_match};
 use crate::query::QueryParams;
 
-/// The gateway's routes over `registry`.
+/// How long a request may take by default, from its first byte to its answer.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The gateway's routes over `registry`, with every layer (see [`crate::layers`]) and the default
+/// request timeout.
 pub fn app(registry: Arc<Registry>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
+    app_with_timeout(registry, DEFAULT_REQUEST_TIMEOUT)
+}
+
+/// [`app`], with requests cut off with 408 after `request_timeout`.
+pub fn app_with_timeout(registry: Arc<Registry>, request_timeout: Duration) -> Router {
+    let api = Router::new()
         .route("/api/external/chatbots", get(list).post(create).patch(update_by_body))
         .route("/api/external/chatbot/{chatbot_id}", get(get_one).patch(update_by_path).delete(delete_one))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&registry), layers::admit));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(api)
         .fallback(|| async { ApiError::NoSuchRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(registry)
+        // Outermost last: the request id is set first and echoed last; every error is shaped.
+        .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(middleware::from_fn(layers::limit_uri))
+        .layer(middleware::from_fn(layers::shape_errors))
+        .layer(PropagateRequestIdLayer::new(layers::REQUEST_ID_HEADER))
+        .layer(SetRequestIdLayer::new(layers::REQUEST_ID_HEADER, layers::make_request_id()))
+        .layer(middleware::from_fn(layers::sanitize_request_id))
 }
 
 /// Readiness: both servers accept connections and the store can serve (503 `unavailable` while its
@@ -41,15 +69,17 @@ async fn healthz(State(registry): State<Arc<Registry>>) -> Result<Json<Value>, A
 async fn create(
     State(registry): State<Arc<Registry>>,
     Caller(org): Caller,
+    Idempotency(key): Idempotency,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let body = read_chatbot(&body, Target::Create);
     if !body.violations.is_empty() {
         return Err(Error::invalid_with(body.violations, registry.validate(&body.draft)).into());
     }
-    let created = registry.create(org, body.draft).await?;
-    let mut response = chatbot_response(StatusCode::CREATED, &created, Some("Chatbot created successfully"));
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/external/chatbot/{}", created.id)) {
+    let created = registry.create_with(org, body.draft, key).await?;
+    let location = format!("/api/external/chatbot/{}", created.value.id);
+    let mut response = chatbot_response(StatusCode::CREATED, created, Some("Chatbot created successfully"));
+    if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
@@ -67,7 +97,7 @@ async fn get_one(
     if if_none_match(&headers, &etag)? {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header(&etag))]).into_response());
     }
-    Ok(chatbot_response(StatusCode::OK, &chatbot, None))
+    Ok(chatbot_response(StatusCode::OK, Written::fresh(chatbot), None))
 }
 
 /// `GET /api/external/chatbots` (Get Chatbots), with `limit`, `cursor`, `is_public` and `active`.
@@ -105,10 +135,11 @@ async fn update_by_path(
     State(registry): State<Arc<Registry>>,
     Caller(org): Caller,
     ChatbotIdPath(id): ChatbotIdPath,
+    Idempotency(key): Idempotency,
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    update(&registry, org, id, &headers, read_chatbot(&body, Target::Update)).await
+    update(&registry, org, id, key, &headers, read_chatbot(&body, Target::Update)).await
 }
 
 /// `PATCH /api/external/chatbots` (Update Chatbot as documented): the target is the body's `id` or
@@ -116,6 +147,7 @@ async fn update_by_path(
 async fn update_by_body(
     State(registry): State<Arc<Registry>>,
     Caller(org): Caller,
+    Idempotency(key): Idempotency,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     JsonObject(mut body): JsonObject,
@@ -142,7 +174,7 @@ async fn update_by_body(
         }
     };
     let id: ChatbotId = id.parse().map_err(|_| Error::NotFound)?;
-    update(&registry, org, id, &headers, read_chatbot(&body, Target::Update)).await
+    update(&registry, org, id, key, &headers, read_chatbot(&body, Target::Update)).await
 }
 
 /// Both PATCH forms: the fields present in the body change (nested objects merge, `null` resets).
@@ -150,6 +182,7 @@ async fn update(
     registry: &Registry,
     org: OrgId,
     id: ChatbotId,
+    key: Option<IdempotencyKey>,
     headers: &HeaderMap,
     body: ChatbotBody,
 ) -> Result<Response, ApiError> {
@@ -158,8 +191,8 @@ async fn update(
         return Err(Error::invalid_with(body.violations, checked).into());
     }
     let etag = expected_etag(registry, org, id, headers).await?;
-    let updated = registry.update(org, id, body.draft, body.present, etag.as_deref()).await?;
-    Ok(chatbot_response(StatusCode::OK, &updated, Some("Chatbot updated successfully")))
+    let updated = registry.update_with(org, id, body.draft, body.present, etag.as_deref(), key).await?;
+    Ok(chatbot_response(StatusCode::OK, updated, Some("Chatbot updated successfully")))
 }
 
 /// `DELETE /api/external/chatbot/{chatbotId}` (Delete Chatbot).
@@ -167,11 +200,14 @@ async fn delete_one(
     State(registry): State<Arc<Registry>>,
     Caller(org): Caller,
     ChatbotIdPath(id): ChatbotIdPath,
+    Idempotency(key): Idempotency,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let etag = expected_etag(&registry, org, id, &headers).await?;
-    registry.delete(org, id, etag.as_deref()).await?;
-    Ok(Json(MessageOnly { message: "Chatbot deleted successfully" }).into_response())
+    let deleted = registry.delete_with(org, id, etag.as_deref(), key).await?;
+    let mut response = Json(MessageOnly { message: "Chatbot deleted successfully" }).into_response();
+    mark_replayed(&mut response, deleted.replayed);
+    Ok(response)
 }
 
 /// The etag a write must still find, from `If-Match`. A list of tags is checked against a fresh read,
@@ -192,8 +228,19 @@ async fn expected_etag(
     }
 }
 
-/// A chatbot envelope with its `ETag`.
-fn chatbot_response(status: StatusCode, chatbot: &Chatbot, message: Option<&'static str>) -> Response {
+/// A chatbot envelope with its `ETag`, marked `Idempotent-Replayed` when it is an earlier answer given
+/// again.
+fn chatbot_response(status: StatusCode, written: Written<Chatbot>, message: Option<&'static str>) -> Response {
+    let chatbot = &written.value;
     let etag = etag_header(&chatbot.etag());
-    (status, [(header::ETAG, etag)], Json(ChatbotEnvelope { chatbot: chatbot.into(), message })).into_response()
+    let mut response =
+        (status, [(header::ETAG, etag)], Json(ChatbotEnvelope { chatbot: chatbot.into(), message })).into_response();
+    mark_replayed(&mut response, written.replayed);
+    response
+}
+
+fn mark_replayed(response: &mut Response, replayed: bool) {
+    if replayed {
+        response.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
 }

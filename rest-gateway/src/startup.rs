@@ -1,14 +1,20 @@
 //! Start-up, in one place: open the store, make sure someone can use it, bind both faces, then serve
-//! until told to stop. The binary is its only caller; tests and the benchmark run the binary.
+//! until told to stop, with the upkeep (expired idempotency keys, idle rate-limit buckets) running in
+//! the background. The binary is its only caller; tests and the benchmark run the binary.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use chatbot_core::fair_use::RateLimits;
 use chatbot_core::store::postgres::{PostgresOptions, PostgresStore};
 use chatbot_core::{ApiKey, Registry, Rules};
+use grpc_server::CallLimits;
+
+use crate::wire::{self, ConnectionLimits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -59,6 +65,16 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// A key to make valid for the default organisation (scripts, containers).
     pub api_key: Option<String>,
+    /// Requests a second per API key, and per client address without a valid key.
+    pub rate_limits: RateLimits,
+    /// How long idempotency keys are kept.
+    pub idempotency_ttl: Duration,
+    /// What every connection of either face is held to.
+    pub connections: ConnectionLimits,
+    /// What every call is held to: how long it may take, how many may share a connection.
+    pub calls: CallLimits,
+    /// How long requests in flight may take to finish once the service is told to stop.
+    pub shutdown_grace: Duration,
 }
 
 /// The service, built and bound, not yet serving.
@@ -67,18 +83,25 @@ pub struct Application {
     rest: TcpListener,
     grpc: TcpListener,
     first_key: Option<ApiKey>,
+    connections: ConnectionLimits,
+    calls: CallLimits,
+    shutdown_grace: Duration,
 }
 
 impl Application {
     /// Opens the store, makes sure a key exists and binds both listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let registry = config.store.open(config.rules).await?;
+        let registry = registry.with_rate_limits(config.rate_limits).with_idempotency_ttl(config.idempotency_ttl);
         let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
         Ok(Application {
             registry: Arc::new(registry),
             rest: bind(config.rest_addr).await?,
             grpc: bind(config.grpc_addr).await?,
             first_key,
+            connections: config.connections,
+            calls: config.calls,
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -113,14 +136,29 @@ impl Application {
         };
 
         let api = grpc_server::ChatbotApi::new(Arc::clone(&self.registry));
-        let grpc = tokio::spawn(grpc_server::serve(self.grpc, api, until_stopped()));
-        let rest = axum::serve::ListenerExt::tap_io(self.rest, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(rest, rest_gateway::app(self.registry)).with_graceful_shutdown(until_stopped()).await?;
+        let incoming = wire::grpc_incoming(self.grpc, &self.connections);
+        let grpc = tokio::spawn(grpc_server::serve(incoming, api, self.calls.clone(), until_stopped()));
+        let maintenance = tokio::spawn(maintain(Arc::clone(&self.registry)));
+        let app = rest_gateway::app_with_timeout(self.registry, self.calls.request_timeout);
+        wire::serve(self.rest, app, self.connections, until_stopped(), self.shutdown_grace).await?;
         grpc.await??;
+        maintenance.abort();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Background upkeep, once a minute: forget expired idempotency keys and idle rate-limit buckets.
+async fn maintain(registry: Arc<Registry>) {
+    let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every_minute.tick().await;
+        match registry.prune_expired_claims().await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "forgot expired idempotency keys"),
+            Err(err) => tracing::warn!(error = %err, "cannot prune idempotency keys"),
+        }
+        registry.rate_limits().forget_idle();
     }
 }
 

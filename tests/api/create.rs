@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 use crate::helpers::{Engine, TestApp, contract_example, is_contract_timestamp, is_lower_uuid, on_every_engine};
 
 on_every_engine!(
+    a_key_given_twice_is_a_400_naming_it,
+    only_the_canonical_spelling_of_an_id_names_a_chatbot,
     the_contract_example_creates_a_chatbot_with_every_documented_field,
     a_created_chatbot_reads_back_the_same_without_a_message,
     the_organisation_comes_from_the_key_and_is_the_same_for_every_chatbot,
@@ -410,4 +412,37 @@ async fn unknown_or_malformed_ids_are_404_and_unknown_routes_answer_in_the_error
     assert_eq!((route.status, route.code()), (StatusCode::NOT_FOUND, "not_found"));
     let method = app.call(Method::PUT, "/api/external/chatbots", Some(&app.key), Some(&json!({}))).await;
     assert_eq!((method.status, method.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+}
+
+async fn a_key_given_twice_is_a_400_naming_it(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let response = app
+        .http
+        .post(format!("{}/api/external/chatbots", app.rest))
+        .header("x-api-key", &app.key)
+        .header("content-type", "application/json")
+        .body(r#"{"name": "First", "name": "Second", "settings": {"snippet": {"logo": null, "logo": null}}}"#)
+        .send()
+        .await
+        .expect("answered");
+    let answer = crate::helpers::answer(response).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.violations(),
+        [("name".into(), "duplicate_field".into()), ("settings.snippet.logo".into(), "duplicate_field".into())]
+    );
+    assert_eq!(app.list("").await.body["chatbots"], json!([]), "nothing was created");
+}
+
+async fn only_the_canonical_spelling_of_an_id_names_a_chatbot(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let id = app.create_named("Canonical", json!({})).await;
+    assert_eq!(app.get(&id).await.status, StatusCode::OK);
+    for other in [id.to_uppercase(), format!("{{{id}}}"), format!("urn:uuid:{id}"), id.replace('-', "")] {
+        let answer = app.get(&other).await;
+        assert_eq!((answer.status, answer.code()), (StatusCode::NOT_FOUND, "not_found"), "{other}");
+    }
+    let mut client = app.grpc_client().await;
+    let request = app.grpc_request(grpc_server::pb::GetChatbotRequest { id: id.to_uppercase() });
+    assert_eq!(client.get_chatbot(request).await.expect_err("not found").code(), tonic::Code::NotFound);
 }

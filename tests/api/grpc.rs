@@ -47,7 +47,7 @@ fn example() -> pb::Chatbot {
 }
 
 fn create(chatbot: pb::Chatbot) -> pb::CreateChatbotRequest {
-    pb::CreateChatbotRequest { chatbot: Some(chatbot), validate_only: false }
+    pb::CreateChatbotRequest { chatbot: Some(chatbot), validate_only: false, ..Default::default() }
 }
 
 async fn the_contract_example_is_created_and_read_over_grpc(engine: Engine) {
@@ -112,7 +112,7 @@ async fn violations_arrive_as_bad_request_details_with_json_paths(engine: Engine
 async fn validate_only_checks_without_creating(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let mut client = app.grpc_client().await;
-    let request = pb::CreateChatbotRequest { chatbot: Some(example()), validate_only: true };
+    let request = pb::CreateChatbotRequest { chatbot: Some(example()), validate_only: true, ..Default::default() };
     client.create_chatbot(app.grpc_request(request)).await.expect("valid");
     let created = client.create_chatbot(app.grpc_request(create(example()))).await.expect("the slug is still free");
     assert_eq!(created.get_ref().slug.as_deref(), Some("api-docs-demo-chatbot"));
@@ -147,7 +147,7 @@ async fn another_organisation_gets_not_found_over_grpc(engine: Engine) {
         .await
         .expect_err("hidden");
     assert_eq!(status.code(), Code::NotFound);
-    let delete = pb::DeleteChatbotRequest { id: created.id.clone(), etag: String::new() };
+    let delete = pb::DeleteChatbotRequest { id: created.id.clone(), etag: String::new(), ..Default::default() };
     assert_eq!(client.delete_chatbot(with_key(delete, &other)).await.expect_err("hidden").code(), Code::NotFound);
 }
 
@@ -170,6 +170,7 @@ async fn update_with_a_mask_list_and_delete_with_etags(engine: Engine) {
         chatbot: Some(change.clone()),
         update_mask: Some(mask.clone()),
         validate_only: false,
+        ..Default::default()
     };
     let updated = client.update_chatbot(app.grpc_request(request)).await.expect("updated").into_inner();
     let snippet = updated.settings.as_ref().and_then(|s| s.snippet.as_ref()).expect("a snippet");
@@ -179,7 +180,12 @@ async fn update_with_a_mask_list_and_delete_with_etags(engine: Engine) {
     assert_ne!(updated.etag, created.etag);
     assert_eq!(updated.create_time, created.create_time);
 
-    let stale = pb::UpdateChatbotRequest { chatbot: Some(change), update_mask: Some(mask), validate_only: false };
+    let stale = pb::UpdateChatbotRequest {
+        chatbot: Some(change),
+        update_mask: Some(mask),
+        validate_only: false,
+        ..Default::default()
+    };
     let status = client.update_chatbot(app.grpc_request(stale)).await.expect_err("stale etag");
     assert_eq!(status.code(), Code::Aborted);
     assert_eq!(status.get_error_details().error_info().map(|i| i.reason.clone()).as_deref(), Some("etag_mismatch"));
@@ -188,6 +194,7 @@ async fn update_with_a_mask_list_and_delete_with_etags(engine: Engine) {
         chatbot: Some(pb::Chatbot { id: created.id.clone(), ..Default::default() }),
         update_mask: Some(prost_types::FieldMask { paths: vec!["settings.colour".into()] }),
         validate_only: false,
+        ..Default::default()
     };
     assert_eq!(
         client.update_chatbot(app.grpc_request(bad_mask)).await.expect_err("bad mask").code(),
@@ -199,11 +206,11 @@ async fn update_with_a_mask_list_and_delete_with_etags(engine: Engine) {
     assert_eq!(page.chatbots.len(), 1);
     assert_eq!(page.next_page_token, "");
 
-    let stale = pb::DeleteChatbotRequest { id: created.id.clone(), etag: created.etag.clone() };
+    let stale = pb::DeleteChatbotRequest { id: created.id.clone(), etag: created.etag.clone(), ..Default::default() };
     assert_eq!(client.delete_chatbot(app.grpc_request(stale)).await.expect_err("stale").code(), Code::Aborted);
-    let fresh = pb::DeleteChatbotRequest { id: created.id.clone(), etag: updated.etag.clone() };
+    let fresh = pb::DeleteChatbotRequest { id: created.id.clone(), etag: updated.etag.clone(), ..Default::default() };
     client.delete_chatbot(app.grpc_request(fresh)).await.expect("deleted");
-    let again = pb::DeleteChatbotRequest { id: created.id.clone(), etag: String::new() };
+    let again = pb::DeleteChatbotRequest { id: created.id.clone(), etag: String::new(), ..Default::default() };
     assert_eq!(client.delete_chatbot(app.grpc_request(again)).await.expect_err("gone").code(), Code::NotFound);
 }
 

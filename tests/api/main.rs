@@ -5,8 +5,11 @@
 mod auth;
 mod create;
 mod durability;
+mod fairness;
 mod grpc;
 mod helpers;
+mod hostile;
+mod idempotency;
 mod lifecycle;
 mod migration;
 mod outage;

@@ -21,7 +21,7 @@ async fn a_database_outage_is_a_fast_503_and_the_service_recovers_without_losing
     let cluster = Cluster::start().expect("a private cluster starts");
     let storage = Storage::Postgres { url: cluster.create_database().expect("a database") };
     let app =
-        TestApp::spawn_on(storage, "outage-test-key-0123456789abcdef".into(), &["--database-timeout-ms", "1000"]).await;
+        TestApp::spawn_on(storage, "outage-test-key-0123456789abcdef".into(), &["--database-timeout", "1s"]).await;
     let (rest, key) = (app.rest.clone(), app.key.clone());
 
     let stop = Arc::new(AtomicBool::new(false));

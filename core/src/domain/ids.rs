@@ -46,14 +46,23 @@ macro_rules! uuid_id {
         }
 
         impl FromStr for $ty {
-            type Err = uuid::Error;
-            /// Accepts any UUID spelling (upper or lower case, with or without hyphens).
+            type Err = InvalidId;
+            /// Accepts only the canonical form it prints: lowercase and hyphenated. Another spelling of
+            /// the same UUID (upper case, braces, `urn:uuid:`) names nothing, so that one chatbot has one
+            /// address.
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Uuid::parse_str(s).map($ty)
+                let uuid = Uuid::try_parse(s).map_err(|_| InvalidId)?;
+                let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                if uuid.hyphenated().encode_lower(&mut canonical).as_bytes() == s.as_bytes() { Ok($ty(uuid)) } else { Err(InvalidId) }
             }
         }
     };
 }
+
+/// A text that is not an identifier in its canonical form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a lowercase hyphenated UUID")]
+pub struct InvalidId;
 
 uuid_id!(
     /// Identifies one chatbot, globally.
@@ -63,3 +72,25 @@ uuid_id!(
     /// Identifies one organisation: the owner of API keys and chatbots.
     OrgId
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_canonical_spelling_of_an_id_is_accepted() {
+        let id = ChatbotId::new_random();
+        let canonical = id.to_string();
+        assert_eq!(canonical.parse::<ChatbotId>(), Ok(id));
+        let spellings = [
+            canonical.to_uppercase(),
+            format!("{{{canonical}}}"),
+            format!("urn:uuid:{canonical}"),
+            canonical.replace('-', ""),
+            format!(" {canonical}"),
+        ];
+        for other in spellings {
+            assert_eq!(other.parse::<ChatbotId>(), Err(InvalidId), "{other}");
+        }
+    }
+}

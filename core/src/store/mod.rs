@@ -19,8 +19,9 @@ use std::pin::Pin;
 
 use crate::auth::KeyHash;
 use crate::chatbot::Chatbot;
-use crate::domain::{ChatbotId, OrgId};
+use crate::domain::{ChatbotId, OrgId, Timestamp};
 use crate::error::Result;
+use crate::idempotency::{Claim, IdempotencyKey, Record as ClaimRecord, Written};
 use crate::rules::Proposal;
 
 pub use page::{Filter, PageCursor};
@@ -40,6 +41,8 @@ pub struct NewChatbot {
     pub chatbot: Chatbot,
     /// How the slug must be resolved (taken as is, or the first free `-n` variant).
     pub slug: crate::rules::SlugChoice,
+    /// The idempotency key to claim with the write, if the client sent one.
+    pub claim: Option<Claim>,
 }
 
 /// A change to one stored chatbot.
@@ -53,6 +56,8 @@ pub struct ChatbotUpdate {
     pub expected_etag: Option<String>,
     /// The new configuration, from the stored one.
     pub change: Change,
+    /// The idempotency key to claim with the write, if the client sent one.
+    pub claim: Option<Claim>,
 }
 
 /// The removal of one chatbot.
@@ -63,6 +68,8 @@ pub struct ChatbotDeletion {
     pub id: ChatbotId,
     /// As for [`ChatbotUpdate::expected_etag`].
     pub expected_etag: Option<String>,
+    /// The idempotency key to claim with the write, if the client sent one.
+    pub claim: Option<Claim>,
 }
 
 /// An organisation: the owner of API keys and chatbots.
@@ -102,11 +109,17 @@ pub struct Listing {
 }
 
 /// Where chatbots, organisations and API key hashes are kept. Each write is atomic with everything it
-/// implies (the slug index, the listing order) and durable before its future completes.
+/// implies (the slug index, the listing order, the claim of its idempotency key) and durable before its
+/// future completes.
+///
+/// A write with a [`Claim`] first looks for an unexpired record of its key: with the same fingerprint,
+/// it changes nothing and returns the recorded outcome as a replay; with another, it fails with
+/// [`IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused). Otherwise it writes, and records its
+/// outcome under the key in the same atomic write; a write that fails records nothing.
 pub trait Store: Send + Sync {
     /// Stores a new chatbot, resolving its slug; [`SlugTaken`](crate::Error::SlugTaken) when an exact
     /// slug, or every variant of a derived one, is taken. Returns the chatbot as stored.
-    fn create(&self, new: NewChatbot) -> StoreFuture<'_, Chatbot>;
+    fn create(&self, new: NewChatbot) -> StoreFuture<'_, Written<Chatbot>>;
 
     /// The chatbot `id` if `org` owns it, else [`NotFound`](crate::Error::NotFound).
     fn get(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, Chatbot>;
@@ -116,10 +129,16 @@ pub trait Store: Send + Sync {
 
     /// Applies an update atomically: the etag check, the change, the slug and listing moves. Returns the
     /// chatbot as stored.
-    fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Chatbot>;
+    fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Written<Chatbot>>;
 
     /// Removes a chatbot and frees its slug, atomically.
-    fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, ()>;
+    fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, Written<()>>;
+
+    /// The record of `org`'s idempotency key `key`, if one is stored (expired or not).
+    fn claimed(&self, org: OrgId, key: &IdempotencyKey) -> StoreFuture<'_, Option<ClaimRecord>>;
+
+    /// Removes up to `limit` records of idempotency keys claimed before `before`; returns how many.
+    fn prune_claims(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize>;
 
     /// The organisation called `name`, created if needed.
     fn ensure_org(&self, name: &str) -> StoreFuture<'_, OrgId>;

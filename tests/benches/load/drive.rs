@@ -200,8 +200,10 @@ async fn call(op: Op, connection: &mut Connection, target: &Target, template: &s
                     slug: Some(format!("grpc-{unique}")),
                     ..example_message()
                 };
-                let request =
-                    with_key(pb::CreateChatbotRequest { chatbot: Some(chatbot), validate_only: false }, &target.key);
+                let request = with_key(
+                    pb::CreateChatbotRequest { chatbot: Some(chatbot), validate_only: false, ..Default::default() },
+                    &target.key,
+                );
                 client.create_chatbot(request).await.is_ok()
             } else {
                 client.get_chatbot(with_key(pb::GetChatbotRequest { id: id() }, &target.key)).await.is_ok()

@@ -39,6 +39,8 @@ pub fn chatbotd_command(store_args: &[&std::ffi::OsStr]) -> Command {
     command
         .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
         .args(store_args)
+        // The benchmark measures throughput, not fair use.
+        .args(["--rate-limit", "0"])
         .env("CHATBOTD_API_KEY", KEY)
         .env("RUST_LOG", "warn");
     command
@@ -79,8 +81,11 @@ impl Chatbotd {
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
             let chatbot = pb::Chatbot { slug: Some(format!("seed-{i}")), ..drive::example_message() };
-            let mut request =
-                tonic::Request::new(pb::CreateChatbotRequest { chatbot: Some(chatbot), validate_only: false });
+            let mut request = tonic::Request::new(pb::CreateChatbotRequest {
+                chatbot: Some(chatbot),
+                validate_only: false,
+                ..Default::default()
+            });
             request.metadata_mut().insert("x-api-key", KEY.parse()?);
             ids.push(client.create_chatbot(request).await?.into_inner().id);
         }

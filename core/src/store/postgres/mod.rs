@@ -28,6 +28,7 @@ use crate::chatbot::{Chatbot, ChatbotConfig};
 use crate::domain::limits::MAX_SLUG_SUFFIX;
 use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
+use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Outcome, Record as ClaimRecord, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
     ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Store, StoreFuture,
@@ -84,8 +85,9 @@ pub struct PostgresStore {
 
 /// Why one attempt of an operation failed: worth another attempt, or final.
 enum Failure {
-    /// A serialization failure or a deadlock: the transaction was rolled back and may run again.
-    Retry(tokio_postgres::Error),
+    /// A serialization failure, a deadlock, or a race lost to a concurrent transaction: this one was
+    /// rolled back and may run again. Says why.
+    Retry(String),
     /// Anything else.
     Fail(Error),
 }
@@ -93,9 +95,16 @@ enum Failure {
 impl Failure {
     fn into_error(self) -> Error {
         match self {
-            Failure::Retry(err) => Error::unavailable(format!("the database kept refusing the transaction: {err}")),
+            Failure::Retry(why) => Error::unavailable(format!("the database kept refusing the transaction: {why}")),
             Failure::Fail(err) => err,
         }
+    }
+
+    /// A retry after `err`, described by its SQLSTATE and message.
+    fn retry(err: &tokio_postgres::Error) -> Self {
+        Failure::Retry(
+            err.as_db_error().map_or_else(|| err.to_string(), |db| format!("{}: {}", db.code().code(), db.message())),
+        )
     }
 }
 
@@ -109,7 +118,7 @@ impl From<tokio_postgres::Error> for Failure {
     fn from(err: tokio_postgres::Error) -> Self {
         match err.code() {
             Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED => {
-                Failure::Retry(err)
+                Failure::retry(&err)
             }
             Some(code) if is_unavailability(code) => Failure::Fail(Error::unavailable(err)),
             Some(_) => Failure::Fail(Error::storage(err)),
@@ -208,10 +217,7 @@ impl PostgresStore {
         loop {
             match attempt(number).await {
                 Ok(value) => return Ok(value),
-                Err(Failure::Retry(err)) if number + 1 < MAX_ATTEMPTS => {
-                    let cause = err
-                        .as_db_error()
-                        .map_or_else(|| err.to_string(), |db| format!("{}: {}", db.code().code(), db.message()));
+                Err(Failure::Retry(cause)) if number + 1 < MAX_ATTEMPTS => {
                     tracing::info!(attempt = number + 1, %cause, "retrying a transaction");
                     tokio::time::sleep(backoff(number)).await;
                     number += 1;
@@ -249,54 +255,22 @@ impl PostgresStore {
         }
     }
 
-    async fn insert(&self, chatbot: &Chatbot, slug: &Slug) -> Result<bool, Failure> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING",
-            )
-            .await?;
-        let config = &chatbot.config;
-        let inserted = client
-            .execute(
-                &statement,
-                &[
-                    chatbot.id.as_uuid(),
-                    chatbot.organization_id.as_uuid(),
-                    &slug.as_str(),
-                    &config.is_public,
-                    &config.active,
-                    &chatbot.created_at.to_datetime(),
-                    &chatbot.updated_at.to_datetime(),
-                    &revision(chatbot)?,
-                    &Json(&ChatbotConfig { slug: slug.clone(), ..config.clone() }),
-                ],
-            )
-            .await?;
-        Ok(inserted == 1)
-    }
-
-    async fn create_now(&self, new: &NewChatbot) -> Result<Chatbot, Failure> {
-        let wanted = &new.chatbot.config.slug;
-        let taken = || Failure::Fail(Error::SlugTaken { slug: wanted.to_string() });
-        // Each lost race means another chatbot just took a candidate; a few are plenty.
-        for _ in 0..16 {
-            let slug = match new.slug {
-                SlugChoice::Kept | SlugChoice::Exact => wanted.clone(),
-                SlugChoice::Derived => first_free_slug(&self.client().await?, wanted, None).await?.ok_or_else(taken)?,
-            };
-            // The unique index decides between concurrent creates.
-            if self.insert(&new.chatbot, &slug).await? {
-                let mut chatbot = new.chatbot.clone();
-                chatbot.config.slug = slug;
-                return Ok(chatbot);
-            }
-            if new.slug != SlugChoice::Derived {
-                break;
-            }
+    async fn create_attempt(&self, new: &NewChatbot, attempt: u32) -> Result<Written<Chatbot>, Failure> {
+        let mut client = self.client().await?;
+        let Some(claim) = &new.claim else {
+            // Without a key, one statement: nothing to make atomic beyond it.
+            return Ok(Written::fresh(insert_resolving_slug(&client, new).await?));
+        };
+        let org = new.chatbot.organization_id;
+        let tx = client.transaction().await?;
+        if let Some(outcome) = check_claim(&tx, org, claim).await? {
+            return Ok(outcome.replayed_chatbot()?);
         }
-        Err(taken())
+        let chatbot = insert_resolving_slug(&tx, new).await?;
+        record_claim(&tx, org, claim, Outcome::Chatbot(Box::new(chatbot.clone()))).await?;
+        self.maybe_inject_failure(&tx, attempt).await?;
+        tx.commit().await?;
+        Ok(Written::fresh(chatbot))
     }
 
     /// The stored chatbot, locked for this transaction, if `org` owns it and it has `expected_etag`.
@@ -316,9 +290,14 @@ impl PostgresStore {
         }
     }
 
-    async fn update_attempt(&self, update: &ChatbotUpdate, attempt: u32) -> Result<Chatbot, Failure> {
+    async fn update_attempt(&self, update: &ChatbotUpdate, attempt: u32) -> Result<Written<Chatbot>, Failure> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        if let Some(claim) = &update.claim
+            && let Some(outcome) = check_claim(&tx, update.org, claim).await?
+        {
+            return Ok(outcome.replayed_chatbot()?);
+        }
         let current = Self::lock_owned(&tx, update.org, update.id, update.expected_etag.as_deref()).await?;
         let proposal = (update.change)(&current)?;
         let mut next = current.next(proposal.config);
@@ -356,7 +335,7 @@ impl PostgresStore {
             Err(err) if is_slug_conflict(&err) => {
                 return Err(match proposal.slug {
                     // A derived slug found free was taken since: look again.
-                    SlugChoice::Derived => Failure::Retry(err),
+                    SlugChoice::Derived => Failure::retry(&err),
                     SlugChoice::Kept | SlugChoice::Exact => {
                         Failure::Fail(Error::SlugTaken { slug: config.slug.to_string() })
                     }
@@ -364,20 +343,55 @@ impl PostgresStore {
             }
             Err(err) => return Err(err.into()),
         }
+        if let Some(claim) = &update.claim {
+            record_claim(&tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone()))).await?;
+        }
         self.maybe_inject_failure(&tx, attempt).await?;
         tx.commit().await?;
-        Ok(next)
+        Ok(Written::fresh(next))
     }
 
-    async fn delete_attempt(&self, deletion: &ChatbotDeletion, attempt: u32) -> Result<(), Failure> {
+    async fn delete_attempt(&self, deletion: &ChatbotDeletion, attempt: u32) -> Result<Written<()>, Failure> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        if let Some(claim) = &deletion.claim
+            && let Some(outcome) = check_claim(&tx, deletion.org, claim).await?
+        {
+            return Ok(outcome.replayed_deletion()?);
+        }
         let current = Self::lock_owned(&tx, deletion.org, deletion.id, deletion.expected_etag.as_deref()).await?;
         let statement = tx.prepare_cached("DELETE FROM chatbots WHERE id = $1").await?;
         tx.execute(&statement, &[current.id.as_uuid()]).await?;
+        if let Some(claim) = &deletion.claim {
+            record_claim(&tx, deletion.org, claim, Outcome::Deleted).await?;
+        }
         self.maybe_inject_failure(&tx, attempt).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Written::fresh(()))
+    }
+
+    async fn claimed_now(&self, org: OrgId, key: &IdempotencyKey) -> Result<Option<ClaimRecord>, Failure> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT fingerprint, created_at, outcome FROM idempotency_keys WHERE organisation_id = $1 AND key = $2",
+            )
+            .await?;
+        let row = client.query_opt(&statement, &[org.as_uuid(), &key.as_str()]).await?;
+        Ok(row.as_ref().map(claim_from_row).transpose()?)
+    }
+
+    async fn prune_claims_now(&self, before: Timestamp, limit: usize) -> Result<usize, Failure> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).map_err(Error::storage)?;
+        let pruned = client
+            .execute(
+                "DELETE FROM idempotency_keys WHERE (organisation_id, key) IN \
+                 (SELECT organisation_id, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+                &[&before.to_datetime(), &limit],
+            )
+            .await?;
+        Ok(usize::try_from(pruned).map_err(Error::storage)?)
     }
 
     async fn list_now(
@@ -462,8 +476,8 @@ impl PostgresStore {
 }
 
 impl Store for PostgresStore {
-    fn create(&self, new: NewChatbot) -> StoreFuture<'_, Chatbot> {
-        Box::pin(async move { self.with_retries(|_| self.create_now(&new)).await })
+    fn create(&self, new: NewChatbot) -> StoreFuture<'_, Written<Chatbot>> {
+        Box::pin(async move { self.with_retries(|attempt| self.create_attempt(&new, attempt)).await })
     }
 
     fn get(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, Chatbot> {
@@ -483,12 +497,21 @@ impl Store for PostgresStore {
         Box::pin(async move { self.with_retries(|_| self.list_now(org, filter, after, limit)).await })
     }
 
-    fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Chatbot> {
+    fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Written<Chatbot>> {
         Box::pin(async move { self.with_retries(|attempt| self.update_attempt(&update, attempt)).await })
     }
 
-    fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, ()> {
+    fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, Written<()>> {
         Box::pin(async move { self.with_retries(|attempt| self.delete_attempt(&deletion, attempt)).await })
+    }
+
+    fn claimed(&self, org: OrgId, key: &IdempotencyKey) -> StoreFuture<'_, Option<ClaimRecord>> {
+        let key = key.clone();
+        Box::pin(async move { self.with_retries(|_| self.claimed_now(org, &key)).await })
+    }
+
+    fn prune_claims(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
+        Box::pin(async move { self.with_retries(|_| self.prune_claims_now(before, limit)).await })
     }
 
     fn ensure_org(&self, name: &str) -> StoreFuture<'_, OrgId> {
@@ -538,7 +561,8 @@ impl Store for PostgresStore {
     fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let slug = chatbot.config.slug.clone();
-            if self.with_retries(|_| self.insert(&chatbot, &slug)).await? {
+            let insert = || async { insert(&self.client().await?, &chatbot, &slug).await };
+            if self.with_retries(|_| insert()).await? {
                 Ok(())
             } else {
                 Err(Error::SlugTaken { slug: slug.to_string() })
@@ -597,6 +621,121 @@ async fn first_free_slug(
         }
     }
     Ok(None)
+}
+
+/// Inserts `chatbot` with `slug` unless the slug is taken; whether it did.
+async fn insert(client: &impl GenericClient, chatbot: &Chatbot, slug: &Slug) -> Result<bool, Failure> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING",
+        )
+        .await?;
+    let config = &chatbot.config;
+    let inserted = client
+        .execute(
+            &statement,
+            &[
+                chatbot.id.as_uuid(),
+                chatbot.organization_id.as_uuid(),
+                &slug.as_str(),
+                &config.is_public,
+                &config.active,
+                &chatbot.created_at.to_datetime(),
+                &chatbot.updated_at.to_datetime(),
+                &revision(chatbot)?,
+                &Json(&ChatbotConfig { slug: slug.clone(), ..config.clone() }),
+            ],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Inserts a new chatbot, resolving its slug as the proposal says; returns it as stored.
+async fn insert_resolving_slug(client: &impl GenericClient, new: &NewChatbot) -> Result<Chatbot, Failure> {
+    let wanted = &new.chatbot.config.slug;
+    let taken = || Failure::Fail(Error::SlugTaken { slug: wanted.to_string() });
+    // Each lost race means another chatbot just took a candidate; a few are plenty.
+    for _ in 0..16 {
+        let slug = match new.slug {
+            SlugChoice::Kept | SlugChoice::Exact => wanted.clone(),
+            SlugChoice::Derived => first_free_slug(client, wanted, None).await?.ok_or_else(taken)?,
+        };
+        // The unique index decides between concurrent creates.
+        if insert(client, &new.chatbot, &slug).await? {
+            let mut chatbot = new.chatbot.clone();
+            chatbot.config.slug = slug;
+            return Ok(chatbot);
+        }
+        if new.slug != SlugChoice::Derived {
+            break;
+        }
+    }
+    Err(taken())
+}
+
+/// A claim record from a row of (fingerprint, created_at, outcome).
+fn claim_from_row(row: &Row) -> Result<ClaimRecord> {
+    let fingerprint: [u8; 32] =
+        column::<&[u8]>(row, 0)?.try_into().map_err(|_| Error::storage("a fingerprint is not 32 bytes"))?;
+    let Json(outcome): Json<Outcome> = column(row, 2)?;
+    Ok(ClaimRecord {
+        fingerprint: Fingerprint::from_bytes(fingerprint),
+        at: Timestamp::from_datetime(column(row, 1)?),
+        outcome,
+    })
+}
+
+/// Within a write's transaction: what it finds of its key, as the sled engine's `check_claim`. An
+/// existing record is locked; an expired one is removed, since the write replaces it.
+async fn check_claim(
+    tx: &deadpool_postgres::Transaction<'_>,
+    org: OrgId,
+    claim: &Claim,
+) -> Result<Option<Outcome>, Failure> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT fingerprint, created_at, outcome FROM idempotency_keys WHERE organisation_id = $1 AND key = $2 FOR UPDATE",
+        )
+        .await?;
+    let Some(row) = tx.query_opt(&statement, &[org.as_uuid(), &claim.key.as_str()]).await? else { return Ok(None) };
+    let record = claim_from_row(&row)?;
+    if record.at < claim.expired_before {
+        tx.execute(
+            "DELETE FROM idempotency_keys WHERE organisation_id = $1 AND key = $2",
+            &[org.as_uuid(), &claim.key.as_str()],
+        )
+        .await?;
+        return Ok(None);
+    }
+    if record.fingerprint == claim.fingerprint {
+        Ok(Some(record.outcome))
+    } else {
+        Err(Failure::Fail(Error::IdempotencyKeyReused))
+    }
+}
+
+/// Within a write's transaction: records its outcome under its key. A concurrent transaction that
+/// claimed the same key first makes this one wait, then fail the insert: it runs again, and replays.
+async fn record_claim(
+    tx: &deadpool_postgres::Transaction<'_>,
+    org: OrgId,
+    claim: &Claim,
+    outcome: Outcome,
+) -> Result<(), Failure> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (organisation_id, key, fingerprint, created_at, outcome)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (organisation_id, key) DO NOTHING",
+        )
+        .await?;
+    let fingerprint = claim.fingerprint.as_bytes().as_slice();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [org.as_uuid(), &claim.key.as_str(), &fingerprint, &claim.at.to_datetime(), &Json(&outcome)];
+    match tx.execute(&statement, &params).await? {
+        1 => Ok(()),
+        _ => Err(Failure::Retry("a concurrent request claimed the same idempotency key".into())),
+    }
 }
 
 /// Whether `err` is the unique slug index refusing a slug.

@@ -35,6 +35,16 @@ const MIGRATIONS: &[&str] = &[
         CONSTRAINT chatbots_slug_key UNIQUE (slug)
     );
     CREATE INDEX chatbots_listing ON chatbots (organisation_id, is_public, active, created_at DESC, id);",
+    // 2: idempotency keys, claimed in the same transaction as the write they belong to.
+    "CREATE TABLE idempotency_keys (
+        organisation_id UUID NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint BYTEA NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        outcome JSONB NOT NULL,
+        PRIMARY KEY (organisation_id, key)
+    );
+    CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_at);",
 ];
 
 impl PostgresStore {

@@ -3,7 +3,9 @@
 //! Chatbots live in one tree, under three key prefixes, so that every change is one atomic batch:
 //! - `c` + chatbot id -> record ([`codec`]);
 //! - `s` + slug -> chatbot id (global uniqueness);
-//! - `l` + listing key -> empty (per-organisation order and filters, see [`listing`]).
+//! - `l` + listing key -> empty (per-organisation order and filters, see [`listing`]);
+//! - `i` + organisation + idempotency key -> the claim's record (fingerprint, time, outcome);
+//! - `t` + claim time + organisation + idempotency key -> empty (claims in time order, for pruning).
 //!
 //! Every change goes through the [`BatchWriter`]: concurrent writers share one batch and one fsync,
 //! and their futures complete, from the writer thread, only once it is on disk. Reads go straight to
@@ -23,8 +25,9 @@ use sled::transaction::{TransactionError, Transactional};
 use crate::auth::KeyHash;
 use crate::chatbot::Chatbot;
 use crate::domain::limits::MAX_SLUG_SUFFIX;
-use crate::domain::{ChatbotId, OrgId, Slug};
+use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
+use crate::idempotency::{Claim, IdempotencyKey, Outcome, Record as ClaimRecord, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
     ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Store, StoreFuture,
@@ -51,6 +54,46 @@ fn slug_key(slug: &Slug) -> Vec<u8> {
     key.push(b's');
     key.extend_from_slice(slug.as_str().as_bytes());
     key
+}
+
+/// Key of the record of `org`'s idempotency key `key`.
+fn claim_key(org: OrgId, key: &IdempotencyKey) -> Vec<u8> {
+    [b"i".as_slice(), org.as_bytes(), key.as_str().as_bytes()].concat()
+}
+
+/// The start of the time index's keys for claims made at `at`: they sort in time order.
+fn claim_time_prefix(at: Timestamp) -> Vec<u8> {
+    [b"t".as_slice(), &(at.as_micros().max(0) as u64).to_be_bytes()].concat()
+}
+
+/// Key of a claim in the time index.
+fn claim_time_key(at: Timestamp, org: OrgId, key: &IdempotencyKey) -> Vec<u8> {
+    [claim_time_prefix(at).as_slice(), org.as_bytes(), key.as_str().as_bytes()].concat()
+}
+
+fn decode_claim(bytes: &[u8]) -> Result<ClaimRecord> {
+    serde_json::from_slice(bytes).map_err(Error::storage)
+}
+
+/// What a write finds of its key: `None` when nothing stops it (no record, or an expired one, whose
+/// index entry is dropped since the write replaces the record), the outcome to replay when the same
+/// request claimed it, [`Error::IdempotencyKeyReused`] when another did.
+fn check_claim(tx: &mut Tx<'_>, org: OrgId, claim: &Claim) -> Result<Option<Outcome>> {
+    let Some(bytes) = tx.get(&claim_key(org, &claim.key))? else { return Ok(None) };
+    let record = decode_claim(&bytes)?;
+    if record.at < claim.expired_before {
+        tx.remove(claim_time_key(record.at, org, &claim.key));
+        return Ok(None);
+    }
+    if record.fingerprint == claim.fingerprint { Ok(Some(record.outcome)) } else { Err(Error::IdempotencyKeyReused) }
+}
+
+/// Records `outcome` under the claimed key, in the same batch as the write.
+fn record_claim(tx: &mut Tx<'_>, org: OrgId, claim: &Claim, outcome: Outcome) -> Result<()> {
+    let record = ClaimRecord { fingerprint: claim.fingerprint, at: claim.at, outcome };
+    tx.insert(claim_key(org, &claim.key), serde_json::to_vec(&record).map_err(Error::storage)?);
+    tx.insert(claim_time_key(claim.at, org, &claim.key), Vec::new());
+    Ok(())
 }
 
 /// The sled engine: a database in one directory, used by one process at a time.
@@ -154,12 +197,21 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn create(&self, new: NewChatbot) -> StoreFuture<'_, Chatbot> {
+    fn create(&self, new: NewChatbot) -> StoreFuture<'_, Written<Chatbot>> {
         self.write(move |tx| {
-            let NewChatbot { mut chatbot, slug } = new;
+            let NewChatbot { mut chatbot, slug, claim } = new;
+            let org = chatbot.organization_id;
+            if let Some(claim) = &claim
+                && let Some(outcome) = check_claim(tx, org, claim)?
+            {
+                return outcome.replayed_chatbot();
+            }
             chatbot.config.slug = claim_slug(tx, chatbot.id, &chatbot.config.slug, slug)?;
             put(tx, &chatbot)?;
-            Ok(chatbot)
+            if let Some(claim) = &claim {
+                record_claim(tx, org, claim, Outcome::Chatbot(Box::new(chatbot.clone())))?;
+            }
+            Ok(Written::fresh(chatbot))
         })
     }
 
@@ -171,8 +223,13 @@ impl Store for SledStore {
         Box::pin(async move { self.read_page(org, filter, after, limit) })
     }
 
-    fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Chatbot> {
+    fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Written<Chatbot>> {
         self.write(move |tx| {
+            if let Some(claim) = &update.claim
+                && let Some(outcome) = check_claim(tx, update.org, claim)?
+            {
+                return outcome.replayed_chatbot();
+            }
             let current = owned(tx, update.org, update.id, update.expected_etag.as_deref())?;
             let proposal = (update.change)(&current)?;
             let mut next = current.next(proposal.config);
@@ -182,17 +239,62 @@ impl Store for SledStore {
             }
             tx.remove(listing::key(&current));
             put(tx, &next)?;
-            Ok(next)
+            if let Some(claim) = &update.claim {
+                record_claim(tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone())))?;
+            }
+            Ok(Written::fresh(next))
         })
     }
 
-    fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, ()> {
+    fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, Written<()>> {
         self.write(move |tx| {
+            if let Some(claim) = &deletion.claim
+                && let Some(outcome) = check_claim(tx, deletion.org, claim)?
+            {
+                return outcome.replayed_deletion();
+            }
             let current = owned(tx, deletion.org, deletion.id, deletion.expected_etag.as_deref())?;
             tx.remove(record_key(current.id));
             tx.remove(slug_key(&current.config.slug));
             tx.remove(listing::key(&current));
-            Ok(())
+            if let Some(claim) = &deletion.claim {
+                record_claim(tx, deletion.org, claim, Outcome::Deleted)?;
+            }
+            Ok(Written::fresh(()))
+        })
+    }
+
+    fn claimed(&self, org: OrgId, key: &IdempotencyKey) -> StoreFuture<'_, Option<ClaimRecord>> {
+        let key = claim_key(org, key);
+        Box::pin(async move { self.chatbots.get(key)?.map(|bytes| decode_claim(&bytes)).transpose() })
+    }
+
+    fn prune_claims(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            // Find them with a read, so that the writer only spends the time to remove them.
+            let stale = self.chatbots.range(claim_time_prefix(Timestamp::from_micros(0))..claim_time_prefix(before));
+            let stale: Vec<sled::IVec> = stale.keys().take(limit).collect::<sled::Result<_>>()?;
+            let count = stale.len();
+            if count == 0 {
+                return Ok(0);
+            }
+            self.write(move |tx| {
+                for time_key in stale {
+                    // `t` | time (8) | organisation (16) | key: the record it indexes is pruned unless a
+                    // newer claim of the same key has replaced it.
+                    let (at, rest) = time_key[1..].split_at(8);
+                    let at = Timestamp::from_micros(u64::from_be_bytes(at.try_into().map_err(Error::storage)?) as i64);
+                    let record_key = [b"i".as_slice(), rest].concat();
+                    if let Some(bytes) = tx.get(&record_key)?
+                        && decode_claim(&bytes)?.at == at
+                    {
+                        tx.remove(record_key);
+                    }
+                    tx.remove(time_key.to_vec());
+                }
+                Ok(count)
+            })
+            .await
         })
     }
 

@@ -1,0 +1,165 @@
+//! Fair use: a token bucket per API key, so that one key's flood does not take the service from the
+//! others, and one per client address for requests without a valid key, so that guessing keys is slow.
+//! Buckets are kept by `governor` (GCRA); both faces ask [`Registry::admit`](crate::Registry::admit).
+
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::auth::KeyHash;
+
+/// Requests per second allowed per API key by default (with a burst of as many). A configuration
+/// service is called when configurations change and when a runtime (re)loads them; a thousand calls
+/// a second from one organisation is far beyond either, so an honest client never meets the limit,
+/// while one key alone cannot take more than a small share of what a replica serves.
+pub const DEFAULT_PER_KEY: u32 = 1_000;
+
+/// Requests per second allowed per client address without a valid key by default (with a burst of as
+/// many): enough for a person fixing a typo in a key, far too few to guess one.
+pub const DEFAULT_PER_CLIENT: u32 = 20;
+
+/// How much of its bucket a caller has left: what the `RateLimit-*` headers say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Requests per second (and burst).
+    pub limit: u32,
+    /// Requests that may still be made at once.
+    pub remaining: u32,
+    /// Time until the bucket is full again.
+    pub reset: Duration,
+}
+
+/// A request refused for going over its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhausted {
+    /// Requests per second (and burst) of the bucket.
+    pub limit: u32,
+    /// When the next request will be let through.
+    pub retry_after: Duration,
+}
+
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+/// One bucket per key `K`, all with the same rate.
+struct Buckets<K: Hash + Eq + Clone> {
+    limiter: Keyed<K>,
+    limit: u32,
+}
+
+impl<K: Hash + Eq + Clone> Buckets<K> {
+    /// Buckets of `per_second` requests a second, or none when it is 0.
+    fn new(per_second: u32) -> Option<Self> {
+        let rate = NonZeroU32::new(per_second)?;
+        let limiter = RateLimiter::keyed(Quota::per_second(rate)).with_middleware::<StateInformationMiddleware>();
+        Some(Buckets { limiter, limit: per_second })
+    }
+
+    /// Takes one request from `key`'s bucket.
+    fn take(&self, key: &K) -> Result<Allowance, Exhausted> {
+        match self.limiter.check_key(key) {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                let used = self.limit.saturating_sub(remaining);
+                let reset = Duration::from_secs_f64(f64::from(used) / f64::from(self.limit));
+                Ok(Allowance { limit: self.limit, remaining, reset })
+            }
+            Err(not_until) => {
+                let retry_after = not_until.wait_time_from(self.limiter.clock().now());
+                Err(Exhausted { limit: self.limit, retry_after })
+            }
+        }
+    }
+
+    /// Forgets the buckets that are full again (their keys have been quiet), so that memory follows
+    /// the callers of the last moments, not every caller ever seen.
+    fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
+/// The deployment's limits: per API key, and per client address for requests without a valid key.
+/// A rate of 0 turns a limit off.
+pub struct RateLimits {
+    per_key: Option<Buckets<KeyHash>>,
+    per_client: Option<Buckets<IpAddr>>,
+}
+
+impl RateLimits {
+    /// Limits of `per_key` requests a second per API key and `per_client` per client address without
+    /// a valid key, each with a burst of as many; 0 turns one off.
+    pub fn new(per_key: u32, per_client: u32) -> Self {
+        RateLimits { per_key: Buckets::new(per_key), per_client: Buckets::new(per_client) }
+    }
+
+    /// No limits at all (benchmarks, embedders).
+    pub fn off() -> Self {
+        RateLimits::new(0, 0)
+    }
+
+    /// Takes one request from the bucket of the API key `key`.
+    pub fn take_for_key(&self, key: KeyHash) -> Result<Option<Allowance>, Exhausted> {
+        self.per_key.as_ref().map(|b| b.take(&key)).transpose()
+    }
+
+    /// Takes one request from the bucket of a client address (a request without a valid key).
+    pub fn take_for_client(&self, client: IpAddr) -> Result<Option<Allowance>, Exhausted> {
+        self.per_client.as_ref().map(|b| b.take(&client)).transpose()
+    }
+
+    /// Forgets buckets that are full again; run it now and then.
+    pub fn forget_idle(&self) {
+        if let Some(buckets) = &self.per_key {
+            buckets.forget_idle();
+        }
+        if let Some(buckets) = &self.per_client {
+            buckets.forget_idle();
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits::new(DEFAULT_PER_KEY, DEFAULT_PER_CLIENT)
+    }
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("per_key", &self.per_key.as_ref().map(|b| b.limit))
+            .field("per_client", &self.per_client.as_ref().map(|b| b.limit))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_over_the_limit_is_refused_and_other_keys_are_unaffected() {
+        let limits = RateLimits::new(3, 0);
+        let (a, b) = (KeyHash::of("a"), KeyHash::of("b"));
+        let remaining: Vec<u32> = (0..3).map(|_| limits.take_for_key(a).unwrap().unwrap().remaining).collect();
+        assert_eq!(remaining, [2, 1, 0]);
+        let refused = limits.take_for_key(a).unwrap_err();
+        assert_eq!(refused.limit, 3);
+        assert!(refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_millis(334));
+        assert!(limits.take_for_key(b).is_ok(), "another key has its own bucket");
+    }
+
+    #[test]
+    fn a_rate_of_zero_turns_the_limit_off() {
+        let limits = RateLimits::off();
+        for _ in 0..10_000 {
+            assert_eq!(limits.take_for_key(KeyHash::of("a")), Ok(None));
+        }
+    }
+}
