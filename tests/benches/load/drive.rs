@@ -54,6 +54,7 @@ impl Measured {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     RestCreate,
+    RestCreateIdempotent,
     RestGet,
     RestList,
     GrpcCreate,
@@ -66,6 +67,7 @@ impl Op {
     pub fn label(self) -> &'static str {
         match self {
             Op::RestCreate => "REST create",
+            Op::RestCreateIdempotent => "REST create with Idempotency-Key",
             Op::RestGet => "REST get",
             Op::RestList => "REST list (20)",
             Op::GrpcCreate => "gRPC create",
@@ -103,7 +105,7 @@ enum Connection {
 
 async fn connect(op: Op, target: &Target, client: usize) -> anyhow::Result<Connection> {
     Ok(match op {
-        Op::RestCreate | Op::RestGet | Op::RestList | Op::HyperCanned => {
+        Op::RestCreate | Op::RestCreateIdempotent | Op::RestGet | Op::RestList | Op::HyperCanned => {
             let stream = tokio::net::TcpStream::connect(target.rest[client % target.rest.len()]).await?;
             stream.set_nodelay(true)?;
             let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -164,7 +166,7 @@ async fn call(op: Op, connection: &mut Connection, target: &Target, template: &s
     match connection {
         Connection::Http(sender) => {
             let (method, path, body, expected) = match op {
-                Op::RestCreate | Op::HyperCanned => {
+                Op::RestCreate | Op::RestCreateIdempotent | Op::HyperCanned => {
                     let body = template.replace("__SLUG__", &format!("bench-{unique}"));
                     ("POST", "/api/external/chatbots".to_owned(), Bytes::from(body), 201)
                 }
@@ -180,6 +182,9 @@ async fn call(op: Op, connection: &mut Connection, target: &Target, template: &s
                 .header("x-api-key", &target.key);
             if !body.is_empty() {
                 request = request.header("content-type", "application/json");
+            }
+            if op == Op::RestCreateIdempotent {
+                request = request.header("idempotency-key", unique);
             }
             let Ok(request) = request.body(Full::new(body)) else { return false };
             if sender.ready().await.is_err() {

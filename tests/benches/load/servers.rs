@@ -60,8 +60,10 @@ impl Chatbotd {
     pub async fn postgres(url: &str, replicas: usize) -> anyhow::Result<Self> {
         let (mut children, mut rest, mut grpc) = (Vec::new(), Vec::new(), None);
         for _ in 0..replicas {
-            let (child, addrs) =
-                start(chatbotd_command(&["--database-url".as_ref(), url.as_ref()]), &["REST", "gRPC"]).await?;
+            // As many connections as pgbench's peer row opens at most, so that both meet the same database.
+            let args: [&std::ffi::OsStr; 4] =
+                ["--database-url".as_ref(), url.as_ref(), "--database-pool-size".as_ref(), "64".as_ref()];
+            let (child, addrs) = start(chatbotd_command(&args), &["REST", "gRPC"]).await?;
             children.push(child);
             rest.push(addrs[0]);
             grpc.get_or_insert(addrs[1]);

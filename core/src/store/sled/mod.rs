@@ -425,7 +425,38 @@ fn org_from_bytes(bytes: &[u8]) -> Result<OrgId> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use futures_executor::block_on;
+
     use super::*;
+    use crate::{ChatbotDraft, Registry, Rules};
+
+    fn named(name: &str) -> ChatbotDraft {
+        ChatbotDraft { name: Some(name.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn expired_idempotency_keys_are_pruned_and_may_be_used_again() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let registry = Registry::open(dir.path(), Rules::default()).expect("opens");
+        let org = block_on(registry.create_api_key("acme")).expect("a key").0;
+        let key = || Some(IdempotencyKey::parse("k").expect("a key"));
+
+        let kept = registry.with_idempotency_ttl(Duration::from_secs(3600));
+        let first = block_on(kept.create_with(org, named("First"), key())).expect("created");
+        assert!(!first.replayed);
+        assert_eq!(block_on(kept.prune_expired_claims()).expect("pruned"), 0, "an hour is not over");
+        let reused = block_on(kept.create_with(org, named("Second"), key()));
+        assert!(matches!(reused, Err(Error::IdempotencyKeyReused)));
+
+        let expiring = kept.with_idempotency_ttl(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(block_on(expiring.prune_expired_claims()).expect("pruned"), 1);
+        let again = block_on(expiring.create_with(org, named("Second"), key())).expect("the key is free again");
+        assert!(!again.replayed);
+        assert_eq!(again.value.config.name.as_str(), "Second");
+    }
 
     #[test]
     fn a_corrupt_organisation_id_is_a_storage_error_not_a_panic() {
