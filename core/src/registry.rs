@@ -149,6 +149,11 @@ impl Registry {
         self.store.ready().await
     }
 
+    /// Makes everything written durable and lets go of the store: the last call before exiting.
+    pub async fn close(&self) -> Result<()> {
+        self.store.close().await
+    }
+
     /// Checks `draft` against the rules without storing anything (AIP-163 `validate_only`).
     pub fn validate(&self, draft: &ChatbotDraft) -> Result<()> {
         self.rules.check(None, draft, FieldMask::all()).map(drop)

@@ -31,6 +31,8 @@ pub enum ApiError {
     },
     /// The body broke off, or its framing was broken (a bad chunk, a connection closed mid-body).
     MalformedBody,
+    /// The service is shutting down and takes no new work.
+    Draining,
     /// No route has that path.
     NoSuchRoute,
     /// The route does not take that method.
@@ -128,6 +130,11 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge { limit } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body must be at most {limit} bytes"))
             }
+            ApiError::Draining => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the service is shutting down; retry on another replica".to_owned(),
+            ),
             ApiError::MalformedBody => (
                 StatusCode::BAD_REQUEST,
                 "malformed_body",

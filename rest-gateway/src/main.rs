@@ -82,6 +82,9 @@ struct StoreArgs {
     /// Directory of the sled store (used unless --database-url is given).
     #[arg(long, env = "CHATBOTD_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    /// The most memory the sled store's page cache may take (e.g. `128MiB`, `1GiB`).
+    #[arg(long, env = "CHATBOTD_CACHE_SIZE", default_value = "128MiB")]
+    cache_size: bytesize::ByteSize,
     /// Use PostgreSQL instead of sled: postgres://user:password@host:port/database.
     #[arg(long, env = "CHATBOTD_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -112,7 +115,7 @@ impl StoreArgs {
 
     fn store(&self) -> StoreConfig {
         match &self.database_url {
-            None => StoreConfig::Sled { data_dir: self.data_dir.clone() },
+            None => StoreConfig::Sled { data_dir: self.data_dir.clone(), cache_bytes: self.cache_size.as_u64() },
             Some(url) => StoreConfig::Postgres {
                 url: url.clone(),
                 options: PostgresOptions {

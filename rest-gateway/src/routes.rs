@@ -2,6 +2,7 @@
 //! [`Registry`] and shapes the contract's answer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
@@ -30,20 +31,40 @@ use crate::query::QueryParams;
 /// How long a request may take by default, from its first byte to its answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The gateway's routes over `registry`, with every layer (see [`crate::layers`]) and the default
-/// request timeout.
-pub fn app(registry: Arc<Registry>) -> Router {
-    app_with_timeout(registry, DEFAULT_REQUEST_TIMEOUT)
+/// How the gateway runs.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// Requests are cut off with 408 after this.
+    pub request_timeout: Duration,
+    /// Set when the service is shutting down: `/healthz` answers 503 from then on.
+    pub draining: Arc<AtomicBool>,
 }
 
-/// [`app`], with requests cut off with 408 after `request_timeout`.
-pub fn app_with_timeout(registry: Arc<Registry>, request_timeout: Duration) -> Router {
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions { request_timeout: DEFAULT_REQUEST_TIMEOUT, draining: Arc::default() }
+    }
+}
+
+/// The gateway's routes over `registry`, with every layer (see [`crate::layers`]) and the default
+/// options.
+pub fn app(registry: Arc<Registry>) -> Router {
+    app_with(registry, AppOptions::default())
+}
+
+/// [`app`], with `options`.
+pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
+    let health = {
+        let (registry, draining) = (Arc::clone(&registry), options.draining);
+        move || healthz(registry, draining)
+    };
+    let request_timeout = options.request_timeout;
     let api = Router::new()
         .route("/api/external/chatbots", get(list).post(create).patch(update_by_body))
         .route("/api/external/chatbot/{chatbot_id}", get(get_one).patch(update_by_path).delete(delete_one))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&registry), layers::admit));
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health))
         .merge(api)
         .fallback(|| async { ApiError::NoSuchRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -59,8 +80,11 @@ pub fn app_with_timeout(registry: Arc<Registry>, request_timeout: Duration) -> R
 }
 
 /// Readiness: both servers accept connections and the store can serve (503 `unavailable` while its
-/// database cannot be reached).
-async fn healthz(State(registry): State<Arc<Registry>>) -> Result<Json<Value>, ApiError> {
+/// database cannot be reached, and from the moment the service starts shutting down).
+async fn healthz(registry: Arc<Registry>, draining: Arc<AtomicBool>) -> Result<Json<Value>, ApiError> {
+    if draining.load(Ordering::Relaxed) {
+        return Err(ApiError::Draining);
+    }
     registry.ready().await?;
     Ok(Json(json!({"status": "ok"})))
 }

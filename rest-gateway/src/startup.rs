@@ -6,13 +6,16 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chatbot_core::fair_use::RateLimits;
 use chatbot_core::store::postgres::{PostgresOptions, PostgresStore};
+use chatbot_core::store::sled::SledStore;
 use chatbot_core::{ApiKey, Registry, Rules};
 use grpc_server::CallLimits;
+use rest_gateway::AppOptions;
 
 use crate::wire::{self, ConnectionLimits};
 use tokio::net::TcpListener;
@@ -28,6 +31,8 @@ pub enum StoreConfig {
     Sled {
         /// Its directory.
         data_dir: PathBuf,
+        /// The most memory sled's page cache may take, in bytes.
+        cache_bytes: u64,
     },
     /// A PostgreSQL database, shared by any number of replicas.
     Postgres {
@@ -42,9 +47,12 @@ impl StoreConfig {
     /// A registry enforcing `rules` over this store.
     pub async fn open(&self, rules: Rules) -> anyhow::Result<Registry> {
         match self {
-            StoreConfig::Sled { data_dir } => Registry::open(data_dir, rules).with_context(|| {
-                format!("cannot open the store in {} (is another chatbotd using it?)", data_dir.display())
-            }),
+            StoreConfig::Sled { data_dir, cache_bytes } => {
+                let store = SledStore::open_with_cache(data_dir, *cache_bytes).with_context(|| {
+                    format!("cannot open the store in {} (is another chatbotd using it?)", data_dir.display())
+                })?;
+                Ok(Registry::new(store, rules))
+            }
             StoreConfig::Postgres { url, options } => {
                 let store = PostgresStore::connect(url, options.clone()).await.context("cannot use the database")?;
                 Ok(Registry::new(store, rules))
@@ -120,12 +128,17 @@ impl Application {
         self.grpc.local_addr()
     }
 
-    /// Serves both faces until `stop` completes, then lets the requests in flight finish.
+    /// Serves both faces until `stop` completes; then drains: `/healthz` turns to 503 and no new
+    /// connection is taken at once, the requests in flight get the grace period to finish, and the store
+    /// is flushed and closed.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stopping, stopped) = watch::channel(false);
+        let draining = Arc::new(AtomicBool::new(false));
+        let drain = Arc::clone(&draining);
         tokio::spawn(async move {
             stop.await;
-            tracing::info!("shutting down");
+            tracing::info!("shutting down: draining the requests in flight");
+            drain.store(true, Ordering::Relaxed);
             let _ = stopping.send(true);
         });
         let until_stopped = move || {
@@ -139,10 +152,12 @@ impl Application {
         let incoming = wire::grpc_incoming(self.grpc, &self.connections);
         let grpc = tokio::spawn(grpc_server::serve(incoming, api, self.calls.clone(), until_stopped()));
         let maintenance = tokio::spawn(maintain(Arc::clone(&self.registry)));
-        let app = rest_gateway::app_with_timeout(self.registry, self.calls.request_timeout);
+        let options = AppOptions { request_timeout: self.calls.request_timeout, draining };
+        let app = rest_gateway::app_with(Arc::clone(&self.registry), options);
         wire::serve(self.rest, app, self.connections, until_stopped(), self.shutdown_grace).await?;
         grpc.await??;
         maintenance.abort();
+        self.registry.close().await.context("cannot flush the store")?;
         tracing::info!("stopped");
         Ok(())
     }

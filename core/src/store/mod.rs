@@ -157,6 +157,10 @@ pub trait Store: Send + Sync {
     /// Whether the store can serve requests now (`Unavailable` if its database cannot be reached).
     fn ready(&self) -> StoreFuture<'_, ()>;
 
+    /// Makes everything written durable and lets go of the store's resources (files, connections):
+    /// the last call before a process exits.
+    fn close(&self) -> StoreFuture<'_, ()>;
+
     /// Every organisation (for exports).
     fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>>;
 

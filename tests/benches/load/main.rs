@@ -91,15 +91,14 @@ async fn run(options: Options) -> anyhow::Result<()> {
 
     let wanted = |name: &str| options.only.as_deref().is_none_or(|only| name.contains(only));
 
-    let ours_ops =
-        [
-            drive::Op::RestCreate,
-            drive::Op::RestCreateIdempotent,
-            drive::Op::RestGet,
-            drive::Op::RestList,
-            drive::Op::GrpcCreate,
-            drive::Op::GrpcGet,
-        ];
+    let ours_ops = [
+        drive::Op::RestCreate,
+        drive::Op::RestCreateIdempotent,
+        drive::Op::RestGet,
+        drive::Op::RestList,
+        drive::Op::GrpcCreate,
+        drive::Op::GrpcGet,
+    ];
     if ours_ops.iter().any(|op| wanted(op.label())) {
         let ours = servers::Chatbotd::sled().await?;
         let ids = ours.seed(1_000).await?;

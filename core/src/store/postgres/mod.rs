@@ -539,6 +539,13 @@ impl Store for PostgresStore {
         })
     }
 
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.pool.close();
+            Ok(())
+        })
+    }
+
     fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>> {
         Box::pin(async move { self.with_retries(|_| self.organisations_now()).await })
     }

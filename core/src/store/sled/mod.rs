@@ -40,6 +40,10 @@ impl From<sled::Error> for Error {
     }
 }
 
+/// sled's page cache unless told otherwise: enough to keep the hot part of a large store in memory,
+/// small enough for a container.
+pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Key of a chatbot's record.
 fn record_key(id: ChatbotId) -> Vec<u8> {
     let mut key = Vec::with_capacity(17);
@@ -107,9 +111,20 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. Fails if another process has it open.
+    /// Opens (or creates) the store in `dir`, with sled's page cache at [`DEFAULT_CACHE_BYTES`]. Fails if
+    /// another process has it open.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        let db = sled::Config::new().path(dir.as_ref()).mode(sled::Mode::HighThroughput).open()?;
+        SledStore::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`SledStore::open`], with sled's page cache at most `cache_bytes`: what bounds the memory the
+    /// store uses however much it holds (sled's own default is a gigabyte).
+    pub fn open_with_cache(dir: impl AsRef<Path>, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(dir.as_ref())
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
+            .open()?;
         let chatbots = db.open_tree("chatbots")?;
         Ok(SledStore {
             writer: BatchWriter::new(db.clone(), chatbots.clone()),
@@ -324,6 +339,13 @@ impl Store for SledStore {
 
     fn ready(&self) -> StoreFuture<'_, ()> {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.db.flush()?;
+            Ok(())
+        })
     }
 
     fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>> {
