@@ -114,6 +114,8 @@ impl Registry {
         match taken {
             Ok(allowance) => (org, allowance),
             Err(exhausted) => {
+                let scope = if key.is_some() && org.is_ok() { "key" } else { "client" };
+                metrics::counter!("chatbotd_rate_limited_total", "scope" => scope).increment(1);
                 (Err(Error::RateLimited { limit: exhausted.limit, retry_after: exhausted.retry_after }), None)
             }
         }
@@ -176,12 +178,16 @@ impl Registry {
     ) -> Result<Written<Chatbot>> {
         let claim = key
             .map(|key| self.claim(key, Fingerprint::of(Operation::Create, None, Some(&draft), FieldMask::all(), None)));
-        if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
-            return outcome.replayed_chatbot();
-        }
-        let proposal = self.rules.check(None, &draft, FieldMask::all())?;
-        let chatbot = Chatbot::new(org, proposal.config);
-        self.store.create(NewChatbot { chatbot, slug: proposal.slug, claim }).await
+        let keyed = claim.is_some();
+        let written = async {
+            if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
+                return outcome.replayed_chatbot();
+            }
+            let proposal = self.rules.check(None, &draft, FieldMask::all())?;
+            let chatbot = Chatbot::new(org, proposal.config);
+            self.store.create(NewChatbot { chatbot, slug: proposal.slug, claim }).await
+        };
+        count_claim(keyed, written.await)
     }
 
     /// The chatbot `id`, if `org` owns it ([`Error::NotFound`] otherwise, whoever owns it).
@@ -227,13 +233,17 @@ impl Registry {
         }
         let fingerprint = || Fingerprint::of(Operation::Update, Some(id), Some(&draft), mask, expected_etag);
         let claim = key.map(|key| self.claim(key, fingerprint()));
-        if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
-            return outcome.replayed_chatbot();
-        }
-        let rules = Arc::clone(&self.rules);
-        let change = Box::new(move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask));
-        let expected_etag = expected_etag.map(str::to_owned);
-        self.store.update(ChatbotUpdate { org, id, expected_etag, change, claim }).await
+        let keyed = claim.is_some();
+        let written = async {
+            if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
+                return outcome.replayed_chatbot();
+            }
+            let rules = Arc::clone(&self.rules);
+            let change = Box::new(move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask));
+            let expected_etag = expected_etag.map(str::to_owned);
+            self.store.update(ChatbotUpdate { org, id, expected_etag, change, claim }).await
+        };
+        count_claim(keyed, written.await)
     }
 
     /// Checks an update of the chatbot `id` without changing anything (AIP-163 `validate_only`).
@@ -267,11 +277,15 @@ impl Registry {
     ) -> Result<Written<()>> {
         let fingerprint = || Fingerprint::of(Operation::Delete, Some(id), None, FieldMask::EMPTY, expected_etag);
         let claim = key.map(|key| self.claim(key, fingerprint()));
-        if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
-            return outcome.replayed_deletion();
-        }
-        let expected_etag = expected_etag.map(str::to_owned);
-        self.store.delete(ChatbotDeletion { org, id, expected_etag, claim }).await
+        let keyed = claim.is_some();
+        let written = async {
+            if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
+                return outcome.replayed_deletion();
+            }
+            let expected_etag = expected_etag.map(str::to_owned);
+            self.store.delete(ChatbotDeletion { org, id, expected_etag, claim }).await
+        };
+        count_claim(keyed, written.await)
     }
 
     /// Forgets idempotency keys older than the time they are kept for; returns how many. Meant to run
@@ -368,6 +382,21 @@ impl Registry {
     pub async fn is_empty(&self) -> Result<bool> {
         Ok(self.store.organisations().await?.is_empty())
     }
+}
+
+/// Counts what became of a write's idempotency key (the `chatbotd_idempotency_total` counter), and
+/// passes the outcome on.
+fn count_claim<T>(keyed: bool, written: Result<Written<T>>) -> Result<Written<T>> {
+    if keyed {
+        let outcome = match &written {
+            Ok(written) if written.replayed => "replayed",
+            Ok(_) => "fresh",
+            Err(Error::IdempotencyKeyReused) => "reused",
+            Err(_) => "refused",
+        };
+        metrics::counter!("chatbotd_idempotency_total", "outcome" => outcome).increment(1);
+    }
+    written
 }
 
 impl std::fmt::Debug for Registry {

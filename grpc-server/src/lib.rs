@@ -94,6 +94,13 @@ where
         .http2_keepalive_interval(Some(limits.keepalive))
         .http2_keepalive_timeout(Some(limits.keepalive))
         .layer(wire::WireErrorsLayer)
+        .layer(
+            tower_http::trace::TraceLayer::new_for_grpc()
+                .make_span_with(wire::call_span)
+                .on_request(())
+                .on_response(wire::access_log)
+                .on_failure(()),
+        )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

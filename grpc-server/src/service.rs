@@ -35,7 +35,9 @@ impl ChatbotApi {
     async fn authenticate<T>(&self, request: &Request<T>) -> Result<OrgId, Status> {
         let key = request.metadata().get(API_KEY_METADATA).and_then(|v| v.to_str().ok());
         let client = request.remote_addr().map(|addr| addr.ip());
-        self.registry.admit(key, client).await.0.map_err(to_status)
+        let org = self.registry.admit(key, client).await.0.map_err(to_status)?;
+        tracing::Span::current().record("org", tracing::field::display(org));
+        Ok(org)
     }
 }
 

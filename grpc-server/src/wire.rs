@@ -1,5 +1,6 @@
 //! What every gRPC call goes through around its handler: a request id in the `x-request-id` metadata
-//! (kept from the client when it is sane, else made up) echoed on the answer; and every error status
+//! (kept from the client when it is sane, else made up) echoed on the answer; its count, latency and
+//! status in the metrics (by method, the gRPC form of a route template); and every error status
 //! given the same `ErrorInfo` (the stable reason, plus the request id), including the failures tonic
 //! reports before any handler runs, which it words in its own codes: a message that does not decode
 //! (`INTERNAL`, made `INVALID_ARGUMENT`), one over the size limit (`OUT_OF_RANGE`, made
@@ -58,21 +59,54 @@ where
         };
         let id_value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
         request.headers_mut().insert(REQUEST_ID_METADATA, id_value.clone());
+        let method = request.uri().path().to_owned();
+        let started = std::time::Instant::now();
+        let in_flight = metrics::gauge!("chatbotd_requests_in_flight", "face" => "grpc");
+        in_flight.increment(1);
         let answer = self.inner.call(request);
         Box::pin(async move {
-            let mut response = answer.await?;
+            let answered = answer.await;
+            in_flight.decrement(1);
+            let mut response = answered?;
             let headers = response.headers_mut();
             headers.insert(REQUEST_ID_METADATA, id_value);
+            let mut code = Code::Ok;
             if let Some(status) = Status::from_header_map(headers).filter(|s| s.code() != Code::Ok) {
                 let status = described(status, &id);
+                code = status.code();
                 for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
                     headers.remove(name);
                 }
                 let _ = status.add_header(headers);
             }
+            let labels = [("face", "grpc".to_owned()), ("route", method), ("method", "POST".to_owned())];
+            metrics::histogram!("chatbotd_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+            let mut labels = labels.to_vec();
+            labels.push(("status", format!("{code:?}")));
+            metrics::counter!("chatbotd_requests_total", &labels).increment(1);
             Ok(response)
         })
     }
+}
+
+/// The span of one call, in which every log line of the call is written; the access log line ends it.
+pub fn call_span<B>(request: &Request<B>) -> tracing::Span {
+    let id = request.headers().get(REQUEST_ID_METADATA).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        face = "grpc",
+        method = "POST",
+        route = %request.uri().path(),
+        request_id = %id,
+        org = tracing::field::Empty,
+    )
+}
+
+/// The access log: one line per call, with its gRPC status and duration (the span adds the rest).
+pub fn access_log<B>(response: &Response<B>, latency: std::time::Duration, _span: &tracing::Span) {
+    let status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0");
+    let duration_ms = latency.as_secs_f64() * 1000.0;
+    tracing::info!(target: "access", grpc_status = status, duration_ms, "answered");
 }
 
 /// `status` in this service's terms: tonic's own failures in their right codes, and an `ErrorInfo`

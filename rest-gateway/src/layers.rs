@@ -7,13 +7,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chatbot_core::fair_use::Allowance;
 use chatbot_core::{OrgId, Registry};
 use tower_http::request_id::{MakeRequestUuid, RequestId};
+use tracing::Span;
 
 use crate::error::{ApiError, error_json};
 use crate::extract::API_KEY_HEADER;
@@ -89,6 +90,82 @@ pub async fn limit_uri(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// The route a request matched, as its template (`/api/external/chatbot/{chatbot_id}`, never the raw
+/// path), put on the response for [`observe`].
+#[derive(Debug, Clone)]
+pub struct RouteTemplate(pub String);
+
+/// (A route layer.) Records the matched route's template in the request's span, for the access log,
+/// and on the response, for the metrics.
+pub async fn record_route(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
+    if let Some(route) = &route {
+        Span::current().record("route", route.as_str());
+    }
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(RouteTemplate(route));
+    }
+    response
+}
+
+/// Counts every request by face, route template, method and status, with its latency, and how many
+/// are in flight.
+pub async fn observe(request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let _in_flight = InFlight::enter("rest");
+    let response = next.run(request).await;
+    let route = response.extensions().get::<RouteTemplate>().map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
+    let status = response.status().as_u16().to_string();
+    let labels = [("face", "rest".to_owned()), ("route", route), ("method", method)];
+    metrics::histogram!("chatbotd_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    let mut labels = labels.to_vec();
+    labels.push(("status", status));
+    metrics::counter!("chatbotd_requests_total", &labels).increment(1);
+    response
+}
+
+/// One request in flight (the `chatbotd_requests_in_flight` gauge), until dropped, however the request
+/// ends.
+pub struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    /// A request of `face` starts.
+    pub fn enter(face: &'static str) -> Self {
+        let gauge = metrics::gauge!("chatbotd_requests_in_flight", "face" => face);
+        gauge.increment(1);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1);
+    }
+}
+
+/// The span of one request, in which every log line of the request is written; the access log line
+/// ends it (see [`access_log`]).
+pub fn request_span(request: &axum::http::Request<axum::body::Body>) -> Span {
+    let id = request.headers().get(&REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        face = "rest",
+        method = %request.method(),
+        route = tracing::field::Empty,
+        request_id = %id,
+        org = tracing::field::Empty,
+    )
+}
+
+/// The access log: one line per request, at its end, with its status and duration (the span adds the
+/// face, method, route, request id and organisation). Never a header: no key can reach the log.
+pub fn access_log(response: &axum::http::Response<axum::body::Body>, latency: Duration, _span: &Span) {
+    let duration_ms = latency.as_secs_f64() * 1000.0;
+    tracing::info!(target: "access", status = response.status().as_u16(), duration_ms, "answered");
+}
+
 /// Admits a request to the API: its `x-api-key` must be valid and within its rate limit (else 401 or
 /// 429); without a valid key, the client address's limit applies. Every answer says what is left of
 /// the bucket in `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
@@ -98,6 +175,7 @@ pub async fn admit(State(registry): State<Arc<Registry>>, mut request: Request, 
     let (admitted, allowance) = registry.admit(key, client).await;
     let mut response = match admitted {
         Ok(org) => {
+            Span::current().record("org", tracing::field::display(org));
             request.extensions_mut().insert(Admitted(org));
             next.run(request).await
         }

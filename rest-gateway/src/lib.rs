@@ -15,4 +15,4 @@ mod query;
 mod routes;
 
 pub use layers::ClientAddr;
-pub use routes::{AppOptions, DEFAULT_REQUEST_TIMEOUT, app, app_with};
+pub use routes::{AppOptions, DEFAULT_REQUEST_TIMEOUT, MetricsRenderer, app, app_with};

@@ -33,12 +33,24 @@ use wire::ConnectionLimits;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// How log lines are written to stderr (levels from RUST_LOG, default info).
+    #[arg(long, global = true, env = "CHATBOTD_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object a line, for log pipelines.
+    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve REST and gRPC (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API keys (with sled, stop the server first: the store allows one process at a time).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -182,29 +194,58 @@ struct ServeArgs {
     /// How long requests in flight may take to finish after SIGTERM.
     #[arg(long, env = "CHATBOTD_SHUTDOWN_GRACE", default_value = "10s")]
     shutdown_grace: Span,
+    /// Serve `/metrics` on this address instead of the REST one.
+    #[arg(long, env = "CHATBOTD_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for ServeArgs {
     fn default() -> Self {
-        let Cli { command: Some(Command::Serve(args)) } = Cli::parse_from(["chatbotd", "serve"]) else {
+        let Cli { command: Some(Command::Serve(args)), .. } = Cli::parse_from(["chatbotd", "serve"]) else {
             unreachable!("`chatbotd serve` parses as the serve command")
         };
-        args
+        *args
     }
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let command = Cli::parse().command.unwrap_or_else(|| Command::Serve(ServeArgs::default()));
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+    }
+    let command = cli.command.unwrap_or_else(|| Command::Serve(Box::default()));
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(command))
+}
+
+/// Installs the Prometheus recorder behind the `metrics` facade and returns what renders it.
+fn install_metrics() -> anyhow::Result<rest_gateway::MetricsRenderer> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let seconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let sizes = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)?
+        .set_buckets_for_metric(Matcher::Full("chatbotd_store_batch_size".into()), &sizes)?
+        .install_recorder()?;
+    metrics::gauge!("chatbotd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Without its own HTTP listener the exporter needs its upkeep run now and then.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(std::sync::Arc::new(move || handle.render()))
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Keys(KeysCommand::Create { org, store }) => {
             let (org_id, key) = store.open().await?.create_api_key(&org).await?;
             println!("organisation {org} ({org_id})");
@@ -257,6 +298,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             keepalive: Duration::from(args.idle_timeout) / 2,
         },
         shutdown_grace: args.shutdown_grace.into(),
+        metrics: Some(install_metrics()?),
+        metrics_addr: args.metrics_addr,
     };
     let app = Application::build(config).await?;
     if let Some(key) = app.first_key() {
@@ -265,6 +308,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts read these lines to find ephemeral ports.
     println!("gRPC listening on {}", app.grpc_addr()?);
     println!("REST listening on {}", app.rest_addr()?);
+    if let Some(addr) = app.metrics_addr() {
+        println!("metrics listening on {}", addr?);
+    }
     std::io::stdout().flush()?;
     app.run_until_stopped(stop).await
 }

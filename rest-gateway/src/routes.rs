@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router, middleware};
@@ -18,7 +18,9 @@ use chatbot_core::{
 use serde_json::{Value, json};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::contract::request::{ChatbotBody, Target, json_type, read_chatbot};
 use crate::contract::response::{ChatbotEnvelope, ChatbotPage, MessageOnly};
@@ -32,17 +34,28 @@ use crate::query::QueryParams;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the gateway runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppOptions {
     /// Requests are cut off with 408 after this.
     pub request_timeout: Duration,
     /// Set when the service is shutting down: `/healthz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
+    /// Renders the metrics in Prometheus' text format, served at `/metrics` when given.
+    pub metrics: Option<MetricsRenderer>,
+}
+
+/// Renders the metrics in Prometheus' text format.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+impl std::fmt::Debug for AppOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppOptions").field("request_timeout", &self.request_timeout).finish_non_exhaustive()
+    }
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
-        AppOptions { request_timeout: DEFAULT_REQUEST_TIMEOUT, draining: Arc::default() }
+        AppOptions { request_timeout: DEFAULT_REQUEST_TIMEOUT, draining: Arc::default(), metrics: None }
     }
 }
 
@@ -63,18 +76,31 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
         .route("/api/external/chatbots", get(list).post(create).patch(update_by_body))
         .route("/api/external/chatbot/{chatbot_id}", get(get_one).patch(update_by_path).delete(delete_one))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&registry), layers::admit));
-    Router::new()
-        .route("/healthz", get(health))
-        .merge(api)
+    let mut router = Router::new().route("/healthz", get(health)).merge(api);
+    if let Some(render) = options.metrics {
+        router = router.route("/metrics", get(move || std::future::ready(render())));
+    }
+    router
+        .route_layer(middleware::from_fn(layers::record_route))
         .fallback(|| async { ApiError::NoSuchRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(registry)
-        // Outermost last: the request id is set first and echoed last; every error is shaped.
+        // Outermost last: the request id is set first and echoed last; every request is traced and
+        // counted; every error is shaped.
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(middleware::from_fn(layers::limit_uri))
         .layer(middleware::from_fn(layers::shape_errors))
+        .layer(middleware::from_fn(layers::observe))
         .layer(PropagateRequestIdLayer::new(layers::REQUEST_ID_HEADER))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(layers::request_span)
+                .on_request(())
+                .on_response(layers::access_log)
+                .on_failure(()),
+        )
+        .layer(SetSensitiveRequestHeadersLayer::new([HeaderName::from_static(crate::extract::API_KEY_HEADER)]))
         .layer(SetRequestIdLayer::new(layers::REQUEST_ID_HEADER, layers::make_request_id()))
         .layer(middleware::from_fn(layers::sanitize_request_id))
 }

@@ -15,7 +15,7 @@ use chatbot_core::store::postgres::{PostgresOptions, PostgresStore};
 use chatbot_core::store::sled::SledStore;
 use chatbot_core::{ApiKey, Registry, Rules};
 use grpc_server::CallLimits;
-use rest_gateway::AppOptions;
+use rest_gateway::{AppOptions, MetricsRenderer};
 
 use crate::wire::{self, ConnectionLimits};
 use tokio::net::TcpListener;
@@ -83,6 +83,10 @@ pub struct Config {
     pub calls: CallLimits,
     /// How long requests in flight may take to finish once the service is told to stop.
     pub shutdown_grace: Duration,
+    /// Renders the metrics; served at `/metrics` on the REST address, or on `metrics_addr`.
+    pub metrics: Option<MetricsRenderer>,
+    /// Where to serve `/metrics` instead of the REST address.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The service, built and bound, not yet serving.
@@ -94,6 +98,8 @@ pub struct Application {
     connections: ConnectionLimits,
     calls: CallLimits,
     shutdown_grace: Duration,
+    metrics: Option<MetricsRenderer>,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -110,6 +116,11 @@ impl Application {
             connections: config.connections,
             calls: config.calls,
             shutdown_grace: config.shutdown_grace,
+            metrics_listener: match (config.metrics_addr, &config.metrics) {
+                (Some(addr), Some(_)) => Some(bind(addr).await?),
+                _ => None,
+            },
+            metrics: config.metrics,
         })
     }
 
@@ -126,6 +137,11 @@ impl Application {
     /// Where gRPC listens.
     pub fn grpc_addr(&self) -> std::io::Result<SocketAddr> {
         self.grpc.local_addr()
+    }
+
+    /// Where `/metrics` is served apart from REST, if it is.
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics_listener.as_ref().map(TcpListener::local_addr)
     }
 
     /// Serves both faces until `stop` completes; then drains: `/healthz` turns to 503 and no new
@@ -152,7 +168,13 @@ impl Application {
         let incoming = wire::grpc_incoming(self.grpc, &self.connections);
         let grpc = tokio::spawn(grpc_server::serve(incoming, api, self.calls.clone(), until_stopped()));
         let maintenance = tokio::spawn(maintain(Arc::clone(&self.registry)));
-        let options = AppOptions { request_timeout: self.calls.request_timeout, draining };
+        let on_rest = self.metrics.clone().filter(|_| self.metrics_listener.is_none());
+        if let (Some(listener), Some(render)) = (self.metrics_listener, self.metrics.clone()) {
+            let metrics =
+                axum::Router::new().route("/metrics", axum::routing::get(move || std::future::ready(render())));
+            tokio::spawn(async move { axum::serve(listener, metrics).await });
+        }
+        let options = AppOptions { request_timeout: self.calls.request_timeout, draining, metrics: on_rest };
         let app = rest_gateway::app_with(Arc::clone(&self.registry), options);
         wire::serve(self.rest, app, self.connections, until_stopped(), self.shutdown_grace).await?;
         grpc.await??;

@@ -106,8 +106,11 @@ pub async fn serve(
         let io = TokioIo::new(ShapedRejections::new(IdleTimeout::new(stream, limits.idle_timeout)));
         let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app)).into_owned();
         let connection = graceful.watch(connection);
+        let open = metrics::gauge!("chatbotd_open_connections", "face" => "rest");
+        open.increment(1);
         tokio::spawn(async move {
             let _ = connection.await;
+            open.decrement(1);
             drop(slot);
         });
     }
@@ -275,6 +278,13 @@ impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connecte
 pub struct Slotted<IO> {
     inner: IO,
     _slot: tokio::sync::OwnedSemaphorePermit,
+    open: metrics::Gauge,
+}
+
+impl<IO> Drop for Slotted<IO> {
+    fn drop(&mut self) {
+        self.open.decrement(1);
+    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Slotted<IO> {
@@ -326,7 +336,9 @@ pub fn grpc_incoming(
         let _ = stream.set_nodelay(true);
         // Over the cap, the connection is dropped, which closes it.
         let slot = Arc::clone(&slots).try_acquire_owned().ok()?;
-        Some(Ok(Slotted { inner: IdleTimeout::new(stream, idle), _slot: slot }))
+        let open = metrics::gauge!("chatbotd_open_connections", "face" => "grpc");
+        open.increment(1);
+        Some(Ok(Slotted { inner: IdleTimeout::new(stream, idle), _slot: slot, open }))
     })
 }
 

@@ -12,6 +12,7 @@ mod hostile;
 mod idempotency;
 mod lifecycle;
 mod migration;
+mod operations;
 mod outage;
 mod races;
 mod replicas;

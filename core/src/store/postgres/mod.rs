@@ -204,7 +204,13 @@ impl PostgresStore {
 
     /// A pooled connection.
     async fn client(&self) -> Result<deadpool_postgres::Object, Failure> {
-        Ok(self.pool.get().await?)
+        let client = self.pool.get().await?;
+        let status = self.pool.status();
+        metrics::gauge!("chatbotd_store_pool_connections", "state" => "in_use")
+            .set((status.size - status.available) as f64);
+        metrics::gauge!("chatbotd_store_pool_connections", "state" => "idle").set(status.available as f64);
+        metrics::gauge!("chatbotd_store_pool_waiting").set(status.waiting as f64);
+        Ok(client)
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or has failed [`MAX_ATTEMPTS`] times with a
@@ -219,6 +225,7 @@ impl PostgresStore {
                 Ok(value) => return Ok(value),
                 Err(Failure::Retry(cause)) if number + 1 < MAX_ATTEMPTS => {
                     tracing::info!(attempt = number + 1, %cause, "retrying a transaction");
+                    metrics::counter!("chatbotd_store_transaction_retries_total").increment(1);
                     tokio::time::sleep(backoff(number)).await;
                     number += 1;
                 }

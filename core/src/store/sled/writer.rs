@@ -4,7 +4,8 @@
 //! fsync, and since only this thread writes, changes are serializable without locks or retries.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -52,17 +53,21 @@ type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Option<Done> + Send>;
 pub(super) struct BatchWriter {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// Changes queued and not yet taken into a batch (the `chatbotd_store_queue_depth` gauge).
+    waiting: Arc<AtomicUsize>,
 }
 
 impl BatchWriter {
     /// Starts the writer thread for `tree` of `db`.
     pub(super) fn new(db: sled::Db, tree: sled::Tree) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let taken = Arc::clone(&waiting);
         let thread = std::thread::Builder::new()
             .name("chatbotd-writer".into())
-            .spawn(move || run(&db, &tree, &queue))
+            .spawn(move || run(&db, &tree, &queue, &taken))
             .expect("the writer thread starts");
-        BatchWriter { jobs: Some(jobs), thread: Some(thread) }
+        BatchWriter { jobs: Some(jobs), thread: Some(thread), waiting }
     }
 
     /// Queues `change` to run on the writer thread. If it returns `Ok`, its writes are applied atomically
@@ -84,6 +89,7 @@ impl BatchWriter {
         // If the writer is gone (only while the store is being dropped), the job and its `done` are
         // dropped unanswered: the caller sees a closed channel.
         if let Some(jobs) = &self.jobs {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
             let _ = jobs.send(job);
         }
     }
@@ -99,7 +105,7 @@ impl Drop for BatchWriter {
 }
 
 /// The writer thread: batch, apply, flush, answer; until every sender is gone.
-fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>) {
+fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>, waiting: &AtomicUsize) {
     while let Ok(first) = queue.recv() {
         let mut earlier: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         let mut batch = sled::Batch::default();
@@ -126,10 +132,15 @@ fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>) {
                 next = queue.try_recv().ok();
             }
         }
+        let queued = waiting.fetch_sub(taken, Ordering::Relaxed).saturating_sub(taken);
+        metrics::gauge!("chatbotd_store_queue_depth").set(queued as f64);
         if done.is_empty() {
             continue;
         }
+        metrics::histogram!("chatbotd_store_batch_size").record(done.len() as f64);
+        let flushing = std::time::Instant::now();
         let outcome = tree.apply_batch(batch).and_then(|()| db.flush().map(drop));
+        metrics::histogram!("chatbotd_store_flush_seconds").record(flushing.elapsed().as_secs_f64());
         for finish in done {
             finish(outcome.as_ref().map(|_| ()).map_err(|err| Error::storage(err.to_string())));
         }
