@@ -1,5 +1,5 @@
 //! Compiles `proto/` with protox (pure Rust, so no system `protoc` is needed) into the tonic
-//! service and client, plus a descriptor set for gRPC reflection.
+//! services and clients (the chatbot API and the admin API), plus one descriptor set for reflection.
 
 use std::path::PathBuf;
 
@@ -7,7 +7,7 @@ use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let include = "../proto";
-    let files = ["chatbot/v1/chatbot.proto"];
+    let files = ["chatbot/v1/chatbot.proto", "chatbot/admin/v1/admin.proto"];
     println!("cargo:rerun-if-changed={include}");
 
     let descriptors = protox::compile(files, [include])?;

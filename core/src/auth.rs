@@ -1,6 +1,14 @@
-//! API keys: random secrets shown once, stored only as SHA-256 hashes.
+//! API keys: random secrets shown once, stored only as SHA-256 hashes, each with an id, its first
+//! characters, its organisation, when it was made and when it was last used.
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::domain::{KeyId, OrgId, Timestamp};
+
+/// How many of a key's first characters are kept, to tell keys apart in a listing: 6 hex characters,
+/// 24 of its 192 bits, too few to help anyone guess the rest.
+pub const PREFIX_CHARS: usize = 6;
 
 /// An API key in clear: 48 lowercase hex characters (192 random bits), the form the contract shows.
 /// It exists only between its creation and the moment it is printed to its owner.
@@ -29,12 +37,55 @@ impl ApiKey {
     pub fn hash(&self) -> KeyHash {
         KeyHash::of(&self.0)
     }
+
+    /// The record of this key, new, for `org`.
+    pub fn info(&self, org: OrgId) -> ApiKeyInfo {
+        ApiKeyInfo {
+            id: KeyId::new_random(),
+            organisation_id: org,
+            hash: self.hash(),
+            prefix: self.0.chars().take(PREFIX_CHARS).collect(),
+            created_at: Timestamp::now(),
+            last_used_at: None,
+        }
+    }
+}
+
+/// Everything kept of an API key: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyInfo {
+    /// Its id, to list and revoke it.
+    pub id: KeyId,
+    /// The organisation it lets in.
+    pub organisation_id: OrgId,
+    /// The SHA-256 of the key, which the store looks it up by.
+    pub hash: KeyHash,
+    /// Its first [`PREFIX_CHARS`] characters.
+    pub prefix: String,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it last let a request in (kept to the minute).
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// What the store keeps of an API key: its SHA-256. A fast hash is enough because keys are long random
-/// secrets, not passwords: there is nothing to guess from a dictionary.
+/// secrets, not passwords: there is nothing to guess from a dictionary. Written as hex in JSON.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyHash([u8; 32]);
+
+impl Serialize for KeyHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
+        Ok(KeyHash(bytes.try_into().map_err(|_| serde::de::Error::custom("a key hash is 32 bytes"))?))
+    }
+}
 
 impl KeyHash {
     /// The hash of a key as presented by a caller.

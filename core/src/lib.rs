@@ -29,17 +29,17 @@ mod registry;
 mod rules;
 pub mod store;
 
-pub use auth::{ApiKey, KeyHash};
+pub use auth::{ApiKey, ApiKeyInfo, KeyHash};
 pub use catalog::{Field, FieldMask, Kind, Limit, Slot, Spec, Value};
 pub use chatbot::{
     Chatbot, ChatbotConfig, ChatbotDraft, Personality, PersonalityDraft, Settings, SettingsDraft, Snippet, SnippetDraft,
 };
-pub use domain::{ChatbotId, OrgId, Rejection, Timestamp};
+pub use domain::{ChatbotId, KeyId, OrgId, Rejection, Timestamp};
 pub use error::{Error, Result, Violation, ViolationCode};
 pub use idempotency::{IdempotencyKey, Written};
 pub use registry::{ListQuery, Page, Registry};
 pub use rules::{ModelAllowList, Proposal, Rules, SlugChoice, defaults};
-pub use store::{Organisation, PageCursor, Record, Store};
+pub use store::{Organisation, PageCursor, Record, Snapshot, Store};
 
 /// Whether a client's request id (REST `x-request-id`, gRPC metadata of the same name) is one to keep:
 /// 1 to 128 printable ASCII characters. Another is replaced by one the service makes up.

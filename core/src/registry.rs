@@ -5,17 +5,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{ApiKey, KeyHash};
+use crate::auth::{ApiKey, ApiKeyInfo, KeyHash};
 use crate::catalog::FieldMask;
 use crate::chatbot::{Chatbot, ChatbotDraft};
 use crate::domain::limits::MAX_PAGE_SIZE;
-use crate::domain::{ChatbotId, OrgId, Timestamp};
-use crate::error::{Error, Result, Violation, ViolationCode};
+use crate::domain::{ChatbotId, KeyId, OrgId, Timestamp};
+use crate::error::{Error, Result};
 use crate::fair_use::{Allowance, RateLimits};
 use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Operation, Outcome, Written};
 use crate::rules::Rules;
 use crate::store::sled::SledStore;
-use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Record, Store};
+use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Record, Snapshot, Store};
 
 /// The chatbots of every organisation, their rules and their store: what both faces call. Share it
 /// behind an `Arc`; every method may be called from many tasks at once. Write futures complete once the
@@ -25,6 +25,8 @@ pub struct Registry {
     store: Box<dyn Store>,
     idempotency_ttl: Duration,
     limits: RateLimits,
+    /// When each key's use was last noted in the store.
+    last_use_noted: std::sync::Mutex<std::collections::HashMap<KeyHash, std::time::Instant>>,
 }
 
 /// How long an idempotency key is kept by default: a day, as Stripe does.
@@ -60,6 +62,7 @@ impl Registry {
             store: Box::new(store),
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             limits: RateLimits::off(),
+            last_use_noted: std::sync::Mutex::default(),
         }
     }
 
@@ -106,6 +109,9 @@ impl Registry {
             Some(key) => self.store.org_of_key(key).await,
             None => Err(Error::Unauthenticated),
         };
+        if let (Ok(_), Some(key)) = (&org, key) {
+            self.note_use(key).await;
+        }
         let taken = match (&org, key, client) {
             (Ok(_), Some(key), _) => self.limits.take_for_key(key),
             (Err(Error::Unauthenticated), _, Some(client)) => self.limits.take_for_client(client),
@@ -121,19 +127,47 @@ impl Registry {
         }
     }
 
+    /// Notes a key's use in the store, at most once a minute per key (and per replica), so that a
+    /// listing can say when each key was last used without a write per request.
+    async fn note_use(&self, key: KeyHash) {
+        let now = std::time::Instant::now();
+        let due = {
+            let mut noted = self.last_use_noted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match noted.get(&key) {
+                Some(at) if now.duration_since(*at) < Duration::from_secs(60) => false,
+                Some(_) | None => {
+                    noted.insert(key, now);
+                    true
+                }
+            }
+        };
+        if due {
+            // Advisory: a failure to note it must not fail the request it lets in.
+            let _ = self.store.touch_api_key(key, Timestamp::now()).await;
+        }
+    }
+
     /// Creates a new API key for organisation `org_name` (created if needed). The key is returned
     /// in clear this once; only its hash is stored.
     pub async fn create_api_key(&self, org_name: &str) -> Result<(OrgId, ApiKey)> {
+        let (info, key) = self.issue_api_key(org_name).await?;
+        Ok((info.organisation_id, key))
+    }
+
+    /// [`Registry::create_api_key`], returning the key's record too.
+    pub async fn issue_api_key(&self, org_name: &str) -> Result<(ApiKeyInfo, ApiKey)> {
         let key = ApiKey::generate();
-        let org = self.add_api_key(org_name, &key).await?;
-        Ok((org, key))
+        let org = self.store.ensure_org(org_name).await?;
+        let info = key.info(org);
+        self.store.add_api_key(info.clone()).await?;
+        Ok((info, key))
     }
 
     /// Makes an operator-chosen key valid for organisation `org_name` (created if needed). Calling
     /// it again with the same key is harmless.
     pub async fn add_api_key(&self, org_name: &str, key: &ApiKey) -> Result<OrgId> {
         let org = self.store.ensure_org(org_name).await?;
-        self.store.add_api_key(org, key.hash()).await?;
+        self.store.add_api_key(key.info(org)).await?;
         Ok(org)
     }
 
@@ -143,7 +177,38 @@ impl Registry {
     pub async fn create_first_api_key(&self, org_name: &str) -> Result<Option<ApiKey>> {
         let org = self.store.ensure_org(org_name).await?;
         let key = ApiKey::generate();
-        Ok(self.store.add_first_api_key(org, key.hash()).await?.then_some(key))
+        Ok(self.store.add_first_api_key(key.info(org)).await?.then_some(key))
+    }
+
+    /// The organisation called `name`, created if needed.
+    pub async fn create_organisation(&self, name: &str) -> Result<OrgId> {
+        self.store.ensure_org(name).await
+    }
+
+    /// The keys of organisation `org_name` (of every organisation when `None`), oldest first, each
+    /// with its organisation's name. Never a secret: at most a key's first characters.
+    pub async fn list_api_keys(&self, org_name: Option<&str>) -> Result<Vec<(ApiKeyInfo, String)>> {
+        let organisations = self.store.organisations().await?;
+        let org = match org_name {
+            Some(name) => Some(organisations.iter().find(|o| o.name == name).ok_or(Error::NotFound)?.id),
+            None => None,
+        };
+        let name_of = |id: OrgId| organisations.iter().find(|o| o.id == id).map(|o| o.name.clone()).unwrap_or_default();
+        Ok(self
+            .store
+            .api_keys(org)
+            .await?
+            .into_iter()
+            .map(|key| {
+                let name = name_of(key.organisation_id);
+                (key, name)
+            })
+            .collect())
+    }
+
+    /// Revokes the key `id`: it lets nothing in from the next request on, on every replica.
+    pub async fn revoke_api_key(&self, id: KeyId) -> Result<()> {
+        self.store.revoke_api_key(id).await
     }
 
     /// Whether the store can serve requests now.
@@ -333,29 +398,10 @@ impl Registry {
 }
 
 impl Registry {
-    /// Everything the store holds, as [`Record`]s handed to `emit` one at a time: organisations, then
-    /// API key hashes, then each organisation's chatbots a page at a time. Taken while nothing writes
-    /// (a stopped service, or its own exclusive store), it is a consistent copy.
-    pub async fn export(&self, mut emit: impl FnMut(Record) -> Result<()>) -> Result<()> {
-        let organisations = self.store.organisations().await?;
-        for organisation in &organisations {
-            emit(Record::Organisation(organisation.clone()))?;
-        }
-        for (hash, organisation_id) in self.store.api_keys().await? {
-            emit(Record::ApiKey { hash: hex::encode(hash.as_bytes()), organisation_id })?;
-        }
-        for organisation in &organisations {
-            let mut after = None;
-            loop {
-                let page = self.store.list(organisation.id, Filter::default(), after, MAX_PAGE_SIZE).await?;
-                after = if page.more { page.items.last().map(PageCursor::after) } else { None };
-                page.items.into_iter().try_for_each(|chatbot| emit(Record::Chatbot(Box::new(chatbot))))?;
-                if after.is_none() {
-                    break;
-                }
-            }
-        }
-        Ok(())
+    /// Everything the store holds as it was at this moment, to read a batch of [`Record`]s at a time
+    /// (organisations, then key records, then chatbots) while the service goes on taking writes.
+    pub async fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
+        self.store.snapshot().await
     }
 
     /// Stores one exported record as it is. A chatbot's configuration is re-checked by its types as it
@@ -363,13 +409,7 @@ impl Registry {
     pub async fn import(&self, record: Record) -> Result<()> {
         match record {
             Record::Organisation(organisation) => self.store.import_organisation(organisation).await,
-            Record::ApiKey { hash, organisation_id } => {
-                let bytes: [u8; 32] =
-                    hex::decode(&hash).ok().and_then(|bytes| bytes.try_into().ok()).ok_or_else(|| {
-                        Error::invalid(Violation::new("hash", ViolationCode::InvalidFormat, "must be 64 hex digits"))
-                    })?;
-                self.store.add_api_key(organisation_id, KeyHash::from_bytes(bytes)).await
-            }
+            Record::ApiKey(key) => self.store.add_api_key(key).await,
             Record::Chatbot(chatbot) => {
                 let model = chatbot.config.settings.model.as_str();
                 self.rules.models.parse(model).map_err(|rejection| Error::invalid(rejection.at("settings.model")))?;

@@ -111,7 +111,8 @@ pub(crate) fn chatbot(chatbot: &Chatbot) -> pb::Chatbot {
     }
 }
 
-fn timestamp(at: Timestamp) -> prost_types::Timestamp {
+/// The protobuf form of an instant.
+pub(crate) fn timestamp(at: Timestamp) -> prost_types::Timestamp {
     let micros = at.as_micros();
     prost_types::Timestamp {
         seconds: micros.div_euclid(1_000_000),

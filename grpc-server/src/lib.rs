@@ -8,6 +8,7 @@
 //! [`serve`] runs it with gRPC health and reflection, so stock tools (`grpcurl`, `grpc_health_probe`)
 //! can list and call it.
 
+mod admin;
 mod convert;
 mod service;
 mod status;
@@ -22,6 +23,7 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::Connected;
 
+pub use admin::{ADMIN_TOKEN_METADATA, AdminApi};
 pub use convert::message as message_from_draft;
 pub use service::{API_KEY_METADATA, ChatbotApi, REPLAYED_METADATA};
 pub use status::ERROR_DOMAIN;
@@ -31,8 +33,14 @@ pub use status::ERROR_DOMAIN;
 pub mod pb {
     tonic::include_proto!("chatbot.v1");
 
-    /// The encoded descriptor set of the API, served by gRPC reflection.
+    /// The encoded descriptor set of both APIs, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("chatbot_descriptor");
+}
+
+/// The generated protobuf types, service and client of `proto/chatbot/admin/v1/admin.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::wildcard_enum_match_arm)]
+pub mod admin_pb {
+    tonic::include_proto!("chatbot.admin.v1");
 }
 
 /// The limits every call and connection is held to.
@@ -64,11 +72,12 @@ pub fn accept_nodelay(
     })
 }
 
-/// Serves `api`, health and reflection on the connections of `incoming` within `limits` until
+/// Serves `api`, `admin`, health and reflection on the connections of `incoming` within `limits` until
 /// `shutdown` completes, then finishes the calls in flight.
 pub async fn serve<IO, E>(
     incoming: impl tokio_stream::Stream<Item = Result<IO, E>> + Send,
     api: ChatbotApi,
+    admin: AdminApi,
     limits: CallLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error>
@@ -105,6 +114,7 @@ where
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(chatbots)
+        .add_service(admin_pb::admin_service_server::AdminServiceServer::new(admin))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -6,6 +6,13 @@ use chatbot_core::{Error, Violation, ViolationCode};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+/// The status for a call to the admin service without the right token (`UNAUTHENTICATED`), or while
+/// it is off (`PERMISSION_DENIED`).
+pub(crate) fn admin_refused(code: Code, message: &str) -> Status {
+    let reason = if code == Code::Unauthenticated { "unauthenticated" } else { "admin_disabled" };
+    Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new()))
+}
+
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "chatbotd";
 

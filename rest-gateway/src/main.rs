@@ -10,19 +10,20 @@
 //!
 //! Every flag has an environment variable (`CHATBOTD_DATA_DIR`, ...); see `chatbotd help serve`.
 
+mod commands;
 mod startup;
 mod wire;
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use chatbot_core::fair_use::{self, RateLimits};
 use chatbot_core::store::postgres::{Isolation, PostgresOptions};
-use chatbot_core::{ModelAllowList, Record, Rules};
+use chatbot_core::{ModelAllowList, Rules};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use commands::{Remote, Target};
 use grpc_server::CallLimits;
 use humantime::Duration as Span;
 use startup::{Application, Config, DEFAULT_ORG, StoreConfig};
@@ -51,13 +52,17 @@ enum LogFormat {
 enum Command {
     /// Serve REST and gRPC (the default).
     Serve(Box<ServeArgs>),
-    /// Manage API keys (with sled, stop the server first: the store allows one process at a time).
+    /// Manage API keys: against a running service with --server, or the store itself (with sled, only
+    /// while no server holds it).
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Write every organisation, API key hash and chatbot to stdout as JSON lines.
+    /// Write every organisation, API key record and chatbot, as they were at one moment, to stdout as
+    /// JSON lines (with --server, while the service goes on taking writes).
     Export {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Read what `export` wrote from stdin into a store, checking each record; bad lines are reported
     /// by number.
@@ -79,7 +84,50 @@ enum KeysCommand {
         org: String,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        server: ServerArgs,
     },
+    /// Print one line per key: its id, organisation, first characters, creation and last use.
+    List {
+        /// Only this organisation's keys.
+        #[arg(long)]
+        org: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke a key by its id: it lets nothing in from the next request on.
+    Revoke {
+        /// The key's id (from `keys list`).
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// How to reach a running service's admin API.
+#[derive(Args, Clone)]
+struct ServerArgs {
+    /// A running chatbotd's gRPC address (e.g. http://127.0.0.1:50051): act through its admin API
+    /// instead of opening the store.
+    #[arg(long, env = "CHATBOTD_SERVER")]
+    server: Option<String>,
+    /// The admin token that service was started with.
+    #[arg(long, env = "CHATBOTD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+impl ServerArgs {
+    /// The service's admin API if --server is given, else the store.
+    async fn target(&self, store: &StoreArgs) -> anyhow::Result<Target> {
+        Ok(match &self.server {
+            Some(url) => Target::Server(Remote::connect(url, self.admin_token.as_deref()).await?),
+            None => Target::Store(store.open().await?),
+        })
+    }
 }
 
 /// The isolation level of PostgreSQL transactions.
@@ -197,6 +245,10 @@ struct ServeArgs {
     /// Serve `/metrics` on this address instead of the REST one.
     #[arg(long, env = "CHATBOTD_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Turns the admin API (key management, exports) on, for callers presenting this token as
+    /// `x-admin-token`.
+    #[arg(long, env = "CHATBOTD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 impl Default for ServeArgs {
@@ -244,34 +296,20 @@ fn install_metrics() -> anyhow::Result<rest_gateway::MetricsRenderer> {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match command {
         Command::Serve(args) => serve(*args).await,
-        Command::Keys(KeysCommand::Create { org, store }) => {
-            let (org_id, key) = store.open().await?.create_api_key(&org).await?;
-            println!("organisation {org} ({org_id})");
-            println!("{}", key.expose());
-            Ok(())
+        Command::Keys(KeysCommand::Create { org, store, server }) => {
+            server.target(&store).await?.create_key(&org, &mut out).await
         }
-        Command::Export { store } => {
-            let registry = store.open().await?;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let mut failed = None;
-            registry
-                .export(|record| {
-                    let written = serde_json::to_writer(&mut out, &record)
-                        .map_err(std::io::Error::from)
-                        .and_then(|()| out.write_all(b"\n"));
-                    written.map_err(|err| {
-                        failed = Some(err);
-                        chatbot_core::Error::storage("stdout closed")
-                    })
-                })
-                .await
-                .map_err(|err| failed.take().map_or_else(|| anyhow::Error::from(err), anyhow::Error::from))?;
-            out.flush()?;
-            Ok(())
+        Command::Keys(KeysCommand::List { org, store, server }) => {
+            server.target(&store).await?.list_keys(org.as_deref(), &mut out).await
         }
-        Command::Import { store, allow_non_empty } => import(&store, allow_non_empty).await,
+        Command::Keys(KeysCommand::Revoke { id, store, server }) => {
+            server.target(&store).await?.revoke_key(&id, &mut out).await
+        }
+        Command::Export { store, server } => server.target(&store).await?.export(&mut out).await,
+        Command::Import { store, allow_non_empty } => commands::import(&store.open().await?, allow_non_empty).await,
     }
 }
 
@@ -300,6 +338,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_grace: args.shutdown_grace.into(),
         metrics: Some(install_metrics()?),
         metrics_addr: args.metrics_addr,
+        admin_token: args.admin_token,
     };
     let app = Application::build(config).await?;
     if let Some(key) = app.first_key() {
@@ -313,37 +352,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     std::io::stdout().flush()?;
     app.run_until_stopped(stop).await
-}
-
-/// Reads JSON lines from stdin into the store; every bad line is reported with its number, and the
-/// command fails if there was any.
-async fn import(store: &StoreArgs, allow_non_empty: bool) -> anyhow::Result<()> {
-    let registry = store.open().await?;
-    anyhow::ensure!(
-        allow_non_empty || registry.is_empty().await?,
-        "the target store already holds organisations; pass --allow-non-empty to import anyway"
-    );
-    let (mut imported, mut bad) = (0u64, 0u64);
-    for (number, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line.context("cannot read stdin")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let outcome = match serde_json::from_str::<Record>(&line) {
-            Ok(record) => registry.import(record).await.map_err(|err| err.to_string()),
-            Err(err) => Err(format!("not a record: {err}")),
-        };
-        match outcome {
-            Ok(()) => imported += 1,
-            Err(why) => {
-                bad += 1;
-                eprintln!("line {}: {why}", number + 1);
-            }
-        }
-    }
-    eprintln!("imported {imported} records, {bad} bad lines");
-    anyhow::ensure!(bad == 0, "{bad} lines could not be imported");
-    Ok(())
 }
 
 /// Completes on SIGTERM or Ctrl-C. The handlers are installed at once, so a signal sent as soon as the

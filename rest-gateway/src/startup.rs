@@ -87,6 +87,8 @@ pub struct Config {
     pub metrics: Option<MetricsRenderer>,
     /// Where to serve `/metrics` instead of the REST address.
     pub metrics_addr: Option<SocketAddr>,
+    /// The admin API's token; without one, the admin API refuses every call.
+    pub admin_token: Option<String>,
 }
 
 /// The service, built and bound, not yet serving.
@@ -100,6 +102,7 @@ pub struct Application {
     shutdown_grace: Duration,
     metrics: Option<MetricsRenderer>,
     metrics_listener: Option<TcpListener>,
+    admin_token: Option<String>,
 }
 
 impl Application {
@@ -121,6 +124,7 @@ impl Application {
                 _ => None,
             },
             metrics: config.metrics,
+            admin_token: config.admin_token,
         })
     }
 
@@ -165,8 +169,9 @@ impl Application {
         };
 
         let api = grpc_server::ChatbotApi::new(Arc::clone(&self.registry));
+        let admin = grpc_server::AdminApi::new(Arc::clone(&self.registry), self.admin_token.as_deref());
         let incoming = wire::grpc_incoming(self.grpc, &self.connections);
-        let grpc = tokio::spawn(grpc_server::serve(incoming, api, self.calls.clone(), until_stopped()));
+        let grpc = tokio::spawn(grpc_server::serve(incoming, api, admin, self.calls.clone(), until_stopped()));
         let maintenance = tokio::spawn(maintain(Arc::clone(&self.registry)));
         let on_rest = self.metrics.clone().filter(|_| self.metrics_listener.is_none());
         if let (Some(listener), Some(render)) = (self.metrics_listener, self.metrics.clone()) {

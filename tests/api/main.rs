@@ -2,6 +2,7 @@
 //! over a fresh data directory and talks to it over real sockets, REST and gRPC.
 //! Set `TEST_LOG=1` to see the server's logs.
 
+mod admin;
 mod auth;
 mod create;
 mod durability;

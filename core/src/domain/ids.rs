@@ -72,6 +72,10 @@ uuid_id!(
     /// Identifies one organisation: the owner of API keys and chatbots.
     OrgId
 );
+uuid_id!(
+    /// Identifies one API key, so that it can be listed and revoked without its secret.
+    KeyId
+);
 
 #[cfg(test)]
 mod tests {

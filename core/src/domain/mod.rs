@@ -13,7 +13,7 @@ mod text;
 mod time;
 
 pub use color::HexColor;
-pub use ids::{ChatbotId, InvalidId, OrgId};
+pub use ids::{ChatbotId, InvalidId, KeyId, OrgId};
 pub use logo::LogoUrl;
 pub use model::Model;
 pub use name::ChatbotName;

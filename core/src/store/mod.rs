@@ -17,9 +17,9 @@ pub mod sled;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::auth::KeyHash;
+use crate::auth::{ApiKeyInfo, KeyHash};
 use crate::chatbot::Chatbot;
-use crate::domain::{ChatbotId, OrgId, Timestamp};
+use crate::domain::{ChatbotId, KeyId, OrgId, Timestamp};
 use crate::error::Result;
 use crate::idempotency::{Claim, IdempotencyKey, Record as ClaimRecord, Written};
 use crate::rules::Proposal;
@@ -88,15 +88,29 @@ pub struct Organisation {
 pub enum Record {
     /// An organisation.
     Organisation(Organisation),
-    /// The hash of an API key (never the key) and its organisation.
-    ApiKey {
-        /// The SHA-256 of the key, hex-encoded.
-        hash: String,
-        /// The organisation the key belongs to.
-        organisation_id: OrgId,
-    },
+    /// An API key's record: its hash, never the key.
+    ApiKey(ApiKeyInfo),
     /// A chatbot, exactly as stored.
     Chatbot(Box<Chatbot>),
+}
+
+/// Everything a store holds as it was at one moment, read a batch at a time while writes go on:
+/// organisations first, then key records, then chatbots.
+pub trait Snapshot: Send {
+    /// The next records; `None` once everything has been read.
+    fn next_batch(&mut self) -> StoreFuture<'_, Option<Vec<Record>>>;
+}
+
+impl Record {
+    /// The record as one line of an export (JSON, no newline).
+    pub fn to_line(&self) -> crate::Result<String> {
+        serde_json::to_string(self).map_err(crate::Error::storage)
+    }
+
+    /// The record written on one line of an export.
+    pub fn from_line(line: &str) -> std::result::Result<Record, String> {
+        serde_json::from_str(line).map_err(|err| err.to_string())
+    }
 }
 
 /// One page of a listing, as an engine reads it.
@@ -143,16 +157,26 @@ pub trait Store: Send + Sync {
     /// The organisation called `name`, created if needed.
     fn ensure_org(&self, name: &str) -> StoreFuture<'_, OrgId>;
 
-    /// Makes the key with this hash valid for `org`. Adding a key `org` already has is harmless; a key
-    /// of another organisation is refused.
-    fn add_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, ()>;
+    /// Makes the key valid for its organisation. Adding a key its organisation already has is harmless;
+    /// a key of another organisation is refused.
+    fn add_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, ()>;
 
     /// The organisation of the key with this hash, else [`Unauthenticated`](crate::Error::Unauthenticated).
     fn org_of_key(&self, key: KeyHash) -> StoreFuture<'_, OrgId>;
 
-    /// Makes the key with this hash valid for `org` only if no key exists at all, and says whether it
-    /// did: of several replicas starting at once on an empty store, exactly one creates the first key.
-    fn add_first_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, bool>;
+    /// Makes the key valid only if no key exists at all, and says whether it did: of several replicas
+    /// starting at once on an empty store, exactly one creates the first key.
+    fn add_first_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, bool>;
+
+    /// Every key of `org` (of every organisation when `None`), oldest first.
+    fn api_keys(&self, org: Option<OrgId>) -> StoreFuture<'_, Vec<ApiKeyInfo>>;
+
+    /// Revokes the key `id`: it lets nothing in from then on. [`NotFound`](crate::Error::NotFound) if
+    /// there is no such key.
+    fn revoke_api_key(&self, id: KeyId) -> StoreFuture<'_, ()>;
+
+    /// Notes that the key with this hash let a request in at `at`.
+    fn touch_api_key(&self, key: KeyHash, at: Timestamp) -> StoreFuture<'_, ()>;
 
     /// Whether the store can serve requests now (`Unavailable` if its database cannot be reached).
     fn ready(&self) -> StoreFuture<'_, ()>;
@@ -161,11 +185,11 @@ pub trait Store: Send + Sync {
     /// the last call before a process exits.
     fn close(&self) -> StoreFuture<'_, ()>;
 
-    /// Every organisation (for exports).
+    /// Every organisation.
     fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>>;
 
-    /// Every API key hash and its organisation (for exports).
-    fn api_keys(&self) -> StoreFuture<'_, Vec<(KeyHash, OrgId)>>;
+    /// A snapshot of everything, to export while the service keeps taking writes.
+    fn snapshot(&self) -> StoreFuture<'_, Box<dyn Snapshot + '_>>;
 
     /// Stores an organisation with its id as given (for imports); one of the same name is refused.
     fn import_organisation(&self, organisation: Organisation) -> StoreFuture<'_, ()>;

@@ -23,15 +23,15 @@ use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use crate::auth::KeyHash;
+use crate::auth::{ApiKeyInfo, KeyHash};
 use crate::chatbot::{Chatbot, ChatbotConfig};
 use crate::domain::limits::MAX_SLUG_SUFFIX;
-use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
+use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
 use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Outcome, Record as ClaimRecord, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
-    ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Store, StoreFuture,
+    ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Record, Store, StoreFuture,
 };
 
 /// Most attempts of one transaction before its serialization failures are reported as unavailability.
@@ -438,17 +438,12 @@ impl PostgresStore {
         Ok(OrgId::from_uuid(column(&row, 0)?))
     }
 
-    async fn add_api_key_now(&self, org: OrgId, key: KeyHash) -> Result<(), Failure> {
+    async fn add_api_key_now(&self, key: &ApiKeyInfo) -> Result<(), Failure> {
         let client = self.client().await?;
-        let hash = key.as_bytes().as_slice();
-        client
-            .execute(
-                "INSERT INTO api_keys (hash, organisation_id) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
-                &[&hash, org.as_uuid()],
-            )
-            .await?;
+        insert_key(&client, key).await?;
+        let hash = key.hash.as_bytes().as_slice();
         let row = client.query_one("SELECT organisation_id FROM api_keys WHERE hash = $1", &[&hash]).await?;
-        if OrgId::from_uuid(column(&row, 0)?) != org {
+        if OrgId::from_uuid(column(&row, 0)?) != key.organisation_id {
             return Err(Failure::Fail(Error::invalid(Violation::new(
                 "api_key",
                 ViolationCode::NotAllowed,
@@ -458,20 +453,42 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn add_first_api_key_attempt(&self, org: OrgId, key: KeyHash, attempt: u32) -> Result<bool, Failure> {
+    async fn add_first_api_key_attempt(&self, key: &ApiKeyInfo, attempt: u32) -> Result<bool, Failure> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         // Locking the organisation's row makes concurrent bootstraps take turns.
-        tx.query_one("SELECT id FROM organisations WHERE id = $1 FOR UPDATE", &[org.as_uuid()]).await?;
+        tx.query_one("SELECT id FROM organisations WHERE id = $1 FOR UPDATE", &[key.organisation_id.as_uuid()]).await?;
         let exists = tx.query_one("SELECT EXISTS (SELECT 1 FROM api_keys)", &[]).await?;
         if column::<bool>(&exists, 0)? {
             return Ok(false);
         }
-        let hash = key.as_bytes().as_slice();
-        tx.execute("INSERT INTO api_keys (hash, organisation_id) VALUES ($1, $2)", &[&hash, org.as_uuid()]).await?;
+        insert_key(&tx, key).await?;
         self.maybe_inject_failure(&tx, attempt).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn api_keys_now(&self, org: Option<OrgId>) -> Result<Vec<ApiKeyInfo>, Failure> {
+        let client = self.client().await?;
+        let sql = "SELECT hash, id, organisation_id, prefix, created_at, last_used_at FROM api_keys \
+                   WHERE $1::uuid IS NULL OR organisation_id = $1 ORDER BY created_at, id";
+        let rows = client.query(sql, &[&org.map(|org| *org.as_uuid())]).await?;
+        Ok(rows.iter().map(key_from_row).collect::<Result<_>>()?)
+    }
+
+    async fn revoke_now(&self, id: KeyId) -> Result<(), Failure> {
+        let client = self.client().await?;
+        match client.execute("DELETE FROM api_keys WHERE id = $1", &[id.as_uuid()]).await? {
+            0 => Err(Failure::Fail(Error::NotFound)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn touch_now(&self, key: KeyHash, at: Timestamp) -> Result<(), Failure> {
+        let client = self.client().await?;
+        let hash = key.as_bytes().as_slice();
+        client.execute("UPDATE api_keys SET last_used_at = $2 WHERE hash = $1", &[&hash, &at.to_datetime()]).await?;
+        Ok(())
     }
 
     async fn org_of_key_now(&self, key: KeyHash) -> Result<OrgId, Failure> {
@@ -526,16 +543,28 @@ impl Store for PostgresStore {
         Box::pin(async move { self.with_retries(|_| self.ensure_org_now(&name, OrgId::new_random())).await })
     }
 
-    fn add_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, ()> {
-        Box::pin(async move { self.with_retries(|_| self.add_api_key_now(org, key)).await })
+    fn add_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.with_retries(|_| self.add_api_key_now(&key)).await })
     }
 
     fn org_of_key(&self, key: KeyHash) -> StoreFuture<'_, OrgId> {
         Box::pin(async move { self.with_retries(|_| self.org_of_key_now(key)).await })
     }
 
-    fn add_first_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, bool> {
-        Box::pin(async move { self.with_retries(|attempt| self.add_first_api_key_attempt(org, key, attempt)).await })
+    fn add_first_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, bool> {
+        Box::pin(async move { self.with_retries(|attempt| self.add_first_api_key_attempt(&key, attempt)).await })
+    }
+
+    fn api_keys(&self, org: Option<OrgId>) -> StoreFuture<'_, Vec<ApiKeyInfo>> {
+        Box::pin(async move { self.with_retries(|_| self.api_keys_now(org)).await })
+    }
+
+    fn revoke_api_key(&self, id: KeyId) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.with_retries(|_| self.revoke_now(id)).await })
+    }
+
+    fn touch_api_key(&self, key: KeyHash, at: Timestamp) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.with_retries(|_| self.touch_now(key, at)).await })
     }
 
     fn ready(&self) -> StoreFuture<'_, ()> {
@@ -553,12 +582,15 @@ impl Store for PostgresStore {
         })
     }
 
-    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>> {
-        Box::pin(async move { self.with_retries(|_| self.organisations_now()).await })
+    fn snapshot(&self) -> StoreFuture<'_, Box<dyn crate::store::Snapshot + '_>> {
+        Box::pin(async move {
+            let snapshot: Box<dyn crate::store::Snapshot + '_> = Box::new(PgSnapshot::take(self).await?);
+            Ok(snapshot)
+        })
     }
 
-    fn api_keys(&self) -> StoreFuture<'_, Vec<(KeyHash, OrgId)>> {
-        Box::pin(async move { self.with_retries(|_| self.api_keys_now()).await })
+    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>> {
+        Box::pin(async move { self.with_retries(|_| self.organisations_now()).await })
     }
 
     fn import_organisation(&self, organisation: Organisation) -> StoreFuture<'_, ()> {
@@ -591,16 +623,6 @@ impl PostgresStore {
         let organisation =
             |row: &Row| Ok(Organisation { id: OrgId::from_uuid(column(row, 0)?), name: column(row, 1)? });
         Ok(rows.iter().map(organisation).collect::<Result<_>>()?)
-    }
-
-    async fn api_keys_now(&self) -> Result<Vec<(KeyHash, OrgId)>, Failure> {
-        let rows = self.client().await?.query("SELECT hash, organisation_id FROM api_keys ORDER BY hash", &[]).await?;
-        let key = |row: &Row| {
-            let hash: [u8; 32] =
-                column::<&[u8]>(row, 0)?.try_into().map_err(|_| Error::storage("a key hash is not 32 bytes"))?;
-            Ok((KeyHash::from_bytes(hash), OrgId::from_uuid(column(row, 1)?)))
-        };
-        Ok(rows.iter().map(key).collect::<Result<_>>()?)
     }
 }
 
@@ -686,6 +708,111 @@ async fn insert_resolving_slug(client: &impl GenericClient, new: &NewChatbot) ->
         }
     }
     Err(taken())
+}
+
+/// Chatbots read per batch of an export.
+const EXPORT_BATCH: i64 = 500;
+
+/// A snapshot of the database: one REPEATABLE READ, READ ONLY transaction on a connection of its own,
+/// read in id order, a batch at a time.
+struct PgSnapshot {
+    /// `None` once the transaction is committed (and the connection back in the pool).
+    client: Option<deadpool_postgres::Object>,
+    head_read: bool,
+    /// The last chatbot read.
+    after: Option<Uuid>,
+}
+
+impl PgSnapshot {
+    async fn take(store: &PostgresStore) -> Result<Self> {
+        let client = store.client().await.map_err(Failure::into_error)?;
+        // The snapshot is taken by the transaction's first statement.
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT 1")
+            .await
+            .map_err(|err| Failure::from(err).into_error())?;
+        Ok(PgSnapshot { client: Some(client), head_read: false, after: None })
+    }
+
+    async fn next_now(&mut self) -> Result<Option<Vec<Record>>, Failure> {
+        let Some(client) = &self.client else { return Ok(None) };
+        let mut batch = Vec::new();
+        if !self.head_read {
+            self.head_read = true;
+            for row in client.query("SELECT id, name FROM organisations ORDER BY id", &[]).await? {
+                batch.push(Record::Organisation(Organisation {
+                    id: OrgId::from_uuid(column(&row, 0)?),
+                    name: column(&row, 1)?,
+                }));
+            }
+            let keys = "SELECT hash, id, organisation_id, prefix, created_at, last_used_at FROM api_keys ORDER BY created_at, id";
+            for row in client.query(keys, &[]).await? {
+                batch.push(Record::ApiKey(key_from_row(&row)?));
+            }
+            return Ok(Some(batch));
+        }
+        let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2");
+        let rows = client.query(&sql, &[&self.after, &EXPORT_BATCH]).await?;
+        for row in &rows {
+            let chatbot = chatbot_from_row(row)?;
+            self.after = Some(*chatbot.id.as_uuid());
+            batch.push(Record::Chatbot(Box::new(chatbot)));
+        }
+        if rows.len() < EXPORT_BATCH as usize {
+            client.batch_execute("COMMIT").await?;
+            self.client = None;
+        }
+        Ok(Some(batch))
+    }
+}
+
+impl crate::store::Snapshot for PgSnapshot {
+    fn next_batch(&mut self) -> StoreFuture<'_, Option<Vec<Record>>> {
+        Box::pin(async move { self.next_now().await.map_err(Failure::into_error) })
+    }
+}
+
+impl Drop for PgSnapshot {
+    fn drop(&mut self) {
+        // Left mid-transaction: close the connection rather than hand it back to the pool in one.
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+/// Inserts a key's record unless its hash is there already.
+async fn insert_key(client: &impl GenericClient, key: &ApiKeyInfo) -> Result<(), Failure> {
+    client
+        .execute(
+            "INSERT INTO api_keys (hash, id, organisation_id, prefix, created_at, last_used_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING",
+            &[
+                &key.hash.as_bytes().as_slice(),
+                key.id.as_uuid(),
+                key.organisation_id.as_uuid(),
+                &key.prefix,
+                &key.created_at.to_datetime(),
+                &key.last_used_at.map(Timestamp::to_datetime),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A key's record from a row of (hash, id, organisation_id, prefix, created_at, last_used_at).
+fn key_from_row(row: &Row) -> Result<ApiKeyInfo> {
+    let hash: [u8; 32] =
+        column::<&[u8]>(row, 0)?.try_into().map_err(|_| Error::storage("a key hash is not 32 bytes"))?;
+    let last_used_at: Option<chrono::DateTime<chrono::Utc>> = column(row, 5)?;
+    Ok(ApiKeyInfo {
+        hash: KeyHash::from_bytes(hash),
+        id: KeyId::from_uuid(column(row, 1)?),
+        organisation_id: OrgId::from_uuid(column(row, 2)?),
+        prefix: column(row, 3)?,
+        created_at: Timestamp::from_datetime(column(row, 4)?),
+        last_used_at: last_used_at.map(Timestamp::from_datetime),
+    })
 }
 
 /// A claim record from a row of (fingerprint, created_at, outcome).

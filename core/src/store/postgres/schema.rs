@@ -19,8 +19,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE api_keys (
         hash BYTEA PRIMARY KEY,
+        id UUID NOT NULL UNIQUE,
         organisation_id UUID NOT NULL REFERENCES organisations (id),
-        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        prefix TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        last_used_at TIMESTAMPTZ
     );
     CREATE TABLE chatbots (
         id UUID PRIMARY KEY,

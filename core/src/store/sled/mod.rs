@@ -15,6 +15,7 @@
 
 mod codec;
 mod listing;
+mod snapshot;
 mod writer;
 
 use std::path::Path;
@@ -22,10 +23,10 @@ use std::path::Path;
 use futures_channel::oneshot;
 use sled::transaction::{TransactionError, Transactional};
 
-use crate::auth::KeyHash;
+use crate::auth::{ApiKeyInfo, KeyHash};
 use crate::chatbot::Chatbot;
 use crate::domain::limits::MAX_SLUG_SUFFIX;
-use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
+use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
 use crate::idempotency::{Claim, IdempotencyKey, Outcome, Record as ClaimRecord, Written};
 use crate::rules::SlugChoice;
@@ -190,10 +191,12 @@ impl SledStore {
         Ok(org)
     }
 
-    fn add_api_key_now(&self, org: OrgId, key: KeyHash) -> Result<()> {
-        let previous = self.api_keys.compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(&org.as_bytes()[..]))?;
+    fn add_api_key_now(&self, key: &ApiKeyInfo) -> Result<()> {
+        let record = serde_json::to_vec(key).map_err(Error::storage)?;
+        let previous = self.api_keys.compare_and_swap(key.hash.as_bytes(), None::<&[u8]>, Some(record))?;
         if let Err(conflict) = previous
-            && conflict.current.as_deref().map(org_from_bytes).transpose()? != Some(org)
+            && let Some(current) = conflict.current
+            && decode_key(key.hash.as_bytes(), &current)?.organisation_id != key.organisation_id
         {
             return Err(Error::invalid(Violation::new(
                 "api_key",
@@ -205,10 +208,39 @@ impl SledStore {
         Ok(())
     }
 
-    fn org_of_key_now(&self, key: KeyHash) -> Result<OrgId> {
-        let org = self.api_keys.get(key.as_bytes())?.ok_or(Error::Unauthenticated)?;
-        org_from_bytes(&org)
+    fn key_now(&self, key: KeyHash) -> Result<ApiKeyInfo> {
+        let record = self.api_keys.get(key.as_bytes())?.ok_or(Error::Unauthenticated)?;
+        decode_key(key.as_bytes(), &record)
     }
+
+    fn all_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        let mut all = Vec::new();
+        for entry in &self.api_keys {
+            let (hash, record) = entry?;
+            all.push(decode_key(&hash, &record)?);
+        }
+        all.sort_by_key(|key| key.created_at);
+        Ok(all)
+    }
+}
+
+/// A key's record as stored: JSON, or (written before keys had records) just its organisation's 16
+/// bytes, which still reads, with an id taken from its hash.
+fn decode_key(hash: &[u8], record: &[u8]) -> Result<ApiKeyInfo> {
+    let hash: [u8; 32] = hash.try_into().map_err(|_| Error::storage("a key hash is not 32 bytes"))?;
+    if record.len() == 16 {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&hash[..16]);
+        return Ok(ApiKeyInfo {
+            id: KeyId::from_bytes(id),
+            organisation_id: org_from_bytes(record)?,
+            hash: KeyHash::from_bytes(hash),
+            prefix: String::new(),
+            created_at: Timestamp::from_micros(0),
+            last_used_at: None,
+        });
+    }
+    serde_json::from_slice(record).map_err(Error::storage)
 }
 
 impl Store for SledStore {
@@ -318,22 +350,51 @@ impl Store for SledStore {
         Box::pin(async move { self.ensure_org_now(&name, OrgId::new_random()) })
     }
 
-    fn add_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, ()> {
-        Box::pin(async move { self.add_api_key_now(org, key) })
+    fn add_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.add_api_key_now(&key) })
     }
 
     fn org_of_key(&self, key: KeyHash) -> StoreFuture<'_, OrgId> {
-        Box::pin(async move { self.org_of_key_now(key) })
+        Box::pin(async move { Ok(self.key_now(key)?.organisation_id) })
     }
 
-    fn add_first_api_key(&self, org: OrgId, key: KeyHash) -> StoreFuture<'_, bool> {
+    fn add_first_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, bool> {
         // One process owns a sled store, and it bootstraps before it serves: nothing can race this.
         Box::pin(async move {
             if !self.api_keys.is_empty() {
                 return Ok(false);
             }
-            self.add_api_key_now(org, key)?;
+            self.add_api_key_now(&key)?;
             Ok(true)
+        })
+    }
+
+    fn api_keys(&self, org: Option<OrgId>) -> StoreFuture<'_, Vec<ApiKeyInfo>> {
+        Box::pin(async move {
+            let mut keys = self.all_keys()?;
+            keys.retain(|key| org.is_none_or(|org| key.organisation_id == org));
+            Ok(keys)
+        })
+    }
+
+    fn revoke_api_key(&self, id: KeyId) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let key = self.all_keys()?.into_iter().find(|key| key.id == id).ok_or(Error::NotFound)?;
+            self.api_keys.remove(key.hash.as_bytes())?;
+            self.db.flush()?;
+            Ok(())
+        })
+    }
+
+    fn touch_api_key(&self, key: KeyHash, at: Timestamp) -> StoreFuture<'_, ()> {
+        // Advisory, so not flushed: a crash may forget the last minute of use.
+        Box::pin(async move {
+            self.api_keys.fetch_and_update(key.as_bytes(), |record| {
+                let mut info = decode_key(key.as_bytes(), record?).ok()?;
+                info.last_used_at = Some(at);
+                serde_json::to_vec(&info).ok()
+            })?;
+            Ok(())
         })
     }
 
@@ -360,16 +421,10 @@ impl Store for SledStore {
         })
     }
 
-    fn api_keys(&self) -> StoreFuture<'_, Vec<(KeyHash, OrgId)>> {
+    fn snapshot(&self) -> StoreFuture<'_, Box<dyn crate::store::Snapshot + '_>> {
         Box::pin(async move {
-            let mut all = Vec::new();
-            for entry in &self.api_keys {
-                let (hash, org) = entry?;
-                let hash: [u8; 32] =
-                    hash.as_ref().try_into().map_err(|_| Error::storage("a key hash is not 32 bytes"))?;
-                all.push((KeyHash::from_bytes(hash), org_from_bytes(&org)?));
-            }
-            Ok(all)
+            let snapshot: Box<dyn crate::store::Snapshot + '_> = Box::new(snapshot::SledSnapshot::take(self).await?);
+            Ok(snapshot)
         })
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -55,6 +55,23 @@ pub(super) struct BatchWriter {
     thread: Option<JoinHandle<()>>,
     /// Changes queued and not yet taken into a batch (the `chatbotd_store_queue_depth` gauge).
     waiting: Arc<AtomicUsize>,
+    /// While a snapshot is being read: the value each record key had when it was taken, kept just
+    /// before a batch first changes it.
+    undo: Undo,
+}
+
+/// The undo log of the snapshot being read, if one is.
+pub(super) type Undo = Arc<Mutex<Option<UndoLog>>>;
+
+/// What a snapshot reads instead of the tree: for each record key changed since the snapshot was taken
+/// and not yet read by it, the value (or absence) it had then. Keys the reader has passed need no
+/// keeping: it has read them as they were.
+#[derive(Debug, Default)]
+pub(super) struct UndoLog {
+    /// Record key -> its value when the snapshot was taken.
+    pub(super) kept: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The reader has read every record key up to this one.
+    pub(super) read_upto: Vec<u8>,
 }
 
 impl BatchWriter {
@@ -62,12 +79,13 @@ impl BatchWriter {
     pub(super) fn new(db: sled::Db, tree: sled::Tree) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
         let waiting = Arc::new(AtomicUsize::new(0));
-        let taken = Arc::clone(&waiting);
+        let undo = Undo::default();
+        let (taken, kept) = (Arc::clone(&waiting), Arc::clone(&undo));
         let thread = std::thread::Builder::new()
             .name("chatbotd-writer".into())
-            .spawn(move || run(&db, &tree, &queue, &taken))
+            .spawn(move || run(&db, &tree, &queue, &taken, &kept))
             .expect("the writer thread starts");
-        BatchWriter { jobs: Some(jobs), thread: Some(thread), waiting }
+        BatchWriter { jobs: Some(jobs), thread: Some(thread), waiting, undo }
     }
 
     /// Queues `change` to run on the writer thread. If it returns `Ok`, its writes are applied atomically
@@ -95,6 +113,13 @@ impl BatchWriter {
     }
 }
 
+impl BatchWriter {
+    /// The undo log snapshots read through; see [`Undo`].
+    pub(super) fn undo(&self) -> &Undo {
+        &self.undo
+    }
+}
+
 impl Drop for BatchWriter {
     fn drop(&mut self) {
         drop(self.jobs.take());
@@ -105,7 +130,7 @@ impl Drop for BatchWriter {
 }
 
 /// The writer thread: batch, apply, flush, answer; until every sender is gone.
-fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>, waiting: &AtomicUsize) {
+fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>, waiting: &AtomicUsize, undo: &Undo) {
     while let Ok(first) = queue.recv() {
         let mut earlier: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         let mut batch = sled::Batch::default();
@@ -138,13 +163,27 @@ fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>, waiting: &
             continue;
         }
         metrics::histogram!("chatbotd_store_batch_size").record(done.len() as f64);
+        let kept = keep_for_snapshot(tree, undo, earlier.keys());
         let flushing = std::time::Instant::now();
-        let outcome = tree.apply_batch(batch).and_then(|()| db.flush().map(drop));
+        let outcome = kept.and_then(|()| tree.apply_batch(batch)).and_then(|()| db.flush().map(drop));
         metrics::histogram!("chatbotd_store_flush_seconds").record(flushing.elapsed().as_secs_f64());
         for finish in done {
             finish(outcome.as_ref().map(|_| ()).map_err(|err| Error::storage(err.to_string())));
         }
     }
+}
+
+/// While a snapshot is being read, keeps the value each record key about to change had when the
+/// snapshot was taken (the first change since wins), unless the reader has passed it already.
+fn keep_for_snapshot<'k>(tree: &sled::Tree, undo: &Undo, keys: impl Iterator<Item = &'k Vec<u8>>) -> sled::Result<()> {
+    let mut undo = undo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(log) = undo.as_mut() else { return Ok(()) };
+    for key in keys.filter(|key| key.first() == Some(&b'c') && **key > log.read_upto) {
+        if !log.kept.contains_key(key) {
+            log.kept.insert(key.clone(), tree.get(key)?.map(|value| value.to_vec()));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

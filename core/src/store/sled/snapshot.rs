@@ -1,0 +1,109 @@
+//! Reading the whole store as it was at one moment while writes go on. From that moment, the writer
+//! keeps, for every record it is about to change that the reader has not read yet, the value it had
+//! then (its undo log); the reader, in key order, takes a kept value instead of the tree's. Both hold
+//! the log's lock while they look, so a record is either read before it changes or kept before it
+//! does. What is left in the log at the end are records deleted before the reader reached them.
+
+use std::ops::Bound;
+
+use super::writer::UndoLog;
+use super::{SledStore, codec, decode_key, org_from_bytes};
+use crate::error::{Error, Result};
+use crate::store::{Organisation, Record, Snapshot, StoreFuture};
+
+/// Records read per batch.
+const BATCH: usize = 500;
+
+/// A snapshot of a sled store being read; the undo log goes with it.
+pub(super) struct SledSnapshot<'a> {
+    store: &'a SledStore,
+    /// Organisations and key records, read when the snapshot was taken (they change rarely, and not
+    /// through the writer); handed out first.
+    head: Option<Vec<Record>>,
+    /// Whether every record of the tree has been read.
+    read_all: bool,
+    finished: bool,
+}
+
+impl<'a> SledSnapshot<'a> {
+    /// Takes the snapshot: from the next batch on, the writer keeps the values that change.
+    pub(super) async fn take(store: &'a SledStore) -> Result<SledSnapshot<'a>> {
+        let undo = std::sync::Arc::clone(store.writer.undo());
+        store
+            .write(move |_| {
+                let mut undo = undo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if undo.is_some() {
+                    return Err(Error::unavailable("another export is being read; try again when it is done"));
+                }
+                *undo = Some(UndoLog { kept: Default::default(), read_upto: vec![b'c'] });
+                Ok(())
+            })
+            .await?;
+        let mut head = Vec::new();
+        for entry in &store.orgs {
+            let (id, name) = entry?;
+            let name = String::from_utf8(name.to_vec()).map_err(Error::storage)?;
+            head.push(Record::Organisation(Organisation { id: org_from_bytes(&id)?, name }));
+        }
+        for entry in &store.api_keys {
+            let (hash, record) = entry?;
+            head.push(Record::ApiKey(decode_key(&hash, &record)?));
+        }
+        Ok(SledSnapshot { store, head: Some(head), read_all: false, finished: false })
+    }
+
+    fn next_now(&mut self) -> Result<Option<Vec<Record>>> {
+        if let Some(head) = self.head.take() {
+            return Ok(Some(head));
+        }
+        let mut undo = self.store.writer.undo().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let log = undo.as_mut().ok_or_else(|| Error::storage("the snapshot's undo log is gone"))?;
+        let mut batch = Vec::new();
+        if !self.read_all {
+            let from = log.read_upto.clone();
+            let mut read = 0;
+            for entry in self.store.chatbots.range::<Vec<u8>, _>((Bound::Excluded(from), Bound::Unbounded)) {
+                let (key, now) = entry?;
+                if key.first() != Some(&b'c') {
+                    self.read_all = true;
+                    break;
+                }
+                let then = match log.kept.remove(key.as_ref()) {
+                    Some(then) => then,
+                    None => Some(now.to_vec()),
+                };
+                if let Some(value) = then {
+                    batch.push(Record::Chatbot(Box::new(codec::decode(&value)?)));
+                }
+                log.read_upto = key.to_vec();
+                read += 1;
+                if read == BATCH {
+                    return Ok(Some(batch));
+                }
+            }
+            self.read_all = true;
+        }
+        if self.finished {
+            return Ok(None);
+        }
+        self.finished = true;
+        // Records deleted before the reader reached them (kept with a value); records created since
+        // the snapshot were kept as absent and are skipped.
+        for value in std::mem::take(&mut log.kept).into_values().flatten() {
+            batch.push(Record::Chatbot(Box::new(codec::decode(&value)?)));
+        }
+        Ok(Some(batch))
+    }
+}
+
+impl Snapshot for SledSnapshot<'_> {
+    fn next_batch(&mut self) -> StoreFuture<'_, Option<Vec<Record>>> {
+        Box::pin(async move { self.next_now() })
+    }
+}
+
+impl Drop for SledSnapshot<'_> {
+    fn drop(&mut self) {
+        *self.store.writer.undo().lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}

@@ -1,0 +1,140 @@
+//! The `chatbot.admin.v1.AdminService` handlers: organisations, API keys and exports, for operators
+//! holding the admin token.
+
+use std::sync::Arc;
+
+use chatbot_core::{ApiKeyInfo, Error, KeyHash, KeyId, Registry};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::admin_pb::admin_service_server::AdminService;
+use crate::admin_pb::{
+    ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, CreateOrganisationRequest, ExportChunk, ExportRequest,
+    ListApiKeysRequest, ListApiKeysResponse, Organisation, RevokeApiKeyRequest,
+};
+use crate::convert::timestamp;
+use crate::status::{admin_refused, to_status};
+
+/// The metadata entry that carries the admin token.
+pub const ADMIN_TOKEN_METADATA: &str = "x-admin-token";
+
+/// The admin service over a shared [`Registry`]; it refuses every call unless built with a token, and
+/// then every call without that token.
+#[derive(Clone)]
+pub struct AdminApi {
+    registry: Arc<Registry>,
+    /// The SHA-256 of the token: compared digest to digest, so the comparison says nothing of the token.
+    token: Option<KeyHash>,
+}
+
+impl AdminApi {
+    /// The admin service over `registry`, open to callers presenting `token` (to none without one).
+    pub fn new(registry: Arc<Registry>, token: Option<&str>) -> Self {
+        AdminApi { registry, token: token.filter(|t| !t.is_empty()).map(KeyHash::of) }
+    }
+
+    fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(expected) = self.token else {
+            return Err(admin_refused(
+                tonic::Code::PermissionDenied,
+                "the admin service is off: start chatbotd with CHATBOTD_ADMIN_TOKEN",
+            ));
+        };
+        let given = request.metadata().get(ADMIN_TOKEN_METADATA).and_then(|v| v.to_str().ok()).map(KeyHash::of);
+        if given == Some(expected) {
+            Ok(())
+        } else {
+            Err(admin_refused(tonic::Code::Unauthenticated, "a valid x-admin-token is required"))
+        }
+    }
+}
+
+impl std::fmt::Debug for AdminApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminApi").field("enabled", &self.token.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// The message for a key's record.
+fn api_key(key: &ApiKeyInfo, organisation: String) -> ApiKey {
+    ApiKey {
+        id: key.id.to_string(),
+        organisation_id: key.organisation_id.to_string(),
+        organisation,
+        prefix: key.prefix.clone(),
+        create_time: Some(timestamp(key.created_at)),
+        last_use_time: key.last_used_at.map(timestamp),
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn create_organisation(
+        &self,
+        request: Request<CreateOrganisationRequest>,
+    ) -> Result<Response<Organisation>, Status> {
+        self.check(&request)?;
+        let name = request.into_inner().name;
+        let id = self.registry.create_organisation(&name).await.map_err(to_status)?;
+        Ok(Response::new(Organisation { id: id.to_string(), name }))
+    }
+
+    async fn create_api_key(
+        &self,
+        request: Request<CreateApiKeyRequest>,
+    ) -> Result<Response<CreateApiKeyResponse>, Status> {
+        self.check(&request)?;
+        let organisation = request.into_inner().organisation;
+        let (info, key) = self.registry.issue_api_key(&organisation).await.map_err(to_status)?;
+        Ok(Response::new(CreateApiKeyResponse {
+            key: Some(api_key(&info, organisation)),
+            secret: key.expose().to_owned(),
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<ListApiKeysRequest>,
+    ) -> Result<Response<ListApiKeysResponse>, Status> {
+        self.check(&request)?;
+        let organisation = request.into_inner().organisation;
+        let filter = (!organisation.is_empty()).then_some(organisation.as_str());
+        let keys = self.registry.list_api_keys(filter).await.map_err(to_status)?;
+        Ok(Response::new(ListApiKeysResponse { keys: keys.into_iter().map(|(key, org)| api_key(&key, org)).collect() }))
+    }
+
+    async fn revoke_api_key(&self, request: Request<RevokeApiKeyRequest>) -> Result<Response<()>, Status> {
+        self.check(&request)?;
+        let id: KeyId = request.into_inner().id.parse().map_err(|_| to_status(Error::NotFound))?;
+        self.registry.revoke_api_key(id).await.map_err(to_status)?;
+        Ok(Response::new(()))
+    }
+
+    type ExportStream = ReceiverStream<Result<ExportChunk, Status>>;
+
+    async fn export(&self, request: Request<ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
+        self.check(&request)?;
+        let (chunks, stream) = tokio::sync::mpsc::channel(4);
+        let registry = Arc::clone(&self.registry);
+        tokio::spawn(async move {
+            let failed = |err: Error| Err(to_status(err));
+            let mut snapshot = match registry.snapshot().await {
+                Ok(snapshot) => snapshot,
+                Err(err) => return drop(chunks.send(failed(err)).await),
+            };
+            loop {
+                let chunk = match snapshot.next_batch().await {
+                    Ok(Some(batch)) => batch.iter().map(chatbot_core::Record::to_line).collect::<Result<Vec<_>, _>>(),
+                    Ok(None) => return,
+                    Err(err) => return drop(chunks.send(failed(err)).await),
+                };
+                let chunk = chunk.map(|lines| ExportChunk { lines }).map_err(to_status);
+                // A reader that went away ends the export (and its snapshot).
+                if chunks.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+}
