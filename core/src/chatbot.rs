@@ -49,6 +49,15 @@ impl Chatbot {
     pub fn etag(&self) -> String {
         format!("{}-{:x}", self.revision, self.updated_at.as_micros())
     }
+
+    /// [`Error::EtagMismatch`](crate::Error::EtagMismatch) unless this chatbot still has
+    /// `expected_etag` (when one is given).
+    pub fn check_etag(&self, expected_etag: Option<&str>) -> crate::Result<()> {
+        match expected_etag {
+            Some(tag) if tag != self.etag() => Err(crate::Error::EtagMismatch),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Everything a client can set on a chatbot, already checked against the rules.

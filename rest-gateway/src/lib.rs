@@ -10,6 +10,7 @@ pub mod contract;
 pub mod error;
 pub mod extract;
 pub mod layers;
+pub mod openapi;
 mod preconditions;
 mod query;
 mod routes;

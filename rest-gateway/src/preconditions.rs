@@ -30,6 +30,9 @@ fn tags(value: &HeaderValue) -> Result<Option<Vec<(bool, String)>>, ApiError> {
         let tag = quoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')).ok_or(ApiError::MalformedConditional)?;
         tags.push((weak, tag.to_owned()));
     }
+    if tags.is_empty() {
+        return Err(ApiError::MalformedConditional);
+    }
     Ok(Some(tags))
 }
 

@@ -76,7 +76,7 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
         .route("/api/external/chatbots", get(list).post(create).patch(update_by_body))
         .route("/api/external/chatbot/{chatbot_id}", get(get_one).patch(update_by_path).delete(delete_one))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&registry), layers::admit));
-    let mut router = Router::new().route("/healthz", get(health)).merge(api);
+    let mut router = Router::new().route("/healthz", get(health)).merge(api).merge(crate::openapi::routes());
     if let Some(render) = options.metrics {
         router = router.route("/metrics", get(move || std::future::ready(render())));
     }

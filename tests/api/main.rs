@@ -13,6 +13,7 @@ mod hostile;
 mod idempotency;
 mod lifecycle;
 mod migration;
+mod openapi;
 mod operations;
 mod outage;
 mod races;

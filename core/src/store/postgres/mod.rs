@@ -291,10 +291,8 @@ impl PostgresStore {
         let statement = tx.prepare_cached(&sql).await?;
         let row = tx.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await?.ok_or(Error::NotFound)?;
         let current = chatbot_from_row(&row)?;
-        match expected_etag {
-            Some(tag) if tag != current.etag() => Err(Failure::Fail(Error::EtagMismatch)),
-            _ => Ok(current),
-        }
+        current.check_etag(expected_etag)?;
+        Ok(current)
     }
 
     async fn update_attempt(&self, update: &ChatbotUpdate, attempt: u32) -> Result<Written<Chatbot>, Failure> {
@@ -305,8 +303,10 @@ impl PostgresStore {
         {
             return Ok(outcome.replayed_chatbot()?);
         }
-        let current = Self::lock_owned(&tx, update.org, update.id, update.expected_etag.as_deref()).await?;
+        // An invalid change is refused before a stale tag: 404, then 400, then 412.
+        let current = Self::lock_owned(&tx, update.org, update.id, None).await?;
         let proposal = (update.change)(&current)?;
+        current.check_etag(update.expected_etag.as_deref())?;
         let mut next = current.next(proposal.config);
         next.config.slug = match proposal.slug {
             SlugChoice::Kept | SlugChoice::Exact => next.config.slug,

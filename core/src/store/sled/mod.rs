@@ -277,8 +277,10 @@ impl Store for SledStore {
             {
                 return outcome.replayed_chatbot();
             }
-            let current = owned(tx, update.org, update.id, update.expected_etag.as_deref())?;
+            // An invalid change is refused before a stale tag: 404, then 400, then 412.
+            let current = owned(tx, update.org, update.id, None)?;
             let proposal = (update.change)(&current)?;
+            current.check_etag(update.expected_etag.as_deref())?;
             let mut next = current.next(proposal.config);
             next.config.slug = claim_slug(tx, next.id, &next.config.slug, proposal.slug)?;
             if next.config.slug != current.config.slug {
@@ -459,10 +461,8 @@ fn owned(tx: &Tx<'_>, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) ->
     if chatbot.organization_id != org {
         return Err(Error::NotFound);
     }
-    match expected_etag {
-        Some(tag) if tag != chatbot.etag() => Err(Error::EtagMismatch),
-        _ => Ok(chatbot),
-    }
+    chatbot.check_etag(expected_etag)?;
+    Ok(chatbot)
 }
 
 /// Points the slug index at `id` and returns the slug used: `wanted` itself if kept or exact (it must

@@ -1,0 +1,79 @@
+//! The REST contract as an OpenAPI 3.1 document (`api/openapi.json`, kept by hand beside this crate),
+//! served at `GET /openapi.json`, with a human page for it at `/docs` (Swagger UI, vendored in its
+//! crate: nothing is downloaded at build or run time). Tests hold the document to the server: the
+//! suite compares what is served with the file and checks real answers against its schemas, and CI
+//! lets schemathesis loose on the running service.
+
+use axum::Router;
+
+/// The document, as committed.
+pub const DOCUMENT: &str = include_str!("../api/openapi.json");
+
+/// `GET /openapi.json` and the `/docs` page, open to anyone.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let document: serde_json::Value =
+        serde_json::from_str(DOCUMENT).expect("api/openapi.json is JSON (a unit test checks it)");
+    utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use chatbot_core::{Field, Limit};
+
+    use super::*;
+
+    fn document() -> serde_json::Value {
+        serde_json::from_str(DOCUMENT).expect("JSON")
+    }
+
+    /// The schema of the field at `path` in `schema` (a component name), following `$ref`s and the
+    /// `anyOf` of nullable objects.
+    fn field_schema<'a>(doc: &'a serde_json::Value, schema: &str, path: &str) -> &'a serde_json::Value {
+        let mut at = &doc["components"]["schemas"][schema];
+        for part in path.split('.') {
+            at = &at["properties"][part];
+            if let Some(any) = at["anyOf"].as_array() {
+                at = any.iter().find(|s| s.get("$ref").is_some()).expect("an object choice");
+            }
+            if let Some(reference) = at["$ref"].as_str() {
+                at = &doc["components"]["schemas"][reference.rsplit('/').next().expect("a name")];
+            }
+        }
+        at
+    }
+
+    #[test]
+    fn every_catalog_field_is_in_the_request_schemas_with_its_limit() {
+        let doc = document();
+        for schema in ["ChatbotCreate", "ChatbotPatch", "ChatbotPatchById"] {
+            for field in Field::ALL.into_iter().filter(|f| schema != "ChatbotCreate" || *f != Field::Active) {
+                let spec = field.spec();
+                let at = field_schema(&doc, schema, spec.json_path);
+                assert!(
+                    at.is_object() && !at.as_object().is_some_and(|o| o.is_empty()),
+                    "{schema}: {} is missing",
+                    spec.json_path
+                );
+                if let Limit::Chars(max) | Limit::Bytes(max) = spec.limit
+                    && field != Field::Model
+                {
+                    assert_eq!(at["maxLength"].as_u64(), Some(max as u64), "{schema}: {} maxLength", spec.json_path);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_every_route_of_the_gateway() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for path in
+            ["/api/external/chatbots", "/api/external/chatbot/{chatbotId}", "/healthz", "/metrics", "/openapi.json"]
+        {
+            assert!(doc["paths"][path].is_object(), "{path}");
+        }
+        assert_eq!(doc["components"]["securitySchemes"]["apiKey"]["name"], "x-api-key");
+        let routes = routes::<()>();
+        drop(routes);
+    }
+}
