@@ -1,6 +1,8 @@
 //! Footprint: resident memory of the server, bytes on disk, and time from start to ready, with many
 //! chatbots stored. The chatbots are created through the core library (the same rules and store as the
-//! service, without the network, so that a million take minutes rather than an hour).
+//! service, without the network, so that a million take minutes rather than an hour). Then memory
+//! under writes: the largest size written again through the service's REST face, with the resident
+//! memory sampled all along, to show that it stays within sled's page cache plus an overhead.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +74,90 @@ pub async fn measure(sizes: &[usize]) -> anyhow::Result<Vec<Footprint>> {
         });
     }
     Ok(results)
+}
+
+/// The resident memory of the service while `count` chatbots are written through its REST face.
+#[derive(Debug, Serialize)]
+pub struct WrittenFootprint {
+    pub chatbots: usize,
+    pub cache_bytes: u64,
+    pub seconds: f64,
+    pub rss_start_bytes: u64,
+    pub rss_peak_bytes: u64,
+    pub rss_end_bytes: u64,
+}
+
+/// The page cache the measured service runs with (the default of `--cache-size`).
+const CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Writes `count` chatbots through a fresh service's REST face with 64 clients, sampling its resident
+/// memory every 200 ms.
+pub async fn measure_writes(count: usize) -> anyhow::Result<WrittenFootprint> {
+    let dir = tempfile::tempdir()?;
+    let mut command =
+        chatbotd_command(&["--data-dir".as_ref(), dir.path().as_os_str(), "--cache-size".as_ref(), "128MiB".as_ref()]);
+    let mut child =
+        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).kill_on_drop(true).spawn()?;
+    let pid = child.id().unwrap_or_default();
+    let rest = chatbotd_tests::announced(&mut child, &["REST"], Duration::from_secs(60)).await?.addr("REST");
+    let rss_start_bytes = rss(pid)?;
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_start_bytes));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(now) = rss(pid) {
+                    peak.fetch_max(now, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let template = std::sync::Arc::new(crate::drive::create_template());
+    let next = std::sync::Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let writers: Vec<_> = (0..64)
+        .map(|_| {
+            let (template, next) = (template.clone(), next.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        return anyhow::Ok(());
+                    }
+                    let body = template.replace("__SLUG__", &format!("written-{i}"));
+                    let response = http
+                        .post(format!("http://{rest}/api/external/chatbots"))
+                        .header("x-api-key", KEY)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
+                    anyhow::ensure!(response.status().as_u16() == 201, "a create failed: {}", response.status());
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    sampler.await?;
+    let rss_end_bytes = rss(pid)?;
+    child.kill().await?;
+    let rss_peak_bytes = peak.load(Ordering::Relaxed).max(rss_end_bytes);
+    eprintln!("# {count} written through REST in {seconds:.0} s: RSS peak {} MB", rss_peak_bytes / 1_000_000);
+    Ok(WrittenFootprint {
+        chatbots: count,
+        cache_bytes: CACHE_BYTES,
+        seconds,
+        rss_start_bytes,
+        rss_peak_bytes,
+        rss_end_bytes,
+    })
 }
 
 /// Creates chatbots `from..to` with 64 threads; returns a sample of ids to read back.

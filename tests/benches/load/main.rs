@@ -86,6 +86,8 @@ fn main() -> anyhow::Result<()> {
 async fn run(options: Options) -> anyhow::Result<()> {
     let machine = report::Machine::describe();
     eprintln!("# {machine}; {} s a row, clients {:?}", options.seconds, options.clients);
+    // Build the release binary now, so that no row (start-to-ready least of all) times the build.
+    chatbotd_tests::chatbotd(chatbotd_tests::Profile::Release);
     let duration = Duration::from_secs_f64(options.seconds);
     let mut rows: Vec<Row> = Vec::new();
 
@@ -163,7 +165,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
     }
 
     let footprint = footprint::measure(&options.footprint).await?;
-    let report = report::Report { machine, seconds: options.seconds, rows, footprint };
+    let written = match options.footprint.iter().max() {
+        Some(&largest) => Some(footprint::measure_writes(largest).await?),
+        None => None,
+    };
+    let report = report::Report { machine, seconds: options.seconds, rows, footprint, written };
     println!("{}", report.markdown());
     report.write_json(&options.json)?;
     eprintln!("# JSON written to {}", options.json.display());

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::drive::Measured;
-use crate::footprint::Footprint;
+use crate::footprint::{Footprint, WrittenFootprint};
 
 /// One measured row.
 #[derive(Debug, Serialize)]
@@ -83,6 +83,7 @@ pub struct Report {
     pub seconds: f64,
     pub rows: Vec<Row>,
     pub footprint: Vec<Footprint>,
+    pub written: Option<WrittenFootprint>,
 }
 
 impl Report {
@@ -146,6 +147,18 @@ impl Report {
                     f.rss_after_reads_bytes as f64 / 1e6,
                 );
             }
+        }
+        if let Some(w) = &self.written {
+            out += &format!(
+                "\n| written through REST | in | page cache | RSS before | RSS peak | RSS after |\n|---:|---:|---:|---:|---:|---:|\n\
+                 | {} | {:.0} s | {:.0} MB | {:.1} MB | {:.1} MB | {:.1} MB |\n",
+                w.chatbots,
+                w.seconds,
+                w.cache_bytes as f64 / 1e6,
+                w.rss_start_bytes as f64 / 1e6,
+                w.rss_peak_bytes as f64 / 1e6,
+                w.rss_end_bytes as f64 / 1e6,
+            );
         }
         out
     }
