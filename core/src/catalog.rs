@@ -2,13 +2,16 @@
 //! spelling, used in every violation), its protobuf path (the gRPC spelling, used in update masks), its
 //! kind and its limit by name. The REST reader, the gRPC converter, field masks and violation order
 //! all derive from this table; [`ChatbotDraft::slot`] is the one place that says where each field's
-//! value goes in a draft.
+//! value goes in a draft. A [`Form`] is one REST request body's view of the catalog (the chatbot, the
+//! chat widget, the voice agent).
 
 use crate::chatbot::ChatbotDraft;
 use crate::domain::Rejection;
 use crate::domain::limits::{
-    DESCRIPTION_MAX_CHARS, GREETING_MAX_CHARS, LOGO_MAX_BYTES, MODEL_MAX_CHARS, NAME_MAX_CHARS, OPENAI_KEY_MAX_CHARS,
-    PERSONALITY_MAX_CHARS, PROMPT_MAX_CHARS, SLUG_MAX_CHARS, SNIPPET_TEXT_MAX_CHARS,
+    AGENT_ID_MAX_CHARS, DESCRIPTION_MAX_CHARS, GREETING_MAX_CHARS, LANGUAGE_MAX_CHARS, LOGO_MAX_BYTES,
+    MAX_OUTPUT_TOKENS, MAX_TEMPERATURE_THOUSANDTHS, MAX_THRESHOLD_THOUSANDTHS, MAX_VAD_DURATION_MS, MIN_OUTPUT_TOKENS,
+    MODEL_MAX_CHARS, NAME_MAX_CHARS, OPENAI_KEY_MAX_CHARS, PERSONALITY_MAX_CHARS, PROMPT_MAX_CHARS, RADIUS_MAX_PX,
+    SLUG_MAX_CHARS, SNIPPET_TEXT_MAX_CHARS, VOICE_LABEL_MAX_CHARS, VOICE_MAX_CHARS,
 };
 use crate::error::{Error, Result, Violation, ViolationCode};
 
@@ -35,6 +38,28 @@ pub enum Field {
     SnippetPrimaryColor,
     SnippetSecondaryColor,
     SnippetSlogan,
+    SnippetLanguage,
+    VoiceAgentId,
+    VoiceBackgroundColor,
+    VoiceBorderColor,
+    VoiceButtonColor,
+    VoiceButtonRadius,
+    VoiceButtonTextColor,
+    VoiceCardRadius,
+    VoiceFocusOutlineColor,
+    VoiceTextColor,
+    VoiceAvatarImageUrl,
+    VoiceMaxOutputTokens,
+    VoiceTemperature,
+    VoiceCallToAction,
+    VoiceEndCall,
+    VoiceListeningStatus,
+    VoiceSpeakingStatus,
+    VoiceStartCall,
+    VoicePrefixPaddingMs,
+    VoiceSilenceDurationMs,
+    VoiceThreshold,
+    VoiceName,
 }
 
 /// What kind of value a field holds.
@@ -44,6 +69,10 @@ pub enum Kind {
     Text,
     /// A boolean.
     Flag,
+    /// A whole number.
+    Integer,
+    /// Any finite number.
+    Number,
 }
 
 impl Kind {
@@ -52,23 +81,32 @@ impl Kind {
         match self {
             Kind::Text => "a string",
             Kind::Flag => "a boolean",
+            Kind::Integer => "a whole number",
+            Kind::Number => "a number",
         }
     }
 }
 
-/// How long a field's value may be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How long or how large a field's value may be.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Limit {
-    /// No length limit (booleans), or one set by another rule (the model's allow-list).
+    /// No limit of its own (booleans, colors), or one set by another rule (an allow-list).
     None,
     /// At most this many characters (Unicode scalar values).
     Chars(usize),
     /// At most this many bytes.
     Bytes(usize),
+    /// A number from `min` to `max` inclusive.
+    Range {
+        /// The smallest value accepted.
+        min: f64,
+        /// The largest value accepted.
+        max: f64,
+    },
 }
 
 /// One row of the catalog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Spec {
     /// The path in the contract's JSON body: `settings.snippet.primaryColor`.
     pub json_path: &'static str,
@@ -82,7 +120,7 @@ pub struct Spec {
 
 impl Field {
     /// All fields, in the contract's order (the order violations are reported in).
-    pub const ALL: [Field; 19] = [
+    pub const ALL: [Field; 41] = [
         Field::Name,
         Field::Slug,
         Field::Description,
@@ -102,11 +140,42 @@ impl Field {
         Field::SnippetPrimaryColor,
         Field::SnippetSecondaryColor,
         Field::SnippetSlogan,
+        Field::SnippetLanguage,
+        Field::VoiceAgentId,
+        Field::VoiceBackgroundColor,
+        Field::VoiceBorderColor,
+        Field::VoiceButtonColor,
+        Field::VoiceButtonRadius,
+        Field::VoiceButtonTextColor,
+        Field::VoiceCardRadius,
+        Field::VoiceFocusOutlineColor,
+        Field::VoiceTextColor,
+        Field::VoiceAvatarImageUrl,
+        Field::VoiceMaxOutputTokens,
+        Field::VoiceTemperature,
+        Field::VoiceCallToAction,
+        Field::VoiceEndCall,
+        Field::VoiceListeningStatus,
+        Field::VoiceSpeakingStatus,
+        Field::VoiceStartCall,
+        Field::VoicePrefixPaddingMs,
+        Field::VoiceSilenceDurationMs,
+        Field::VoiceThreshold,
+        Field::VoiceName,
     ];
 
     /// The field's row of the catalog.
     pub const fn spec(self) -> Spec {
-        use Kind::{Flag, Text};
+        use Kind::{Flag, Integer, Number, Text};
+        const fn range(min: i64, max: i64) -> Limit {
+            Limit::Range { min: min as f64, max: max as f64 }
+        }
+        const fn thousandths(max: i64) -> Limit {
+            Limit::Range { min: 0.0, max: max as f64 / 1000.0 }
+        }
+        const LABEL: Limit = Limit::Chars(VOICE_LABEL_MAX_CHARS);
+        const RADIUS: Limit = range(0, RADIUS_MAX_PX);
+        const MILLIS: Limit = range(0, MAX_VAD_DURATION_MS);
         let (json_path, proto_path, kind, limit) = match self {
             Field::Name => ("name", "name", Text, Limit::Chars(NAME_MAX_CHARS)),
             Field::Slug => ("slug", "slug", Text, Limit::Chars(SLUG_MAX_CHARS)),
@@ -145,6 +214,114 @@ impl Field {
             Field::SnippetSlogan => {
                 ("settings.snippet.slogan", "settings.snippet.slogan", Text, Limit::Chars(SNIPPET_TEXT_MAX_CHARS))
             }
+            Field::SnippetLanguage => {
+                ("settings.snippet.language", "settings.snippet.language", Text, Limit::Chars(LANGUAGE_MAX_CHARS))
+            }
+            Field::VoiceAgentId => {
+                ("voice_widget_config.agentId", "voice_widget_config.agent_id", Text, Limit::Chars(AGENT_ID_MAX_CHARS))
+            }
+            Field::VoiceBackgroundColor => (
+                "voice_widget_config.appearance.backgroundColor",
+                "voice_widget_config.appearance.background_color",
+                Text,
+                Limit::None,
+            ),
+            Field::VoiceBorderColor => (
+                "voice_widget_config.appearance.borderColor",
+                "voice_widget_config.appearance.border_color",
+                Text,
+                Limit::None,
+            ),
+            Field::VoiceButtonColor => (
+                "voice_widget_config.appearance.buttonColor",
+                "voice_widget_config.appearance.button_color",
+                Text,
+                Limit::None,
+            ),
+            Field::VoiceButtonRadius => (
+                "voice_widget_config.appearance.buttonRadius",
+                "voice_widget_config.appearance.button_radius",
+                Integer,
+                RADIUS,
+            ),
+            Field::VoiceButtonTextColor => (
+                "voice_widget_config.appearance.buttonTextColor",
+                "voice_widget_config.appearance.button_text_color",
+                Text,
+                Limit::None,
+            ),
+            Field::VoiceCardRadius => (
+                "voice_widget_config.appearance.cardRadius",
+                "voice_widget_config.appearance.card_radius",
+                Integer,
+                RADIUS,
+            ),
+            Field::VoiceFocusOutlineColor => (
+                "voice_widget_config.appearance.focusOutlineColor",
+                "voice_widget_config.appearance.focus_outline_color",
+                Text,
+                Limit::None,
+            ),
+            Field::VoiceTextColor => (
+                "voice_widget_config.appearance.textColor",
+                "voice_widget_config.appearance.text_color",
+                Text,
+                Limit::None,
+            ),
+            Field::VoiceAvatarImageUrl => (
+                "voice_widget_config.avatar.imageUrl",
+                "voice_widget_config.avatar.image_url",
+                Text,
+                Limit::Bytes(LOGO_MAX_BYTES),
+            ),
+            Field::VoiceMaxOutputTokens => (
+                "voice_widget_config.model.max_output_tokens",
+                "voice_widget_config.model.max_output_tokens",
+                Integer,
+                range(MIN_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS),
+            ),
+            Field::VoiceTemperature => (
+                "voice_widget_config.model.temperature",
+                "voice_widget_config.model.temperature",
+                Number,
+                thousandths(MAX_TEMPERATURE_THOUSANDTHS),
+            ),
+            Field::VoiceCallToAction => {
+                ("voice_widget_config.text.callToAction", "voice_widget_config.text.call_to_action", Text, LABEL)
+            }
+            Field::VoiceEndCall => {
+                ("voice_widget_config.text.endCall", "voice_widget_config.text.end_call", Text, LABEL)
+            }
+            Field::VoiceListeningStatus => {
+                ("voice_widget_config.text.listeningStatus", "voice_widget_config.text.listening_status", Text, LABEL)
+            }
+            Field::VoiceSpeakingStatus => {
+                ("voice_widget_config.text.speakingStatus", "voice_widget_config.text.speaking_status", Text, LABEL)
+            }
+            Field::VoiceStartCall => {
+                ("voice_widget_config.text.startCall", "voice_widget_config.text.start_call", Text, LABEL)
+            }
+            Field::VoicePrefixPaddingMs => (
+                "voice_widget_config.vad.prefix_padding_ms",
+                "voice_widget_config.vad.prefix_padding_ms",
+                Integer,
+                MILLIS,
+            ),
+            Field::VoiceSilenceDurationMs => (
+                "voice_widget_config.vad.silence_duration_ms",
+                "voice_widget_config.vad.silence_duration_ms",
+                Integer,
+                MILLIS,
+            ),
+            Field::VoiceThreshold => (
+                "voice_widget_config.vad.threshold",
+                "voice_widget_config.vad.threshold",
+                Number,
+                thousandths(MAX_THRESHOLD_THOUSANDTHS),
+            ),
+            Field::VoiceName => {
+                ("voice_widget_config.voice", "voice_widget_config.voice", Text, Limit::Chars(VOICE_MAX_CHARS))
+            }
         };
         Spec { json_path, proto_path, kind, limit }
     }
@@ -164,7 +341,7 @@ impl Field {
         Field::ALL.into_iter().find(|f| f.json_path() == path)
     }
 
-    /// The fields inside the object at JSON path `path` (`settings.snippet` has six); empty when
+    /// The fields inside the object at JSON path `path` (`settings.snippet` has seven); empty when
     /// `path` names no object.
     pub fn under_json_path(path: &str) -> impl Iterator<Item = Field> + '_ {
         Field::ALL.into_iter().filter(move |f| is_under(f.json_path(), path))
@@ -175,8 +352,97 @@ impl Field {
         Violation::new(self.json_path(), code, message)
     }
 
-    fn bit(self) -> u32 {
+    fn bit(self) -> u64 {
         1 << (self as u32)
+    }
+}
+
+/// One REST request body's view of the catalog: which fields it sets, and the object they live in.
+/// Violations of a form name a field by its path inside the form's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// The chatbot itself (Create Chatbot, Update Chatbot): every field outside the widgets' own, with
+    /// their contract paths.
+    Chatbot,
+    /// The Chat Widget endpoint's body: `settings.snippet` with its `language`, paths relative to it
+    /// (`primaryColor`).
+    ChatWidget,
+    /// The Voice Agent endpoint's body: `voice_widget_config`, paths relative to it
+    /// (`appearance.buttonRadius`).
+    VoiceAgent,
+}
+
+impl Form {
+    /// The object of the chatbot that the form's body stands for (`""` for the chatbot itself).
+    pub const fn root(self) -> &'static str {
+        match self {
+            Form::Chatbot => "",
+            Form::ChatWidget => "settings.snippet",
+            Form::VoiceAgent => "voice_widget_config",
+        }
+    }
+
+    /// Whether the form sets `field`.
+    pub fn sets(self, field: Field) -> bool {
+        let voice = is_under(field.json_path(), Form::VoiceAgent.root());
+        match self {
+            Form::Chatbot => !voice && field != Field::SnippetLanguage,
+            Form::ChatWidget | Form::VoiceAgent => is_under(field.json_path(), self.root()),
+        }
+    }
+
+    /// Every field the form sets.
+    pub fn fields(self) -> impl Iterator<Item = Field> {
+        Field::ALL.into_iter().filter(move |f| self.sets(*f))
+    }
+
+    /// Every field the form sets, as a mask.
+    pub fn mask(self) -> FieldMask {
+        self.fields().collect()
+    }
+
+    /// `field`'s path inside the form's body (`primaryColor` for the chat widget).
+    pub fn path(self, field: Field) -> &'static str {
+        self.relative(field.json_path())
+    }
+
+    /// A path of the chatbot as seen inside the form's body; a path outside the form is kept whole.
+    pub fn relative(self, path: &str) -> &str {
+        match self {
+            Form::Chatbot => path,
+            Form::ChatWidget | Form::VoiceAgent => {
+                path.strip_prefix(self.root()).and_then(|rest| rest.strip_prefix('.')).unwrap_or(path)
+            }
+        }
+    }
+
+    /// The field at `path` inside the form's body, if the form sets one there.
+    pub fn field_at(self, path: &str) -> Option<Field> {
+        self.fields().find(|f| self.path(*f) == path)
+    }
+
+    /// Whether `path` names an object of the form's body that holds fields (`appearance`).
+    pub fn is_object(self, path: &str) -> bool {
+        self.fields().any(|f| is_under(self.path(f), path))
+    }
+
+    /// The fields inside the object at `path` of the form's body.
+    pub fn fields_under(self, path: &str) -> impl Iterator<Item = Field> + '_ {
+        self.fields().filter(move |f| is_under(self.path(*f), path))
+    }
+
+    /// `error` with every violation's path made relative to the form's body.
+    #[allow(clippy::wildcard_enum_match_arm, reason = "only violations name paths")]
+    pub fn localize(self, error: Error) -> Error {
+        match error {
+            Error::Invalid { violations } => Error::Invalid {
+                violations: violations
+                    .into_iter()
+                    .map(|v| Violation { field: self.relative(&v.field).to_owned(), ..v })
+                    .collect(),
+            },
+            other => other,
+        }
     }
 }
 
@@ -187,7 +453,7 @@ fn is_under(full: &str, parent: &str) -> bool {
 
 /// A set of [`Field`]s: the ones an update changes (AIP-134's `update_mask`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FieldMask(u32);
+pub struct FieldMask(u64);
 
 impl FieldMask {
     /// No field.
@@ -213,9 +479,19 @@ impl FieldMask {
         self.0 == 0
     }
 
+    /// The fields in both sets.
+    pub fn intersection(self, other: FieldMask) -> FieldMask {
+        FieldMask(self.0 & other.0)
+    }
+
+    /// The fields in either set.
+    pub fn union(self, other: FieldMask) -> FieldMask {
+        FieldMask(self.0 | other.0)
+    }
+
     /// Reads mask paths. A path names a field in its protobuf or JSON spelling, or a parent object
-    /// (`settings.snippet` selects all six snippet fields); `*` selects everything. Unknown paths are
-    /// violations of `update_mask`.
+    /// (`settings.snippet` selects all seven snippet fields, `language` included); `*` selects
+    /// everything. Unknown paths are violations of `update_mask`.
     pub fn parse<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<Self> {
         let mut mask = FieldMask::EMPTY;
         let mut violations = Vec::new();
@@ -248,12 +524,28 @@ impl FromIterator<Field> for FieldMask {
 }
 
 /// A value a client gave for a field, before the rules have seen it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// For [`Kind::Text`] fields.
     Text(String),
     /// For [`Kind::Flag`] fields.
     Flag(bool),
+    /// For [`Kind::Integer`] fields.
+    Integer(i64),
+    /// For [`Kind::Number`] fields.
+    Number(f64),
+}
+
+impl Value {
+    /// The kind of field the value fits.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Text(_) => Kind::Text,
+            Value::Flag(_) => Kind::Flag,
+            Value::Integer(_) => Kind::Integer,
+            Value::Number(_) => Kind::Number,
+        }
+    }
 }
 
 /// Where one field's value lives in a draft (or in any message of the same shape, such as the gRPC
@@ -264,6 +556,10 @@ pub enum Slot<'a> {
     Text(&'a mut Option<String>),
     /// A boolean field.
     Flag(&'a mut Option<bool>),
+    /// A whole-number field.
+    Integer(&'a mut Option<i64>),
+    /// A number field.
+    Number(&'a mut Option<f64>),
 }
 
 impl Slot<'_> {
@@ -272,6 +568,8 @@ impl Slot<'_> {
         match self {
             Slot::Text(_) => Kind::Text,
             Slot::Flag(_) => Kind::Flag,
+            Slot::Integer(_) => Kind::Integer,
+            Slot::Number(_) => Kind::Number,
         }
     }
 
@@ -280,24 +578,28 @@ impl Slot<'_> {
         match self {
             Slot::Text(slot) => slot.take().map(Value::Text),
             Slot::Flag(slot) => slot.take().map(Value::Flag),
+            Slot::Integer(slot) => slot.take().map(Value::Integer),
+            Slot::Number(slot) => slot.take().map(Value::Number),
         }
     }
 
     /// Puts `value` in (`None` empties the slot). A value of another kind is refused with a
-    /// `wrong_type` rejection and leaves the slot as it was.
+    /// `wrong_type` rejection and leaves the slot as it was; a whole number fits a number slot.
     pub fn put(self, value: Option<Value>) -> Result<(), Rejection> {
         let kind = self.kind();
         match (self, value) {
             (Slot::Text(slot), Some(Value::Text(text))) => *slot = Some(text),
             (Slot::Flag(slot), Some(Value::Flag(flag))) => *slot = Some(flag),
+            (Slot::Integer(slot), Some(Value::Integer(number))) => *slot = Some(number),
+            (Slot::Number(slot), Some(Value::Number(number))) => *slot = Some(number),
+            #[allow(clippy::cast_precision_loss, reason = "a whole number given where any number fits")]
+            (Slot::Number(slot), Some(Value::Integer(number))) => *slot = Some(number as f64),
             (Slot::Text(slot), None) => *slot = None,
             (Slot::Flag(slot), None) => *slot = None,
-            (Slot::Text(_) | Slot::Flag(_), Some(other)) => {
-                let found = match other {
-                    Value::Text(_) => Kind::Text,
-                    Value::Flag(_) => Kind::Flag,
-                };
-                let message = format!("must be {}, not {}", kind.described(), found.described());
+            (Slot::Integer(slot), None) => *slot = None,
+            (Slot::Number(slot), None) => *slot = None,
+            (Slot::Text(_) | Slot::Flag(_) | Slot::Integer(_) | Slot::Number(_), Some(other)) => {
+                let message = format!("must be {}, not {}", kind.described(), other.kind().described());
                 return Err(Rejection::new(ViolationCode::WrongType, message));
             }
         }
@@ -308,7 +610,7 @@ impl Slot<'_> {
 impl ChatbotDraft {
     /// Where `field`'s value lives in this draft.
     pub fn slot(&mut self, field: Field) -> Slot<'_> {
-        let (p, s) = (&mut self.personality, &mut self.settings);
+        let (p, s, v) = (&mut self.personality, &mut self.settings, &mut self.voice);
         match field {
             Field::Name => Slot::Text(&mut self.name),
             Field::Slug => Slot::Text(&mut self.slug),
@@ -329,6 +631,28 @@ impl ChatbotDraft {
             Field::SnippetPrimaryColor => Slot::Text(&mut s.snippet.primary_color),
             Field::SnippetSecondaryColor => Slot::Text(&mut s.snippet.secondary_color),
             Field::SnippetSlogan => Slot::Text(&mut s.snippet.slogan),
+            Field::SnippetLanguage => Slot::Text(&mut s.snippet.language),
+            Field::VoiceAgentId => Slot::Text(&mut v.agent_id),
+            Field::VoiceBackgroundColor => Slot::Text(&mut v.background_color),
+            Field::VoiceBorderColor => Slot::Text(&mut v.border_color),
+            Field::VoiceButtonColor => Slot::Text(&mut v.button_color),
+            Field::VoiceButtonRadius => Slot::Integer(&mut v.button_radius),
+            Field::VoiceButtonTextColor => Slot::Text(&mut v.button_text_color),
+            Field::VoiceCardRadius => Slot::Integer(&mut v.card_radius),
+            Field::VoiceFocusOutlineColor => Slot::Text(&mut v.focus_outline_color),
+            Field::VoiceTextColor => Slot::Text(&mut v.text_color),
+            Field::VoiceAvatarImageUrl => Slot::Text(&mut v.avatar_image_url),
+            Field::VoiceMaxOutputTokens => Slot::Integer(&mut v.max_output_tokens),
+            Field::VoiceTemperature => Slot::Number(&mut v.temperature),
+            Field::VoiceCallToAction => Slot::Text(&mut v.call_to_action),
+            Field::VoiceEndCall => Slot::Text(&mut v.end_call),
+            Field::VoiceListeningStatus => Slot::Text(&mut v.listening_status),
+            Field::VoiceSpeakingStatus => Slot::Text(&mut v.speaking_status),
+            Field::VoiceStartCall => Slot::Text(&mut v.start_call),
+            Field::VoicePrefixPaddingMs => Slot::Integer(&mut v.prefix_padding_ms),
+            Field::VoiceSilenceDurationMs => Slot::Integer(&mut v.silence_duration_ms),
+            Field::VoiceThreshold => Slot::Number(&mut v.threshold),
+            Field::VoiceName => Slot::Text(&mut v.voice),
         }
     }
 }
@@ -373,10 +697,34 @@ mod tests {
 
     #[test]
     fn objects_are_found_by_their_json_paths() {
-        assert_eq!(Field::under_json_path("settings.snippet").count(), 6);
+        assert_eq!(Field::under_json_path("settings.snippet").count(), 7);
         assert_eq!(Field::under_json_path("personality_config").count(), 2);
         assert_eq!(Field::under_json_path("settings.snip").count(), 0);
         assert_eq!(Field::under_json_path("name").count(), 0);
+    }
+
+    #[test]
+    fn forms_split_the_catalog_and_speak_relative_paths() {
+        let (chatbot, widget, voice) = (Form::Chatbot.mask(), Form::ChatWidget.mask(), Form::VoiceAgent.mask());
+        assert_eq!(chatbot.union(widget).union(voice), FieldMask::all());
+        assert!(chatbot.intersection(voice).is_empty() && widget.intersection(voice).is_empty());
+        assert!(!chatbot.contains(Field::SnippetLanguage) && widget.contains(Field::SnippetLanguage));
+        assert_eq!(Form::ChatWidget.fields().count(), 7);
+        assert_eq!(Form::VoiceAgent.fields().count(), 21);
+        assert_eq!(Form::ChatWidget.path(Field::SnippetPrimaryColor), "primaryColor");
+        assert_eq!(Form::VoiceAgent.field_at("appearance.buttonRadius"), Some(Field::VoiceButtonRadius));
+        assert_eq!(Form::VoiceAgent.field_at("buttonRadius"), None);
+        assert!(Form::VoiceAgent.is_object("vad") && !Form::VoiceAgent.is_object("voice"));
+        assert_eq!(Form::Chatbot.path(Field::SnippetLogo), "settings.snippet.logo");
+    }
+
+    #[test]
+    fn a_whole_number_fits_a_number_slot_but_not_the_other_way() {
+        let mut draft = ChatbotDraft::default();
+        draft.slot(Field::VoiceTemperature).put(Some(Value::Integer(1))).unwrap();
+        assert_eq!(draft.voice.temperature, Some(1.0));
+        let refused = draft.slot(Field::VoiceButtonRadius).put(Some(Value::Number(1.5))).unwrap_err();
+        assert_eq!(refused.message, "must be a whole number, not a number");
     }
 
     #[test]

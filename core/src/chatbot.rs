@@ -2,9 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::limits::{
+    MAX_OUTPUT_TOKENS, MAX_TEMPERATURE_THOUSANDTHS, MAX_THRESHOLD_THOUSANDTHS, MAX_VAD_DURATION_MS, MIN_OUTPUT_TOKENS,
+    RADIUS_MAX_PX,
+};
 use crate::domain::{
-    ChatbotId, ChatbotName, Description, Greeting, HexColor, LogoUrl, Model, OpenAiKey, OrgId, PersonalityText, Prompt,
-    Slug, SnippetText, Timestamp,
+    AgentId, ChatbotId, ChatbotName, Description, Fraction, Greeting, HexColor, Language, LogoUrl, Model, OpenAiKey,
+    OrgId, PersonalityText, Prompt, Slug, SnippetText, Timestamp, Voice, VoiceLabel, WholeNumber,
 };
 
 /// A stored chatbot: identity, ownership, configuration and history.
@@ -79,6 +83,9 @@ pub struct ChatbotConfig {
     pub personality: Personality,
     /// Model, prompt and widget settings.
     pub settings: Settings,
+    /// The voice agent's widget: `None` until it is first configured.
+    #[serde(default)]
+    pub voice: Option<VoiceWidget>,
 }
 
 /// How a chatbot talks.
@@ -107,7 +114,9 @@ pub struct Settings {
     pub snippet: Snippet,
 }
 
-/// The chat widget's look.
+/// The chat widget's look: the contract's `settings.snippet`, which is also the Chat Widget endpoint's
+/// `chat_widget_config` (with `language`, which only that endpoint shows). One source of truth: the
+/// chat widget endpoint edits these very fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snippet {
     /// Widget header text.
@@ -122,12 +131,87 @@ pub struct Snippet {
     pub secondary_color: HexColor,
     /// Tagline under the header.
     pub slogan: SnippetText,
+    /// The widget's language: `auto` or a BCP 47 tag.
+    #[serde(default)]
+    pub language: Language,
+}
+
+/// A corner radius of the voice widget, in pixels.
+pub type Radius = WholeNumber<0, RADIUS_MAX_PX>;
+/// How many tokens the voice model may answer with.
+pub type OutputTokens = WholeNumber<MIN_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS>;
+/// The voice model's sampling temperature, 0 to 2.
+pub type Temperature = Fraction<0, MAX_TEMPERATURE_THOUSANDTHS>;
+/// A voice activity detection duration, in milliseconds.
+pub type VadMillis = WholeNumber<0, MAX_VAD_DURATION_MS>;
+/// Voice activity detection's sensitivity, 0 to 1.
+pub type VadThreshold = Fraction<0, MAX_THRESHOLD_THOUSANDTHS>;
+
+/// The voice agent's widget, as the Voice Agent endpoint sets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoiceWidget {
+    /// The voice agent's id with the voice provider, if any.
+    pub agent_id: Option<AgentId>,
+    /// Colors and radii.
+    pub appearance: VoiceAppearance,
+    /// The image shown for the agent, if any.
+    pub avatar_image_url: Option<LogoUrl>,
+    /// The realtime model's limits.
+    pub model: VoiceModel,
+    /// The widget's labels.
+    pub text: VoiceText,
+    /// Voice activity detection: when the visitor has finished speaking.
+    pub vad: Vad,
+    /// The voice it speaks with.
+    pub voice: Voice,
+}
+
+/// The voice widget's colors and radii.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)] // named as the contract names them
+pub struct VoiceAppearance {
+    pub background_color: HexColor,
+    pub border_color: HexColor,
+    pub button_color: HexColor,
+    pub button_radius: Radius,
+    pub button_text_color: HexColor,
+    pub card_radius: Radius,
+    pub focus_outline_color: HexColor,
+    pub text_color: HexColor,
+}
+
+/// The voice model's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct VoiceModel {
+    pub max_output_tokens: OutputTokens,
+    pub temperature: Temperature,
+}
+
+/// The voice widget's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct VoiceText {
+    pub call_to_action: VoiceLabel,
+    pub end_call: VoiceLabel,
+    pub listening_status: VoiceLabel,
+    pub speaking_status: VoiceLabel,
+    pub start_call: VoiceLabel,
+}
+
+/// Voice activity detection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct Vad {
+    pub prefix_padding_ms: VadMillis,
+    pub silence_duration_ms: VadMillis,
+    pub threshold: VadThreshold,
 }
 
 /// A chatbot as a client sent it, nothing checked yet: what a face fills in from its wire format
 /// before handing it to the [`Registry`](crate::Registry). `None` means "not given". Faces fill it field
 /// by field through the catalog ([`ChatbotDraft::slot`](crate::ChatbotDraft::slot)).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 #[allow(missing_docs)] // the fields mirror ChatbotConfig one to one
 pub struct ChatbotDraft {
     pub name: Option<String>,
@@ -138,6 +222,7 @@ pub struct ChatbotDraft {
     pub openai_api_key: Option<String>,
     pub personality: PersonalityDraft,
     pub settings: SettingsDraft,
+    pub voice: VoiceDraft,
 }
 
 /// The unchecked form of [`Personality`].
@@ -170,4 +255,32 @@ pub struct SnippetDraft {
     pub primary_color: Option<String>,
     pub secondary_color: Option<String>,
     pub slogan: Option<String>,
+    pub language: Option<String>,
+}
+
+/// The unchecked form of [`VoiceWidget`].
+#[derive(Debug, Clone, Default, PartialEq)]
+#[allow(missing_docs)]
+pub struct VoiceDraft {
+    pub agent_id: Option<String>,
+    pub background_color: Option<String>,
+    pub border_color: Option<String>,
+    pub button_color: Option<String>,
+    pub button_radius: Option<i64>,
+    pub button_text_color: Option<String>,
+    pub card_radius: Option<i64>,
+    pub focus_outline_color: Option<String>,
+    pub text_color: Option<String>,
+    pub avatar_image_url: Option<String>,
+    pub max_output_tokens: Option<i64>,
+    pub temperature: Option<f64>,
+    pub call_to_action: Option<String>,
+    pub end_call: Option<String>,
+    pub listening_status: Option<String>,
+    pub speaking_status: Option<String>,
+    pub start_call: Option<String>,
+    pub prefix_padding_ms: Option<i64>,
+    pub silence_duration_ms: Option<i64>,
+    pub threshold: Option<f64>,
+    pub voice: Option<String>,
 }

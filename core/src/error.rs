@@ -132,6 +132,8 @@ pub enum ViolationCode {
     ReadOnly,
     /// The request gives the same field twice (a JSON object with a repeated key).
     DuplicateField,
+    /// A number outside its allowed range.
+    OutOfRange,
 }
 
 impl ViolationCode {
@@ -147,6 +149,7 @@ impl ViolationCode {
             ViolationCode::UnknownField => "unknown_field",
             ViolationCode::ReadOnly => "read_only",
             ViolationCode::DuplicateField => "duplicate_field",
+            ViolationCode::OutOfRange => "out_of_range",
         }
     }
 }

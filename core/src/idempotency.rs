@@ -91,6 +91,14 @@ impl Fingerprint {
                     digest.update((text.len() as u64).to_be_bytes());
                     digest.update(text.as_bytes());
                 }
+                Some(Value::Integer(number)) => {
+                    digest.update([3]);
+                    digest.update(number.to_be_bytes());
+                }
+                Some(Value::Number(number)) => {
+                    digest.update([4]);
+                    digest.update(number.to_bits().to_be_bytes());
+                }
             }
         }
         match expected_etag {

@@ -30,15 +30,16 @@ mod rules;
 pub mod store;
 
 pub use auth::{ApiKey, ApiKeyInfo, KeyHash};
-pub use catalog::{Field, FieldMask, Kind, Limit, Slot, Spec, Value};
+pub use catalog::{Field, FieldMask, Form, Kind, Limit, Slot, Spec, Value};
 pub use chatbot::{
-    Chatbot, ChatbotConfig, ChatbotDraft, Personality, PersonalityDraft, Settings, SettingsDraft, Snippet, SnippetDraft,
+    Chatbot, ChatbotConfig, ChatbotDraft, Personality, PersonalityDraft, Settings, SettingsDraft, Snippet,
+    SnippetDraft, Vad, VoiceAppearance, VoiceDraft, VoiceModel, VoiceText, VoiceWidget,
 };
 pub use domain::{ChatbotId, KeyId, OrgId, Rejection, Timestamp};
 pub use error::{Error, Result, Violation, ViolationCode};
 pub use idempotency::{IdempotencyKey, Written};
 pub use registry::{ListQuery, Page, Registry};
-pub use rules::{ModelAllowList, Proposal, Rules, SlugChoice, defaults};
+pub use rules::{AllowList, Proposal, Rules, SlugChoice, defaults};
 pub use store::{Organisation, PageCursor, Record, Snapshot, Store};
 
 /// Whether a client's request id (REST `x-request-id`, gRPC metadata of the same name) is one to keep:

@@ -223,7 +223,7 @@ impl Registry {
 
     /// Checks `draft` against the rules without storing anything (AIP-163 `validate_only`).
     pub fn validate(&self, draft: &ChatbotDraft) -> Result<()> {
-        self.rules.check(None, draft, FieldMask::all()).map(drop)
+        self.rules.check(None, draft, Rules::create_mask(draft)).map(drop)
     }
 
     /// Creates a chatbot for `org`: the draft's fields over the defaults, a slug derived from the name
@@ -241,14 +241,14 @@ impl Registry {
         draft: ChatbotDraft,
         key: Option<IdempotencyKey>,
     ) -> Result<Written<Chatbot>> {
-        let claim = key
-            .map(|key| self.claim(key, Fingerprint::of(Operation::Create, None, Some(&draft), FieldMask::all(), None)));
+        let mask = Rules::create_mask(&draft);
+        let claim = key.map(|key| self.claim(key, Fingerprint::of(Operation::Create, None, Some(&draft), mask, None)));
         let keyed = claim.is_some();
         let written = async {
             if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
                 return outcome.replayed_chatbot();
             }
-            let proposal = self.rules.check(None, &draft, FieldMask::all())?;
+            let proposal = self.rules.check(None, &draft, mask)?;
             let chatbot = Chatbot::new(org, proposal.config);
             self.store.create(NewChatbot { chatbot, slug: proposal.slug, claim }).await
         };
@@ -405,14 +405,20 @@ impl Registry {
     }
 
     /// Stores one exported record as it is. A chatbot's configuration is re-checked by its types as it
-    /// is read, and its model against these rules' allow-list.
+    /// is read, and its model and voice against these rules' allow-lists.
     pub async fn import(&self, record: Record) -> Result<()> {
         match record {
             Record::Organisation(organisation) => self.store.import_organisation(organisation).await,
             Record::ApiKey(key) => self.store.add_api_key(key).await,
             Record::Chatbot(chatbot) => {
-                let model = chatbot.config.settings.model.as_str();
-                self.rules.models.parse(model).map_err(|rejection| Error::invalid(rejection.at("settings.model")))?;
+                let config = &chatbot.config;
+                let allowed = |list: &crate::AllowList, value: &str, field: crate::Field| {
+                    list.check(value).map_err(|rejection| Error::invalid(rejection.at(field.json_path())))
+                };
+                allowed(&self.rules.models, config.settings.model.as_str(), crate::Field::Model)?;
+                if let Some(voice) = &config.voice {
+                    allowed(&self.rules.voices, voice.voice.as_str(), crate::Field::VoiceName)?;
+                }
                 self.store.import_chatbot(*chatbot).await
             }
         }

@@ -1,9 +1,15 @@
 //! The creation and update rules: which fields exist, their defaults, and how a [`ChatbotDraft`]
 //! becomes a checked [`ChatbotConfig`] with every violation reported at once.
 
-use crate::catalog::{Field, FieldMask};
-use crate::chatbot::{ChatbotConfig, ChatbotDraft, Personality, Settings, Snippet};
-use crate::domain::{BoundedText, ChatbotName, HexColor, LogoUrl, Model, OpenAiKey, Rejection, Slug};
+use crate::catalog::{Field, FieldMask, Form};
+use crate::chatbot::{
+    ChatbotConfig, ChatbotDraft, Personality, Settings, Snippet, Vad, VoiceAppearance, VoiceDraft, VoiceModel,
+    VoiceText, VoiceWidget,
+};
+use crate::domain::{
+    BoundedText, ChatbotName, Fraction, HexColor, Language, LogoUrl, Model, OpenAiKey, Rejection, Slug, Voice,
+    WholeNumber,
+};
 use crate::error::{Error, Result, Violation, ViolationCode};
 
 /// Defaults for every optional field, applied when a field is absent on create or reset with `null`.
@@ -36,54 +42,120 @@ pub mod defaults {
     pub const SECONDARY_COLOR: &str = "#10B981";
     /// Models allowed when the deployment configures none.
     pub const MODELS: &[&str] = &["gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3-mini"];
+    /// `settings.snippet.language`, the chat widget's `language`.
+    pub const LANGUAGE: &str = "auto";
+
+    /// The voice agent's defaults, applied when it is first configured.
+    pub mod voice {
+        /// `agentId`: none.
+        pub const AGENT_ID: Option<&str> = None;
+        /// `appearance.backgroundColor`.
+        pub const BACKGROUND_COLOR: &str = "#FFFFFF";
+        /// `appearance.borderColor`.
+        pub const BORDER_COLOR: &str = "#E5E7EB";
+        /// `appearance.buttonColor`.
+        pub const BUTTON_COLOR: &str = "#4F46E5";
+        /// `appearance.buttonRadius`, in pixels.
+        pub const BUTTON_RADIUS: i64 = 32;
+        /// `appearance.buttonTextColor`.
+        pub const BUTTON_TEXT_COLOR: &str = "#FFFFFF";
+        /// `appearance.cardRadius`, in pixels.
+        pub const CARD_RADIUS: i64 = 20;
+        /// `appearance.focusOutlineColor`.
+        pub const FOCUS_OUTLINE_COLOR: &str = "#818CF8";
+        /// `appearance.textColor`.
+        pub const TEXT_COLOR: &str = "#111827";
+        /// `model.max_output_tokens`.
+        pub const MAX_OUTPUT_TOKENS: i64 = 2048;
+        /// `model.temperature`.
+        pub const TEMPERATURE: f64 = 0.7;
+        /// `text.callToAction`.
+        pub const CALL_TO_ACTION: &str = "Talk to us";
+        /// `text.endCall`.
+        pub const END_CALL: &str = "End call";
+        /// `text.listeningStatus`.
+        pub const LISTENING_STATUS: &str = "Listening...";
+        /// `text.speakingStatus`.
+        pub const SPEAKING_STATUS: &str = "Speaking...";
+        /// `text.startCall`.
+        pub const START_CALL: &str = "Start call";
+        /// `vad.prefix_padding_ms`.
+        pub const PREFIX_PADDING_MS: i64 = 500;
+        /// `vad.silence_duration_ms`.
+        pub const SILENCE_DURATION_MS: i64 = 1000;
+        /// `vad.threshold`.
+        pub const THRESHOLD: f64 = 0.8;
+        /// `voice` (when the allow-list lacks it: the first allowed voice).
+        pub const VOICE: &str = "shimmer";
+        /// Voices allowed when the deployment configures none.
+        pub const VOICES: &[&str] = &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse"];
+    }
 }
 
-/// The models a deployment lets chatbots use.
+/// The names a deployment allows for a setting (the models chatbots use, the voices their voice agents
+/// speak with), and the one given when a client names none.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelAllowList(Vec<String>);
+pub struct AllowList {
+    entries: Vec<String>,
+    preferred: &'static str,
+}
 
-impl ModelAllowList {
-    /// An allow-list of exactly these models (blank entries are ignored; an empty list means the
-    /// built-in default list).
-    pub fn new<S: AsRef<str>>(models: impl IntoIterator<Item = S>) -> Self {
-        let models: Vec<String> =
-            models.into_iter().map(|m| m.as_ref().trim().to_owned()).filter(|m| !m.is_empty()).collect();
-        if models.is_empty() { ModelAllowList::default() } else { ModelAllowList(models) }
+impl AllowList {
+    /// The models chatbots may use: exactly these (blank entries are ignored; none means the built-in
+    /// [`defaults::MODELS`]). The default model is `gpt-4o-mini` if allowed, else the first.
+    pub fn models<S: AsRef<str>>(models: impl IntoIterator<Item = S>) -> Self {
+        AllowList::new(models, defaults::MODELS, defaults::MODEL)
     }
 
-    /// The model a chatbot gets when it names none: `gpt-4o-mini` if allowed, else the first allowed.
-    pub fn default_model(&self) -> Model {
-        let name = self.0.iter().find(|m| *m == defaults::MODEL).or(self.0.first());
-        name.and_then(|m| Model::parse(m).ok())
-            .unwrap_or_else(|| Model::parse(defaults::MODEL).expect("the default model name is valid"))
+    /// The voices voice agents may speak with, as [`AllowList::models`] ([`defaults::voice::VOICES`],
+    /// preferring `shimmer`).
+    pub fn voices<S: AsRef<str>>(voices: impl IntoIterator<Item = S>) -> Self {
+        AllowList::new(voices, defaults::voice::VOICES, defaults::voice::VOICE)
     }
 
-    /// Accepts a model only if it is on the list.
-    pub fn parse(&self, value: &str) -> Result<Model, Rejection> {
-        if self.0.iter().any(|m| m == value) {
-            Model::parse(value)
+    fn new<S: AsRef<str>>(entries: impl IntoIterator<Item = S>, builtin: &[&str], preferred: &'static str) -> Self {
+        let mut entries: Vec<String> =
+            entries.into_iter().map(|m| m.as_ref().trim().to_owned()).filter(|m| !m.is_empty()).collect();
+        if entries.is_empty() {
+            entries = builtin.iter().map(|m| (*m).to_owned()).collect();
+        }
+        AllowList { entries, preferred }
+    }
+
+    /// The entry given when a client names none: the preferred one if allowed, else the first.
+    pub fn default_entry(&self) -> &str {
+        self.entries.iter().find(|m| *m == self.preferred).or(self.entries.first()).map_or(self.preferred, |m| m)
+    }
+
+    /// Accepts a name only if it is on the list.
+    pub fn check(&self, value: &str) -> Result<(), Rejection> {
+        if self.entries.iter().any(|m| m == value) {
+            Ok(())
         } else {
-            Err(Rejection::new(ViolationCode::NotAllowed, format!("must be one of: {}", self.0.join(", "))))
+            Err(Rejection::new(ViolationCode::NotAllowed, format!("must be one of: {}", self.entries.join(", "))))
         }
     }
 
-    /// The allowed models, in configured order.
-    pub fn models(&self) -> &[String] {
-        &self.0
-    }
-}
-
-impl Default for ModelAllowList {
-    fn default() -> Self {
-        ModelAllowList(defaults::MODELS.iter().map(|m| (*m).to_owned()).collect())
+    /// The allowed names, in configured order.
+    pub fn entries(&self) -> &[String] {
+        &self.entries
     }
 }
 
 /// The deployment's rules for chatbot configurations.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Rules {
     /// Models chatbots may use.
-    pub models: ModelAllowList,
+    pub models: AllowList,
+    /// Voices voice agents may speak with.
+    pub voices: AllowList,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        let none: [&str; 0] = [];
+        Rules { models: AllowList::models(none), voices: AllowList::voices(none) }
+    }
 }
 
 /// How the slug of a checked configuration was chosen; the store resolves it.
@@ -107,6 +179,13 @@ pub struct Proposal {
 }
 
 impl Rules {
+    /// The fields a create sets from `draft`: all of them, except that the voice agent stays
+    /// unconfigured unless the draft gives one of its fields.
+    pub fn create_mask(draft: &ChatbotDraft) -> FieldMask {
+        let voice = if draft.voice == VoiceDraft::default() { FieldMask::EMPTY } else { Form::VoiceAgent.mask() };
+        Form::Chatbot.mask().union(Form::ChatWidget.mask()).union(voice)
+    }
+
     /// Checks the fields of `draft` selected by `mask` and lays them over `base` (the stored
     /// configuration on update; the defaults on create, when `base` is `None`). A selected field
     /// that the draft leaves out is reset to its default. Every violation is reported at once.
@@ -174,8 +253,8 @@ impl Rules {
                     Field::Model,
                     bs.map(|b| &b.model),
                     s.model.as_deref(),
-                    |v| self.models.parse(v),
-                    || self.models.default_model(),
+                    |v| self.models.check(v).and_then(|()| Model::parse(v)),
+                    || Model::parse(self.models.default_entry()).expect("allow-listed names are valid"),
                 ),
                 prompt: c.field(
                     Field::Prompt,
@@ -227,8 +306,16 @@ impl Rules {
                         BoundedText::parse,
                         text(defaults::SNIPPET_TEXT),
                     ),
+                    language: c.field(
+                        Field::SnippetLanguage,
+                        bn.map(|b| &b.language),
+                        n.language.as_deref(),
+                        Language::parse,
+                        Language::auto,
+                    ),
                 },
             },
+            voice: self.check_voice(&mut c, base.and_then(|b| b.voice.as_ref()), &draft.voice),
             // Without a valid name the result is an error below; the placeholder is never stored.
             name: name.clone().unwrap_or_else(|| ChatbotName::parse("unnamed").expect("a valid placeholder")),
         };
@@ -239,6 +326,164 @@ impl Rules {
         }
         let (slug, choice) = slug.unwrap_or((config.slug.clone(), SlugChoice::Derived));
         Ok(Proposal { config: ChatbotConfig { slug, ..config }, slug: choice })
+    }
+}
+
+impl Rules {
+    /// The voice agent: unchanged (configured or not) unless the mask selects one of its fields; then
+    /// the selected fields over the stored widget, or over the defaults the first time.
+    fn check_voice(&self, c: &mut Checker, base: Option<&VoiceWidget>, d: &VoiceDraft) -> Option<VoiceWidget> {
+        use defaults::voice as default;
+        if c.mask.intersection(Form::VoiceAgent.mask()).is_empty() {
+            return base.cloned();
+        }
+        let (ba, bm, bt, bv) =
+            (base.map(|b| &b.appearance), base.map(|b| &b.model), base.map(|b| &b.text), base.map(|b| &b.vad));
+        let label = |c: &mut Checker, field, current, given: &Option<String>, fallback| {
+            c.field(field, current, given.as_deref(), BoundedText::parse, text(fallback))
+        };
+        let hex = |c: &mut Checker, field, current, given: &Option<String>, fallback| {
+            c.field(field, current, given.as_deref(), HexColor::parse, color(fallback))
+        };
+        Some(VoiceWidget {
+            agent_id: c.field(
+                Field::VoiceAgentId,
+                base.map(|b| &b.agent_id),
+                d.agent_id.as_deref(),
+                |v| BoundedText::parse(v).map(Some),
+                || default::AGENT_ID.and_then(|id| BoundedText::parse(id).ok()),
+            ),
+            appearance: VoiceAppearance {
+                background_color: hex(
+                    c,
+                    Field::VoiceBackgroundColor,
+                    ba.map(|b| &b.background_color),
+                    &d.background_color,
+                    default::BACKGROUND_COLOR,
+                ),
+                border_color: hex(
+                    c,
+                    Field::VoiceBorderColor,
+                    ba.map(|b| &b.border_color),
+                    &d.border_color,
+                    default::BORDER_COLOR,
+                ),
+                button_color: hex(
+                    c,
+                    Field::VoiceButtonColor,
+                    ba.map(|b| &b.button_color),
+                    &d.button_color,
+                    default::BUTTON_COLOR,
+                ),
+                button_radius: c.whole(
+                    Field::VoiceButtonRadius,
+                    ba.map(|b| &b.button_radius),
+                    d.button_radius,
+                    default::BUTTON_RADIUS,
+                ),
+                button_text_color: hex(
+                    c,
+                    Field::VoiceButtonTextColor,
+                    ba.map(|b| &b.button_text_color),
+                    &d.button_text_color,
+                    default::BUTTON_TEXT_COLOR,
+                ),
+                card_radius: c.whole(
+                    Field::VoiceCardRadius,
+                    ba.map(|b| &b.card_radius),
+                    d.card_radius,
+                    default::CARD_RADIUS,
+                ),
+                focus_outline_color: hex(
+                    c,
+                    Field::VoiceFocusOutlineColor,
+                    ba.map(|b| &b.focus_outline_color),
+                    &d.focus_outline_color,
+                    default::FOCUS_OUTLINE_COLOR,
+                ),
+                text_color: hex(
+                    c,
+                    Field::VoiceTextColor,
+                    ba.map(|b| &b.text_color),
+                    &d.text_color,
+                    default::TEXT_COLOR,
+                ),
+            },
+            avatar_image_url: c.field(
+                Field::VoiceAvatarImageUrl,
+                base.map(|b| &b.avatar_image_url),
+                d.avatar_image_url.as_deref(),
+                |v| LogoUrl::parse(v).map(Some),
+                || None,
+            ),
+            model: VoiceModel {
+                max_output_tokens: c.whole(
+                    Field::VoiceMaxOutputTokens,
+                    bm.map(|b| &b.max_output_tokens),
+                    d.max_output_tokens,
+                    default::MAX_OUTPUT_TOKENS,
+                ),
+                temperature: c.fraction(
+                    Field::VoiceTemperature,
+                    bm.map(|b| &b.temperature),
+                    d.temperature,
+                    default::TEMPERATURE,
+                ),
+            },
+            text: VoiceText {
+                call_to_action: label(
+                    c,
+                    Field::VoiceCallToAction,
+                    bt.map(|b| &b.call_to_action),
+                    &d.call_to_action,
+                    default::CALL_TO_ACTION,
+                ),
+                end_call: label(c, Field::VoiceEndCall, bt.map(|b| &b.end_call), &d.end_call, default::END_CALL),
+                listening_status: label(
+                    c,
+                    Field::VoiceListeningStatus,
+                    bt.map(|b| &b.listening_status),
+                    &d.listening_status,
+                    default::LISTENING_STATUS,
+                ),
+                speaking_status: label(
+                    c,
+                    Field::VoiceSpeakingStatus,
+                    bt.map(|b| &b.speaking_status),
+                    &d.speaking_status,
+                    default::SPEAKING_STATUS,
+                ),
+                start_call: label(
+                    c,
+                    Field::VoiceStartCall,
+                    bt.map(|b| &b.start_call),
+                    &d.start_call,
+                    default::START_CALL,
+                ),
+            },
+            vad: Vad {
+                prefix_padding_ms: c.whole(
+                    Field::VoicePrefixPaddingMs,
+                    bv.map(|b| &b.prefix_padding_ms),
+                    d.prefix_padding_ms,
+                    default::PREFIX_PADDING_MS,
+                ),
+                silence_duration_ms: c.whole(
+                    Field::VoiceSilenceDurationMs,
+                    bv.map(|b| &b.silence_duration_ms),
+                    d.silence_duration_ms,
+                    default::SILENCE_DURATION_MS,
+                ),
+                threshold: c.fraction(Field::VoiceThreshold, bv.map(|b| &b.threshold), d.threshold, default::THRESHOLD),
+            },
+            voice: c.field(
+                Field::VoiceName,
+                base.map(|b| &b.voice),
+                d.voice.as_deref(),
+                |v| self.voices.check(v).and_then(|()| Voice::parse(v)),
+                || Voice::parse(self.voices.default_entry()).expect("allow-listed names are valid"),
+            ),
+        })
     }
 }
 
@@ -285,6 +530,30 @@ impl Checker {
     /// A boolean field: nothing to parse.
     fn flag(&mut self, field: Field, current: Option<bool>, given: Option<bool>, default: bool) -> bool {
         self.field(field, current.as_ref(), given.as_ref(), |v| Ok(*v), || default)
+    }
+
+    /// A whole-number field.
+    fn whole<const MIN: i64, const MAX: i64>(
+        &mut self,
+        field: Field,
+        current: Option<&WholeNumber<MIN, MAX>>,
+        given: Option<i64>,
+        default: i64,
+    ) -> WholeNumber<MIN, MAX> {
+        let default = || WholeNumber::parse(default).expect("defaults are within bounds");
+        self.field(field, current, given.as_ref(), |v| WholeNumber::parse(*v), default)
+    }
+
+    /// A number field.
+    fn fraction<const MIN: i64, const MAX: i64>(
+        &mut self,
+        field: Field,
+        current: Option<&Fraction<MIN, MAX>>,
+        given: Option<f64>,
+        default: f64,
+    ) -> Fraction<MIN, MAX> {
+        let default = || Fraction::parse(default).expect("defaults are within bounds");
+        self.field(field, current, given.as_ref(), |v| Fraction::parse(*v), default)
     }
 
     /// A field without a default: leaving it out where it is selected is a violation.
@@ -393,12 +662,22 @@ mod tests {
     #[test]
     fn every_length_limit_of_the_catalog_is_the_one_the_rules_enforce() {
         use crate::catalog::{Limit, Value};
-        let value_of_len = |field: Field, len: usize| {
-            if field == Field::SnippetLogo {
-                format!("https://e.com/{}", "a".repeat(len - 14))
-            } else {
-                "a".repeat(len)
+        #[allow(clippy::wildcard_enum_match_arm, reason = "every other field takes plain text")]
+        let value_of_len = |field: Field, len: usize| match field {
+            Field::SnippetLogo | Field::VoiceAvatarImageUrl => format!("https://e.com/{}", "a".repeat(len - 14)),
+            // A private-use tag, subtags of at most 8 characters.
+            Field::SnippetLanguage => {
+                let mut tag = String::from("en-x");
+                while len - tag.len() > 10 {
+                    tag.push_str("-aaaaaaaa");
+                }
+                match len - tag.len() {
+                    10 => tag.push_str("-aaaa-aaaa"),
+                    rest => tag.push_str(&format!("-{}", "a".repeat(rest - 1))),
+                }
+                tag
             }
+            _ => "a".repeat(len),
         };
         let draft_with = |field: Field, len: usize| {
             let mut draft = named("Limits");
@@ -406,7 +685,7 @@ mod tests {
             draft
         };
         let mut checked = 0;
-        for field in Field::ALL.into_iter().filter(|f| *f != Field::Model) {
+        for field in Field::ALL.into_iter().filter(|f| ![Field::Model, Field::VoiceName].contains(f)) {
             let (Limit::Chars(max) | Limit::Bytes(max)) = field.spec().limit else { continue };
             let at_limit = Rules::default().check(None, &draft_with(field, max), FieldMask::all());
             assert!(at_limit.is_ok(), "{field:?} at {max}: {at_limit:?}");
@@ -414,12 +693,83 @@ mod tests {
             assert_eq!(past, vec![(field.json_path().to_owned(), ViolationCode::TooLong)], "{field:?}");
             checked += 1;
         }
-        assert_eq!(checked, 12);
+        assert_eq!(checked, 20);
+    }
+
+    #[test]
+    fn every_range_of_the_catalog_is_the_one_the_rules_enforce() {
+        use crate::catalog::{Kind, Limit, Value};
+        let draft_with = |field: Field, value: f64| {
+            let mut draft = named("Ranges");
+            #[allow(clippy::cast_possible_truncation, reason = "the bounds are whole numbers")]
+            let value =
+                if field.spec().kind == Kind::Integer { Value::Integer(value as i64) } else { Value::Number(value) };
+            draft.slot(field).put(Some(value)).unwrap();
+            draft
+        };
+        let mut checked = 0;
+        for field in Field::ALL {
+            let Limit::Range { min, max } = field.spec().limit else { continue };
+            let step = if field.spec().kind == Kind::Integer { 1.0 } else { 0.001 };
+            for at_limit in [min, max] {
+                let checked = Rules::default().check(
+                    None,
+                    &draft_with(field, at_limit),
+                    Rules::create_mask(&draft_with(field, at_limit)),
+                );
+                assert!(checked.is_ok(), "{field:?} at {at_limit}: {checked:?}");
+            }
+            for past in [min - step, max + step] {
+                let draft = draft_with(field, past);
+                let found = violations(Rules::default().check(None, &draft, Rules::create_mask(&draft)));
+                assert_eq!(
+                    found,
+                    vec![(field.json_path().to_owned(), ViolationCode::OutOfRange)],
+                    "{field:?} at {past}"
+                );
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 7);
+    }
+
+    #[test]
+    fn the_voice_agent_stays_unconfigured_until_a_voice_field_is_set() {
+        let rules = Rules::default();
+        let stored = rules.check(None, &named("Support"), Rules::create_mask(&named("Support"))).unwrap().config;
+        assert_eq!(stored.voice, None);
+        let untouched =
+            rules.check(Some(&stored), &ChatbotDraft::default(), FieldMask::parse(["description"]).unwrap());
+        assert_eq!(untouched.unwrap().config.voice, None);
+
+        let mut patch = ChatbotDraft::default();
+        patch.voice.button_radius = Some(10);
+        let mask = FieldMask::parse(["voice_widget_config.appearance.buttonRadius"]).unwrap();
+        let voice = rules.check(Some(&stored), &patch, mask).unwrap().config.voice.expect("configured");
+        assert_eq!(voice.appearance.button_radius.get(), 10);
+        assert_eq!(voice.appearance.card_radius.get(), defaults::voice::CARD_RADIUS);
+        assert_eq!(voice.voice.as_str(), defaults::voice::VOICE);
+        assert_eq!(voice.vad.threshold.get(), defaults::voice::THRESHOLD);
+    }
+
+    #[test]
+    fn the_voice_comes_from_a_configurable_allow_list() {
+        let rules = Rules { voices: AllowList::voices(["nova"]), ..Rules::default() };
+        let mut draft = named("Support");
+        draft.voice.voice = Some("shimmer".into());
+        assert_eq!(
+            violations(rules.check(None, &draft, Rules::create_mask(&draft))),
+            vec![("voice_widget_config.voice".into(), ViolationCode::NotAllowed)]
+        );
+        draft.voice.voice = None;
+        draft.voice.agent_id = Some("agent".into());
+        let voice = rules.check(None, &draft, Rules::create_mask(&draft)).unwrap().config.voice.expect("configured");
+        assert_eq!(voice.voice.as_str(), "nova");
     }
 
     #[test]
     fn the_model_allow_list_is_configurable() {
-        let rules = Rules { models: ModelAllowList::new(["my-model"]) };
+        let rules = Rules { models: AllowList::models(["my-model"]), ..Rules::default() };
         let mut draft = named("Support");
         draft.settings.model = Some("my-model".into());
         assert!(rules.check(None, &draft, FieldMask::all()).is_ok());

@@ -2,7 +2,7 @@
 //! field by field through the catalog ([`slot`] says where each catalog field lives in the message);
 //! output is written out in the message's shape.
 
-use chatbot_core::{Chatbot, ChatbotDraft, Error, Field, FieldMask, Result, Slot, Timestamp};
+use chatbot_core::{Chatbot, ChatbotDraft, Error, Field, FieldMask, Result, Slot, Timestamp, VoiceWidget};
 
 use crate::pb;
 
@@ -28,6 +28,30 @@ fn slot(message: &mut pb::Chatbot, field: Field) -> Slot<'_> {
         Field::SnippetPrimaryColor => Slot::Text(&mut snippet(message).primary_color),
         Field::SnippetSecondaryColor => Slot::Text(&mut snippet(message).secondary_color),
         Field::SnippetSlogan => Slot::Text(&mut snippet(message).slogan),
+        Field::SnippetLanguage => Slot::Text(&mut snippet(message).language),
+        Field::VoiceAgentId => Slot::Text(&mut voice(message).agent_id),
+        Field::VoiceBackgroundColor => Slot::Text(&mut appearance(message).background_color),
+        Field::VoiceBorderColor => Slot::Text(&mut appearance(message).border_color),
+        Field::VoiceButtonColor => Slot::Text(&mut appearance(message).button_color),
+        Field::VoiceButtonRadius => Slot::Integer(&mut appearance(message).button_radius),
+        Field::VoiceButtonTextColor => Slot::Text(&mut appearance(message).button_text_color),
+        Field::VoiceCardRadius => Slot::Integer(&mut appearance(message).card_radius),
+        Field::VoiceFocusOutlineColor => Slot::Text(&mut appearance(message).focus_outline_color),
+        Field::VoiceTextColor => Slot::Text(&mut appearance(message).text_color),
+        Field::VoiceAvatarImageUrl => Slot::Text(&mut voice(message).avatar.get_or_insert_default().image_url),
+        Field::VoiceMaxOutputTokens => {
+            Slot::Integer(&mut voice(message).model.get_or_insert_default().max_output_tokens)
+        }
+        Field::VoiceTemperature => Slot::Number(&mut voice(message).model.get_or_insert_default().temperature),
+        Field::VoiceCallToAction => Slot::Text(&mut voice_text(message).call_to_action),
+        Field::VoiceEndCall => Slot::Text(&mut voice_text(message).end_call),
+        Field::VoiceListeningStatus => Slot::Text(&mut voice_text(message).listening_status),
+        Field::VoiceSpeakingStatus => Slot::Text(&mut voice_text(message).speaking_status),
+        Field::VoiceStartCall => Slot::Text(&mut voice_text(message).start_call),
+        Field::VoicePrefixPaddingMs => Slot::Integer(&mut vad(message).prefix_padding_ms),
+        Field::VoiceSilenceDurationMs => Slot::Integer(&mut vad(message).silence_duration_ms),
+        Field::VoiceThreshold => Slot::Number(&mut vad(message).threshold),
+        Field::VoiceName => Slot::Text(&mut voice(message).voice),
     }
 }
 
@@ -41,6 +65,22 @@ fn settings(message: &mut pb::Chatbot) -> &mut pb::Settings {
 
 fn snippet(message: &mut pb::Chatbot) -> &mut pb::Snippet {
     settings(message).snippet.get_or_insert_default()
+}
+
+fn voice(message: &mut pb::Chatbot) -> &mut pb::VoiceWidgetConfig {
+    message.voice_widget_config.get_or_insert_default()
+}
+
+fn appearance(message: &mut pb::Chatbot) -> &mut pb::VoiceAppearance {
+    voice(message).appearance.get_or_insert_default()
+}
+
+fn voice_text(message: &mut pb::Chatbot) -> &mut pb::VoiceText {
+    voice(message).text.get_or_insert_default()
+}
+
+fn vad(message: &mut pb::Chatbot) -> &mut pb::VoiceActivityDetection {
+    voice(message).vad.get_or_insert_default()
 }
 
 /// The draft a client sent, and the fields it set (the implied mask of an update without one).
@@ -103,11 +143,50 @@ pub(crate) fn chatbot(chatbot: &Chatbot) -> pb::Chatbot {
                 primary_color: text(snippet.primary_color.as_str()),
                 secondary_color: text(snippet.secondary_color.as_str()),
                 slogan: text(snippet.slogan.as_str()),
+                language: text(snippet.language.as_str()),
             }),
         }),
         create_time: Some(timestamp(chatbot.created_at)),
         update_time: Some(timestamp(chatbot.updated_at)),
         etag: chatbot.etag(),
+        voice_widget_config: config.voice.as_ref().map(voice_widget),
+    }
+}
+
+/// The message for a configured voice agent.
+fn voice_widget(voice: &VoiceWidget) -> pb::VoiceWidgetConfig {
+    let text = |s: &str| Some(s.to_owned());
+    let (appearance, model, labels, vad) = (&voice.appearance, &voice.model, &voice.text, &voice.vad);
+    pb::VoiceWidgetConfig {
+        agent_id: voice.agent_id.as_ref().map(|id| id.as_str().to_owned()),
+        appearance: Some(pb::VoiceAppearance {
+            background_color: text(appearance.background_color.as_str()),
+            border_color: text(appearance.border_color.as_str()),
+            button_color: text(appearance.button_color.as_str()),
+            button_radius: Some(appearance.button_radius.get()),
+            button_text_color: text(appearance.button_text_color.as_str()),
+            card_radius: Some(appearance.card_radius.get()),
+            focus_outline_color: text(appearance.focus_outline_color.as_str()),
+            text_color: text(appearance.text_color.as_str()),
+        }),
+        avatar: Some(pb::VoiceAvatar { image_url: voice.avatar_image_url.as_ref().map(|url| url.to_string()) }),
+        model: Some(pb::VoiceModel {
+            max_output_tokens: Some(model.max_output_tokens.get()),
+            temperature: Some(model.temperature.get()),
+        }),
+        text: Some(pb::VoiceText {
+            call_to_action: text(labels.call_to_action.as_str()),
+            end_call: text(labels.end_call.as_str()),
+            listening_status: text(labels.listening_status.as_str()),
+            speaking_status: text(labels.speaking_status.as_str()),
+            start_call: text(labels.start_call.as_str()),
+        }),
+        vad: Some(pb::VoiceActivityDetection {
+            prefix_padding_ms: Some(vad.prefix_padding_ms.get()),
+            silence_duration_ms: Some(vad.silence_duration_ms.get()),
+            threshold: Some(vad.threshold.get()),
+        }),
+        voice: text(voice.voice.as_str()),
     }
 }
 
@@ -133,6 +212,8 @@ mod tests {
             let value = match field.spec().kind {
                 chatbot_core::Kind::Text => Value::Text(format!("value {i}")),
                 chatbot_core::Kind::Flag => Value::Flag(i % 2 == 0),
+                chatbot_core::Kind::Integer => Value::Integer(i as i64),
+                chatbot_core::Kind::Number => Value::Number(i as f64 / 10.0),
             };
             sent.slot(field).put(Some(value)).expect("the catalog's kind");
         }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use chatbot_core::fair_use::{self, RateLimits};
 use chatbot_core::store::postgres::{Isolation, PostgresOptions};
-use chatbot_core::{ModelAllowList, Rules};
+use chatbot_core::{AllowList, Rules};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use commands::{Remote, Target};
 use grpc_server::CallLimits;
@@ -166,11 +166,15 @@ struct StoreArgs {
     /// gpt-4.1-nano, o3-mini).
     #[arg(long, env = "CHATBOTD_MODELS", value_delimiter = ',')]
     models: Vec<String>,
+    /// Allowed voice agent voices, comma-separated (default: alloy, ash, ballad, coral, echo, sage,
+    /// shimmer, verse).
+    #[arg(long, env = "CHATBOTD_VOICES", value_delimiter = ',')]
+    voices: Vec<String>,
 }
 
 impl StoreArgs {
     fn rules(&self) -> Rules {
-        Rules { models: ModelAllowList::new(&self.models) }
+        Rules { models: AllowList::models(&self.models), voices: AllowList::voices(&self.voices) }
     }
 
     fn store(&self) -> StoreConfig {

@@ -18,7 +18,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 
 #[cfg(test)]
 mod tests {
-    use chatbot_core::{Field, Limit};
+    use chatbot_core::{Field, Form, Limit};
 
     use super::*;
 
@@ -45,31 +45,48 @@ mod tests {
     #[test]
     fn every_catalog_field_is_in_the_request_schemas_with_its_limit() {
         let doc = document();
-        for schema in ["ChatbotCreate", "ChatbotPatch", "ChatbotPatchById"] {
-            for field in Field::ALL.into_iter().filter(|f| schema != "ChatbotCreate" || *f != Field::Active) {
-                let spec = field.spec();
-                let at = field_schema(&doc, schema, spec.json_path);
-                assert!(
-                    at.is_object() && !at.as_object().is_some_and(|o| o.is_empty()),
-                    "{schema}: {} is missing",
-                    spec.json_path
-                );
-                if let Limit::Chars(max) | Limit::Bytes(max) = spec.limit
-                    && field != Field::Model
-                {
-                    assert_eq!(at["maxLength"].as_u64(), Some(max as u64), "{schema}: {} maxLength", spec.json_path);
+        let forms = [
+            ("ChatbotCreate", Form::Chatbot),
+            ("ChatbotPatch", Form::Chatbot),
+            ("ChatbotPatchById", Form::Chatbot),
+            ("ChatWidgetPatch", Form::ChatWidget),
+            ("VoiceAgentPatch", Form::VoiceAgent),
+        ];
+        let mut seen = chatbot_core::FieldMask::EMPTY;
+        for (schema, form) in forms {
+            for field in form.fields().filter(|f| schema != "ChatbotCreate" || *f != Field::Active) {
+                seen.insert(field);
+                let (spec, path) = (field.spec(), form.path(field));
+                let at = field_schema(&doc, schema, path);
+                assert!(at.is_object() && !at.as_object().is_some_and(|o| o.is_empty()), "{schema}: {path} is missing");
+                match spec.limit {
+                    Limit::Chars(max) | Limit::Bytes(max) if ![Field::Model, Field::VoiceName].contains(&field) => {
+                        assert_eq!(at["maxLength"].as_u64(), Some(max as u64), "{schema}: {path} maxLength");
+                    }
+                    Limit::Range { min, max } => {
+                        assert_eq!(at["minimum"].as_f64(), Some(min), "{schema}: {path} minimum");
+                        assert_eq!(at["maximum"].as_f64(), Some(max), "{schema}: {path} maximum");
+                    }
+                    Limit::None | Limit::Chars(_) | Limit::Bytes(_) => {}
                 }
             }
         }
+        assert_eq!(seen, chatbot_core::FieldMask::all(), "every field is in some request schema");
     }
 
     #[test]
     fn the_document_is_openapi_3_1_with_every_route_of_the_gateway() {
         let doc = document();
         assert_eq!(doc["openapi"], "3.1.0");
-        for path in
-            ["/api/external/chatbots", "/api/external/chatbot/{chatbotId}", "/healthz", "/metrics", "/openapi.json"]
-        {
+        for path in [
+            "/api/external/chatbots",
+            "/api/external/chatbot/{chatbotId}",
+            "/api/external/chatbot/{chatbotId}/chat-widget",
+            "/api/external/chatbot/{chatbotId}/voice-agent",
+            "/healthz",
+            "/metrics",
+            "/openapi.json",
+        ] {
             assert!(doc["paths"][path].is_object(), "{path}");
         }
         assert_eq!(doc["components"]["securitySchemes"]["apiKey"]["name"], "x-api-key");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, patch};
 use axum::{Json, Router, middleware};
 use chatbot_core::domain::limits::{MAX_PAGE_SIZE, MAX_REQUEST_BYTES};
 use chatbot_core::{
@@ -23,7 +23,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::contract::request::{ChatbotBody, Target, json_type, read_chatbot};
-use crate::contract::response::{ChatbotEnvelope, ChatbotPage, MessageOnly};
+use crate::contract::response::{ChatWidgetEnvelope, ChatbotEnvelope, ChatbotPage, MessageOnly, VoiceWidgetEnvelope};
 use crate::error::ApiError;
 use crate::extract::{Caller, ChatbotIdPath, Idempotency, JsonObject, REPLAYED_HEADER};
 use crate::layers;
@@ -75,6 +75,8 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
     let api = Router::new()
         .route("/api/external/chatbots", get(list).post(create).patch(update_by_body))
         .route("/api/external/chatbot/{chatbot_id}", get(get_one).patch(update_by_path).delete(delete_one))
+        .route("/api/external/chatbot/{chatbot_id}/chat-widget", patch(update_chat_widget))
+        .route("/api/external/chatbot/{chatbot_id}/voice-agent", patch(update_voice_agent))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&registry), layers::admit));
     let mut router = Router::new().route("/healthz", get(health)).merge(api).merge(crate::openapi::routes());
     if let Some(render) = options.metrics {
@@ -189,7 +191,42 @@ async fn update_by_path(
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    update(&registry, org, id, key, &headers, read_chatbot(&body, Target::Update)).await
+    let updated = update(&registry, org, id, key, &headers, &body, Target::Update).await?;
+    Ok(chatbot_response(StatusCode::OK, updated, Some("Chatbot updated successfully")))
+}
+
+/// `PATCH /api/external/chatbot/{chatbotId}/chat-widget` (Chat Widget): changes the chatbot's
+/// `settings.snippet` and the widget's language.
+async fn update_chat_widget(
+    State(registry): State<Arc<Registry>>,
+    Caller(org): Caller,
+    ChatbotIdPath(id): ChatbotIdPath,
+    Idempotency(key): Idempotency,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let updated = update(&registry, org, id, key, &headers, &body, Target::ChatWidget).await?;
+    let snippet = &updated.value.config.settings.snippet;
+    let envelope =
+        ChatWidgetEnvelope { chat_widget_config: snippet.into(), message: "Chat widget config updated successfully" };
+    Ok(written_response(&updated, Json(envelope)))
+}
+
+/// `PATCH /api/external/chatbot/{chatbotId}/voice-agent` (Voice Agent): configures the voice agent's
+/// widget, from its defaults the first time.
+async fn update_voice_agent(
+    State(registry): State<Arc<Registry>>,
+    Caller(org): Caller,
+    ChatbotIdPath(id): ChatbotIdPath,
+    Idempotency(key): Idempotency,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let updated = update(&registry, org, id, key, &headers, &body, Target::VoiceAgent).await?;
+    let voice = updated.value.config.voice.as_ref().map(Into::into);
+    let envelope =
+        VoiceWidgetEnvelope { voice_widget_config: voice, message: "Voice widget config updated successfully" };
+    Ok(written_response(&updated, Json(envelope)))
 }
 
 /// `PATCH /api/external/chatbots` (Update Chatbot as documented): the target is the body's `id` or
@@ -224,25 +261,30 @@ async fn update_by_body(
         }
     };
     let id: ChatbotId = id.parse().map_err(|_| Error::NotFound)?;
-    update(&registry, org, id, key, &headers, read_chatbot(&body, Target::Update)).await
+    let updated = update(&registry, org, id, key, &headers, &body, Target::Update).await?;
+    Ok(chatbot_response(StatusCode::OK, updated, Some("Chatbot updated successfully")))
 }
 
-/// Both PATCH forms: the fields present in the body change (nested objects merge, `null` resets).
+/// Every PATCH: the fields present in the body for `target` change (nested objects merge, `null`
+/// resets); violations name fields by their paths in that body.
 async fn update(
     registry: &Registry,
     org: OrgId,
     id: ChatbotId,
     key: Option<IdempotencyKey>,
     headers: &HeaderMap,
-    body: ChatbotBody,
-) -> Result<Response, ApiError> {
-    if !body.violations.is_empty() {
-        let checked = registry.validate_update(org, id, &body.draft, body.present).await;
-        return Err(Error::invalid_with(body.violations, checked).into());
+    body: &serde_json::Map<String, Value>,
+    target: Target,
+) -> Result<Written<Chatbot>, ApiError> {
+    let form = target.form();
+    let ChatbotBody { draft, present, violations } = read_chatbot(body, target);
+    if !violations.is_empty() {
+        let checked = registry.validate_update(org, id, &draft, present).await.map_err(|e| form.localize(e));
+        return Err(Error::invalid_with(violations, checked).into());
     }
     let etag = expected_etag(registry, org, id, headers).await?;
-    let updated = registry.update_with(org, id, body.draft, body.present, etag.as_deref(), key).await?;
-    Ok(chatbot_response(StatusCode::OK, updated, Some("Chatbot updated successfully")))
+    let updated = registry.update_with(org, id, draft, present, etag.as_deref(), key).await;
+    updated.map_err(|err| form.localize(err).into())
 }
 
 /// `DELETE /api/external/chatbot/{chatbotId}` (Delete Chatbot).
@@ -281,10 +323,16 @@ async fn expected_etag(
 /// A chatbot envelope with its `ETag`, marked `Idempotent-Replayed` when it is an earlier answer given
 /// again.
 fn chatbot_response(status: StatusCode, written: Written<Chatbot>, message: Option<&'static str>) -> Response {
-    let chatbot = &written.value;
-    let etag = etag_header(&chatbot.etag());
-    let mut response =
-        (status, [(header::ETAG, etag)], Json(ChatbotEnvelope { chatbot: chatbot.into(), message })).into_response();
+    let envelope = Json(ChatbotEnvelope { chatbot: (&written.value).into(), message });
+    let mut response = written_response(&written, envelope);
+    *response.status_mut() = status;
+    response
+}
+
+/// `body`, the answer to a write of `written`: with the chatbot's `ETag`, marked
+/// `Idempotent-Replayed` when it is an earlier answer given again.
+fn written_response(written: &Written<Chatbot>, body: impl IntoResponse) -> Response {
+    let mut response = ([(header::ETAG, etag_header(&written.value.etag()))], body).into_response();
     mark_replayed(&mut response, written.replayed);
     response
 }

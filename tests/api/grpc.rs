@@ -40,6 +40,7 @@ fn example() -> pb::Chatbot {
                 primary_color: Some("#4F46E5".into()),
                 secondary_color: Some("#10B981".into()),
                 slogan: Some("How can I help you today?".into()),
+                language: Some("auto".into()),
             }),
         }),
         ..Default::default()

@@ -191,6 +191,7 @@ impl TestApp {
             .args(extra)
             .env("CHATBOTD_API_KEY", &key)
             .env_remove("CHATBOTD_MODELS")
+            .env_remove("CHATBOTD_VOICES")
             .env("RUST_LOG", if std::env::var_os("TEST_LOG").is_some() { "debug" } else { "info" })
             .stdout(Stdio::piped())
             .stderr(match std::env::var_os("TEST_LOG") {

@@ -19,3 +19,4 @@ mod outage;
 mod races;
 mod replicas;
 mod retries;
+mod widgets;

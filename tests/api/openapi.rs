@@ -48,6 +48,26 @@ async fn real_answers_match_the_documents_schemas(engine: Engine) {
     conforms("ChatbotRead", &app.get(&keyed).await.body);
     conforms("ChatbotPage", &app.list("?limit=1").await.body);
     conforms("ChatbotUpdated", &app.patch(&id, &json!({"settings": {"snippet": {"logo": null}}})).await.body);
+    let widget = app
+        .call(
+            Method::PATCH,
+            &format!("/api/external/chatbot/{id}/chat-widget"),
+            Some(&app.key),
+            Some(&json!({"language": "de"})),
+        )
+        .await;
+    conforms("ChatWidgetUpdated", &widget.body);
+    let voice = app
+        .call(
+            Method::PATCH,
+            &format!("/api/external/chatbot/{id}/voice-agent"),
+            Some(&app.key),
+            Some(&json!({"vad": {"threshold": 1}})),
+        )
+        .await;
+    conforms("VoiceWidgetUpdated", &voice.body);
+    conforms("ChatbotRead", &app.get(&id).await.body);
+    conforms("ChatbotPage", &app.list("").await.body);
     conforms("ChatbotDeleted", &app.delete(&keyed).await.body);
 
     let errors: Vec<Answer> = vec![

@@ -23,6 +23,26 @@ pub const MODEL_MAX_CHARS: usize = 100;
 pub const SNIPPET_TEXT_MAX_CHARS: usize = 100;
 /// `settings.snippet.logo`, in bytes.
 pub const LOGO_MAX_BYTES: usize = 2_048;
+/// `settings.snippet.language` (the chat widget's `language`): the longest BCP 47 tag commonly kept.
+pub const LANGUAGE_MAX_CHARS: usize = 35;
+/// The voice agent's `agentId`.
+pub const AGENT_ID_MAX_CHARS: usize = 100;
+/// The voice agent's `text` labels (`callToAction`, `startCall`...).
+pub const VOICE_LABEL_MAX_CHARS: usize = 100;
+/// The voice agent's `voice`, whatever the allow-list says.
+pub const VOICE_MAX_CHARS: usize = 100;
+/// The voice agent's `appearance.buttonRadius` and `.cardRadius`, in pixels.
+pub const RADIUS_MAX_PX: i64 = 64;
+/// The voice agent's `model.max_output_tokens`: fewest and most.
+pub const MIN_OUTPUT_TOKENS: i64 = 1;
+/// See [`MIN_OUTPUT_TOKENS`].
+pub const MAX_OUTPUT_TOKENS: i64 = 16_384;
+/// The voice agent's `model.temperature`, in thousandths (0 to 2).
+pub const MAX_TEMPERATURE_THOUSANDTHS: i64 = 2_000;
+/// The voice agent's `vad.threshold`, in thousandths (0 to 1).
+pub const MAX_THRESHOLD_THOUSANDTHS: i64 = 1_000;
+/// The voice agent's `vad.prefix_padding_ms` and `.silence_duration_ms`.
+pub const MAX_VAD_DURATION_MS: i64 = 10_000;
 /// `openai_api_key`.
 pub const OPENAI_KEY_MAX_CHARS: usize = 256;
 /// Largest page a listing returns, and its default size.

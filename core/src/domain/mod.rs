@@ -3,10 +3,12 @@
 
 mod color;
 mod ids;
+mod language;
 pub mod limits;
 mod logo;
 mod model;
 mod name;
+mod number;
 mod secret;
 mod slug;
 mod text;
@@ -14,12 +16,14 @@ mod time;
 
 pub use color::HexColor;
 pub use ids::{ChatbotId, InvalidId, KeyId, OrgId};
+pub use language::Language;
 pub use logo::LogoUrl;
-pub use model::Model;
+pub use model::{Model, Voice};
 pub use name::ChatbotName;
+pub use number::{Fraction, WholeNumber};
 pub use secret::OpenAiKey;
 pub use slug::Slug;
-pub use text::{BoundedText, Description, Greeting, PersonalityText, Prompt, SnippetText};
+pub use text::{AgentId, BoundedText, Description, Greeting, PersonalityText, Prompt, SnippetText, VoiceLabel};
 pub use time::Timestamp;
 
 use crate::error::{Violation, ViolationCode};

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::limits::{
-    DESCRIPTION_MAX_CHARS, GREETING_MAX_CHARS, PERSONALITY_MAX_CHARS, PROMPT_MAX_CHARS, SNIPPET_TEXT_MAX_CHARS,
+    AGENT_ID_MAX_CHARS, DESCRIPTION_MAX_CHARS, GREETING_MAX_CHARS, PERSONALITY_MAX_CHARS, PROMPT_MAX_CHARS,
+    SNIPPET_TEXT_MAX_CHARS, VOICE_LABEL_MAX_CHARS,
 };
 use super::{Rejection, check_chars};
 
@@ -22,6 +23,10 @@ pub type Greeting = BoundedText<GREETING_MAX_CHARS>;
 pub type Prompt = BoundedText<PROMPT_MAX_CHARS>;
 /// `settings.snippet.header`, `.name` and `.slogan`.
 pub type SnippetText = BoundedText<SNIPPET_TEXT_MAX_CHARS>;
+/// The voice agent's `agentId`.
+pub type AgentId = BoundedText<AGENT_ID_MAX_CHARS>;
+/// The voice agent's `text` labels.
+pub type VoiceLabel = BoundedText<VOICE_LABEL_MAX_CHARS>;
 
 impl<const MAX: usize> BoundedText<MAX> {
     /// Accepts `value` unchanged if it has at most `MAX` characters.

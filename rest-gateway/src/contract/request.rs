@@ -2,21 +2,34 @@
 //! Every problem of shape is collected with its JSON path, all at once: a field the contract does not
 //! know (so a typo never vanishes), a field the service sets itself, and a value of the wrong JSON type.
 
-use chatbot_core::{ChatbotDraft, Field, FieldMask, Kind, Value as FieldValue, Violation, ViolationCode};
-use serde_json::{Map, Value};
+use chatbot_core::{ChatbotDraft, Field, FieldMask, Form, Kind, Value as FieldValue, Violation, ViolationCode};
+use serde_json::{Map, Number, Value};
 
 /// Which request the body belongs to: each accepts a slightly different set of fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     /// `POST /api/external/chatbots`: the documented create fields plus `openai_api_key`; not `active`.
     Create,
-    /// `PATCH /api/external/chatbot/{id}` and `PATCH /api/external/chatbots`: every field.
+    /// `PATCH /api/external/chatbot/{id}` and `PATCH /api/external/chatbots`: every chatbot field.
     Update,
+    /// `PATCH /api/external/chatbot/{id}/chat-widget`.
+    ChatWidget,
+    /// `PATCH /api/external/chatbot/{id}/voice-agent`.
+    VoiceAgent,
 }
 
 impl Target {
+    /// The catalog's view of the body.
+    pub fn form(self) -> Form {
+        match self {
+            Target::Create | Target::Update => Form::Chatbot,
+            Target::ChatWidget => Form::ChatWidget,
+            Target::VoiceAgent => Form::VoiceAgent,
+        }
+    }
+
     fn accepts(self, field: Field) -> bool {
-        self == Target::Update || field != Field::Active
+        self.form().sets(field) && (self != Target::Create || field != Field::Active)
     }
 }
 
@@ -48,7 +61,7 @@ pub struct ChatbotBody {
     pub violations: Vec<Violation>,
 }
 
-/// Reads a chatbot body for `target`.
+/// Reads a body for `target`: the chatbot's, or one of its widgets'.
 pub fn read_chatbot(map: &Map<String, Value>, target: Target) -> ChatbotBody {
     let mut body = ChatbotBody::default();
     body.read_object(map, "", target);
@@ -57,19 +70,20 @@ pub fn read_chatbot(map: &Map<String, Value>, target: Target) -> ChatbotBody {
 
 impl ChatbotBody {
     fn read_object(&mut self, map: &Map<String, Value>, at: &str, target: Target) {
+        let form = target.form();
         for (key, value) in map {
             let path = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
-            if let Some(field) = Field::at_json_path(&path).filter(|f| target.accepts(*f)) {
-                self.read_field(field, value);
-            } else if Field::under_json_path(&path).next().is_some() {
+            if let Some(field) = form.field_at(&path).filter(|f| target.accepts(*f)) {
+                self.read_field(field, &path, value);
+            } else if form.is_object(&path) {
                 if let Value::Object(inner) = value {
                     self.read_object(inner, &path, target);
                 } else if value.is_null() {
-                    Field::under_json_path(&path).for_each(|f| self.present.insert(f));
+                    form.fields_under(&path).filter(|f| target.accepts(*f)).for_each(|f| self.present.insert(f));
                 } else {
                     self.wrong_type(path, "an object", value);
                 }
-            } else if at.is_empty() && READ_ONLY.contains(&key.as_str()) {
+            } else if at.is_empty() && form == Form::Chatbot && READ_ONLY.contains(&key.as_str()) {
                 self.violations.push(Violation::new(path, ViolationCode::ReadOnly, "is set by the service"));
             } else {
                 self.violations.push(Violation::new(
@@ -81,18 +95,20 @@ impl ChatbotBody {
         }
     }
 
-    /// A field's value; `null` marks it present but unset (reset to its default on update).
+    /// A field's value at `path`; `null` marks it present but unset (reset to its default on update).
     #[allow(clippy::wildcard_enum_match_arm, reason = "any other JSON type is the wrong one")]
-    fn read_field(&mut self, field: Field, value: &Value) {
+    fn read_field(&mut self, field: Field, path: &str, value: &Value) {
         let value = match (field.spec().kind, value) {
             (_, Value::Null) => None,
             (Kind::Text, Value::String(text)) => Some(FieldValue::Text(text.clone())),
             (Kind::Flag, Value::Bool(flag)) => Some(FieldValue::Flag(*flag)),
-            (kind, other) => return self.wrong_type(field.json_path().to_owned(), kind.described(), other),
+            (Kind::Integer, Value::Number(number)) if whole(number).is_some() => whole(number).map(FieldValue::Integer),
+            (Kind::Number, Value::Number(number)) => number.as_f64().map(FieldValue::Number),
+            (kind, other) => return self.wrong_type(path.to_owned(), kind.described(), other),
         };
         self.present.insert(field);
         if let Err(rejection) = self.draft.slot(field).put(value) {
-            self.violations.push(rejection.at(field.json_path()));
+            self.violations.push(rejection.at(path));
         }
     }
 
@@ -100,6 +116,13 @@ impl ChatbotBody {
         let message = format!("must be {expected}, not {}", json_type(found));
         self.violations.push(Violation::new(path, ViolationCode::WrongType, message));
     }
+}
+
+/// A JSON number as a whole number: beyond `i64` it saturates, so that the rules call it out of range
+/// rather than of the wrong type; `1.5` is none.
+#[allow(clippy::cast_possible_truncation, reason = "saturating on purpose, and only for whole numbers")]
+fn whole(number: &Number) -> Option<i64> {
+    number.as_i64().or_else(|| number.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
 }
 
 /// The JSON type of a value, for messages.
@@ -165,22 +188,59 @@ mod tests {
     }
 
     #[test]
-    fn every_catalog_field_is_read_at_its_json_path() {
-        for field in Field::ALL {
-            let mut body = json!({});
-            let parts: Vec<&str> = field.json_path().split('.').collect();
-            let mut at = &mut body;
-            for part in &parts[..parts.len() - 1] {
-                at = at.as_object_mut().expect("an object").entry(*part).or_insert_with(|| json!({}));
+    fn every_catalog_field_is_read_at_its_path_in_its_form() {
+        let mut read_fields = FieldMask::EMPTY;
+        for target in [Target::Update, Target::ChatWidget, Target::VoiceAgent] {
+            for field in target.form().fields() {
+                let mut body = json!({});
+                let parts: Vec<&str> = target.form().path(field).split('.').collect();
+                let mut at = &mut body;
+                for part in &parts[..parts.len() - 1] {
+                    at = at.as_object_mut().expect("an object").entry(*part).or_insert_with(|| json!({}));
+                }
+                at[parts[parts.len() - 1]] = match field.spec().kind {
+                    Kind::Text => json!("text"),
+                    Kind::Flag => json!(true),
+                    Kind::Integer => json!(7),
+                    Kind::Number => json!(0.5),
+                };
+                let read = read(body, target);
+                assert!(read.violations.is_empty(), "{field:?}: {:?}", read.violations);
+                assert_eq!(read.present, [field].into_iter().collect(), "{field:?}");
+                read_fields.insert(field);
             }
-            at[parts[parts.len() - 1]] = match field.spec().kind {
-                Kind::Text => json!("text"),
-                Kind::Flag => json!(true),
-            };
-            let read = read(body, Target::Update);
-            assert!(read.violations.is_empty(), "{field:?}: {:?}", read.violations);
-            assert_eq!(read.present, [field].into_iter().collect(), "{field:?}");
         }
+        assert_eq!(read_fields, FieldMask::all(), "every field is read by some body");
+    }
+
+    #[test]
+    fn widget_bodies_speak_paths_relative_to_themselves() {
+        let body = read(
+            json!({"appearance": {"buttonRadius": 1.5, "cardRadius": 1e30}, "vad": {"threshold": "high"}, "name": "x"}),
+            Target::VoiceAgent,
+        );
+        let mut found = codes(&body);
+        found.sort();
+        assert_eq!(
+            found,
+            [("appearance.buttonRadius", "wrong_type"), ("name", "unknown_field"), ("vad.threshold", "wrong_type")]
+        );
+        assert_eq!(body.draft.voice.card_radius, Some(i64::MAX), "a huge whole number saturates");
+        let widget = read(json!({"primaryColor": "#000", "language": "pt-BR", "settings": {}}), Target::ChatWidget);
+        assert_eq!(codes(&widget), [("settings", "unknown_field")]);
+        assert_eq!(widget.present, [Field::SnippetPrimaryColor, Field::SnippetLanguage].into_iter().collect());
+    }
+
+    #[test]
+    fn the_chatbot_body_does_not_take_the_widgets_own_fields() {
+        let body =
+            read(json!({"settings": {"snippet": {"language": "en"}}, "voice_widget_config": {}}), Target::Update);
+        assert_eq!(
+            codes(&body),
+            [("settings.snippet.language", "unknown_field"), ("voice_widget_config", "read_only")]
+        );
+        let reset = read(json!({"settings": {"snippet": null}}), Target::Update);
+        assert!(!reset.present.contains(Field::SnippetLanguage) && reset.present.contains(Field::SnippetSlogan));
     }
 
     /// Any JSON value, nested up to a few levels, with keys drawn partly from the contract's names.
@@ -213,7 +273,7 @@ mod tests {
         #[test]
         fn any_body_is_read_without_panic_and_every_problem_names_a_path(body in any_json()) {
             if let Value::Object(map) = body {
-                for target in [Target::Create, Target::Update] {
+                for target in [Target::Create, Target::Update, Target::ChatWidget, Target::VoiceAgent] {
                     let read = read_chatbot(&map, target);
                     proptest::prop_assert!(read.violations.iter().all(|v| !v.field.is_empty()));
                 }

@@ -1,7 +1,7 @@
 //! The contract's response shapes: the chatbot object (all 20 documented fields, the always-null ones
-//! included) and its list projection.
+//! included), its list projection, and the widgets' own answers.
 
-use chatbot_core::Chatbot;
+use chatbot_core::{Chatbot, Snippet, VoiceWidget};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ pub struct ChatbotListItem<'a> {
     suggestions: Option<Value>,
     updated_at: String,
     version_id: Option<Value>,
-    voice_widget_config: Option<Value>,
+    voice_widget_config: Option<VoiceWidgetJson<'a>>,
 }
 
 /// The full chatbot object of create, get and update.
@@ -67,6 +67,126 @@ struct SnippetJson<'a> {
     slogan: &'a str,
 }
 
+impl<'a> From<&'a Snippet> for SnippetJson<'a> {
+    fn from(snippet: &'a Snippet) -> Self {
+        SnippetJson {
+            header: snippet.header.as_str(),
+            logo: snippet.logo.as_ref().map(|logo| logo.as_str()),
+            name: snippet.name.as_str(),
+            primary_color: snippet.primary_color.as_str(),
+            secondary_color: snippet.secondary_color.as_str(),
+            slogan: snippet.slogan.as_str(),
+        }
+    }
+}
+
+/// The Chat Widget endpoint's `chat_widget_config`: the chatbot's `settings.snippet` and its language.
+#[derive(Debug, Serialize)]
+pub struct ChatWidgetJson<'a> {
+    #[serde(flatten)]
+    snippet: SnippetJson<'a>,
+    language: &'a str,
+}
+
+impl<'a> From<&'a Snippet> for ChatWidgetJson<'a> {
+    fn from(snippet: &'a Snippet) -> Self {
+        ChatWidgetJson { snippet: snippet.into(), language: snippet.language.as_str() }
+    }
+}
+
+/// The voice agent's widget: the Voice Agent endpoint's `voice_widget_config`, and the chatbot's once
+/// set. Objects speak camelCase except `model` and `vad`, as the contract does.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoiceWidgetJson<'a> {
+    agent_id: Option<&'a str>,
+    appearance: VoiceAppearanceJson<'a>,
+    avatar: VoiceAvatarJson<'a>,
+    model: VoiceModelJson,
+    text: VoiceTextJson<'a>,
+    vad: VadJson,
+    voice: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VoiceAppearanceJson<'a> {
+    background_color: &'a str,
+    border_color: &'a str,
+    button_color: &'a str,
+    button_radius: i64,
+    button_text_color: &'a str,
+    card_radius: i64,
+    focus_outline_color: &'a str,
+    text_color: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VoiceAvatarJson<'a> {
+    image_url: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct VoiceModelJson {
+    max_output_tokens: i64,
+    temperature: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VoiceTextJson<'a> {
+    call_to_action: &'a str,
+    end_call: &'a str,
+    listening_status: &'a str,
+    speaking_status: &'a str,
+    start_call: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct VadJson {
+    prefix_padding_ms: i64,
+    silence_duration_ms: i64,
+    threshold: f64,
+}
+
+impl<'a> From<&'a VoiceWidget> for VoiceWidgetJson<'a> {
+    fn from(voice: &'a VoiceWidget) -> Self {
+        let (appearance, model, text, vad) = (&voice.appearance, &voice.model, &voice.text, &voice.vad);
+        VoiceWidgetJson {
+            agent_id: voice.agent_id.as_ref().map(|id| id.as_str()),
+            appearance: VoiceAppearanceJson {
+                background_color: appearance.background_color.as_str(),
+                border_color: appearance.border_color.as_str(),
+                button_color: appearance.button_color.as_str(),
+                button_radius: appearance.button_radius.get(),
+                button_text_color: appearance.button_text_color.as_str(),
+                card_radius: appearance.card_radius.get(),
+                focus_outline_color: appearance.focus_outline_color.as_str(),
+                text_color: appearance.text_color.as_str(),
+            },
+            avatar: VoiceAvatarJson { image_url: voice.avatar_image_url.as_ref().map(|url| url.as_str()) },
+            model: VoiceModelJson {
+                max_output_tokens: model.max_output_tokens.get(),
+                temperature: model.temperature.get(),
+            },
+            text: VoiceTextJson {
+                call_to_action: text.call_to_action.as_str(),
+                end_call: text.end_call.as_str(),
+                listening_status: text.listening_status.as_str(),
+                speaking_status: text.speaking_status.as_str(),
+                start_call: text.start_call.as_str(),
+            },
+            vad: VadJson {
+                prefix_padding_ms: vad.prefix_padding_ms.get(),
+                silence_duration_ms: vad.silence_duration_ms.get(),
+                threshold: vad.threshold.get(),
+            },
+            voice: voice.voice.as_str(),
+        }
+    }
+}
+
 impl<'a> From<&'a Chatbot> for ChatbotJson<'a> {
     fn from(chatbot: &'a Chatbot) -> Self {
         ChatbotJson {
@@ -100,20 +220,13 @@ impl<'a> From<&'a Chatbot> for ChatbotListItem<'a> {
                 is_tool_enabled: settings.is_tool_enabled,
                 model: settings.model.as_str(),
                 prompt: settings.prompt.as_str(),
-                snippet: SnippetJson {
-                    header: snippet.header.as_str(),
-                    logo: snippet.logo.as_ref().map(|logo| logo.as_str()),
-                    name: snippet.name.as_str(),
-                    primary_color: snippet.primary_color.as_str(),
-                    secondary_color: snippet.secondary_color.as_str(),
-                    slogan: snippet.slogan.as_str(),
-                },
+                snippet: snippet.into(),
             },
             slug: config.slug.as_str(),
             suggestions: None,
             updated_at: chatbot.updated_at.to_contract_string(),
             version_id: None,
-            voice_widget_config: None,
+            voice_widget_config: config.voice.as_ref().map(Into::into),
         }
     }
 }
@@ -126,6 +239,24 @@ pub struct ChatbotEnvelope<'a> {
     /// The success message, where the contract has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<&'static str>,
+}
+
+/// `{"chat_widget_config": ..., "message": ...}` (Chat Widget).
+#[derive(Debug, Serialize)]
+pub struct ChatWidgetEnvelope<'a> {
+    /// The chat widget as it now is.
+    pub chat_widget_config: ChatWidgetJson<'a>,
+    /// "Chat widget config updated successfully".
+    pub message: &'static str,
+}
+
+/// `{"voice_widget_config": ..., "message": ...}` (Voice Agent).
+#[derive(Debug, Serialize)]
+pub struct VoiceWidgetEnvelope<'a> {
+    /// The voice agent's widget as it now is.
+    pub voice_widget_config: Option<VoiceWidgetJson<'a>>,
+    /// "Voice widget config updated successfully".
+    pub message: &'static str,
 }
 
 /// `{"chatbots": [...], "next_cursor": ...}`.
