@@ -24,6 +24,11 @@ pub const DEFAULT_PER_KEY: u32 = 1_000;
 /// many): enough for a person fixing a typo in a key, far too few to guess one.
 pub const DEFAULT_PER_CLIENT: u32 = 20;
 
+/// Requests per second allowed per client address on the public routes by default (with a burst of as
+/// many): a page view loads a widget's configuration and its avatar once, so even an office behind one
+/// address stays far below it, while no one address can make the public routes its own.
+pub const DEFAULT_PER_PUBLIC_CLIENT: u32 = 100;
+
 /// How much of its bucket a caller has left: what the `RateLimit-*` headers say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allowance {
@@ -89,18 +94,29 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
 pub struct RateLimits {
     per_key: Option<Buckets<KeyHash>>,
     per_client: Option<Buckets<IpAddr>>,
+    per_public_client: Option<Buckets<IpAddr>>,
 }
 
 impl RateLimits {
     /// Limits of `per_key` requests a second per API key and `per_client` per client address without
     /// a valid key, each with a burst of as many; 0 turns one off.
     pub fn new(per_key: u32, per_client: u32) -> Self {
-        RateLimits { per_key: Buckets::new(per_key), per_client: Buckets::new(per_client) }
+        RateLimits {
+            per_key: Buckets::new(per_key),
+            per_client: Buckets::new(per_client),
+            per_public_client: Buckets::new(DEFAULT_PER_PUBLIC_CLIENT),
+        }
+    }
+
+    /// These limits, with `per_client` requests a second per client address on the public routes (the
+    /// widget's configuration and avatars, which need no key); 0 turns it off.
+    pub fn with_public(self, per_client: u32) -> Self {
+        RateLimits { per_public_client: Buckets::new(per_client), ..self }
     }
 
     /// No limits at all (benchmarks, embedders).
     pub fn off() -> Self {
-        RateLimits::new(0, 0)
+        RateLimits::new(0, 0).with_public(0)
     }
 
     /// Takes one request from the bucket of the API key `key`.
@@ -113,12 +129,17 @@ impl RateLimits {
         self.per_client.as_ref().map(|b| b.take(&client)).transpose()
     }
 
+    /// Takes one request from the public-route bucket of a client address.
+    pub fn take_for_public_client(&self, client: IpAddr) -> Result<Option<Allowance>, Exhausted> {
+        self.per_public_client.as_ref().map(|b| b.take(&client)).transpose()
+    }
+
     /// Forgets buckets that are full again; run it now and then.
     pub fn forget_idle(&self) {
         if let Some(buckets) = &self.per_key {
             buckets.forget_idle();
         }
-        if let Some(buckets) = &self.per_client {
+        for buckets in [&self.per_client, &self.per_public_client].into_iter().flatten() {
             buckets.forget_idle();
         }
     }
@@ -135,6 +156,7 @@ impl std::fmt::Debug for RateLimits {
         f.debug_struct("RateLimits")
             .field("per_key", &self.per_key.as_ref().map(|b| b.limit))
             .field("per_client", &self.per_client.as_ref().map(|b| b.limit))
+            .field("per_public_client", &self.per_public_client.as_ref().map(|b| b.limit))
             .finish()
     }
 }

@@ -9,7 +9,7 @@ use crate::auth::{ApiKey, ApiKeyInfo, KeyHash};
 use crate::catalog::FieldMask;
 use crate::chatbot::{Chatbot, ChatbotDraft};
 use crate::domain::limits::MAX_PAGE_SIZE;
-use crate::domain::{ChatbotId, KeyId, OrgId, Timestamp};
+use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result};
 use crate::fair_use::{Allowance, RateLimits};
 use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Operation, Outcome, Written};
@@ -258,6 +258,29 @@ impl Registry {
     /// The chatbot `id`, if `org` owns it ([`Error::NotFound`] otherwise, whoever owns it).
     pub async fn get(&self, org: OrgId, id: ChatbotId) -> Result<Chatbot> {
         self.store.get(org, id).await
+    }
+
+    /// The chatbot a public widget draws, by its slug: only a chatbot that is public and active. A
+    /// private, inactive or unknown slug (or no slug at all) is the same [`Error::NotFound`].
+    pub async fn public_chatbot(&self, slug: &str) -> Result<Chatbot> {
+        let slug = Slug::parse(slug).map_err(|_| Error::NotFound)?;
+        match self.store.get_by_slug(&slug).await? {
+            Some(chatbot) if chatbot.config.is_public && chatbot.config.active => Ok(chatbot),
+            Some(_) | None => Err(Error::NotFound),
+        }
+    }
+
+    /// Lets a request of a public route (no key) in, or not: within the limit of its client address,
+    /// else [`Error::RateLimited`]. Also returns what is left of the bucket.
+    pub fn admit_public(&self, client: Option<IpAddr>) -> (Result<()>, Option<Allowance>) {
+        match client.map(|client| self.limits.take_for_public_client(client)) {
+            None => (Ok(()), None),
+            Some(Ok(allowance)) => (Ok(()), allowance),
+            Some(Err(exhausted)) => {
+                metrics::counter!("chatbotd_rate_limited_total", "scope" => "public").increment(1);
+                (Err(Error::RateLimited { limit: exhausted.limit, retry_after: exhausted.retry_after }), None)
+            }
+        }
     }
 
     /// One page of `org`'s chatbots.

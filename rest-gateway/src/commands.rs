@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 /// Where a command acts.
 pub enum Target {
     /// The store itself (with sled, only while no server holds it).
-    Store(Registry),
+    Store(Box<Registry>),
     /// A running service's admin API.
     Server(Remote),
 }

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod layers;
 pub mod openapi;
 mod preconditions;
+mod public;
 mod query;
 mod routes;
 

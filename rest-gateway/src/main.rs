@@ -125,7 +125,7 @@ impl ServerArgs {
     async fn target(&self, store: &StoreArgs) -> anyhow::Result<Target> {
         Ok(match &self.server {
             Some(url) => Target::Server(Remote::connect(url, self.admin_token.as_deref()).await?),
-            None => Target::Store(store.open().await?),
+            None => Target::Store(Box::new(store.open().await?)),
         })
     }
 }
@@ -220,6 +220,10 @@ struct ServeArgs {
     /// limit off.
     #[arg(long, env = "CHATBOTD_CLIENT_RATE_LIMIT", default_value_t = fair_use::DEFAULT_PER_CLIENT)]
     client_rate_limit: u32,
+    /// Requests a second per client address on the public routes (a widget's configuration and
+    /// avatars, which need no key), and burst; 0 turns the limit off.
+    #[arg(long, env = "CHATBOTD_PUBLIC_RATE_LIMIT", default_value_t = fair_use::DEFAULT_PER_PUBLIC_CLIENT)]
+    public_rate_limit: u32,
     /// How long an idempotency key (and the answer it replays) is kept.
     #[arg(long, env = "CHATBOTD_IDEMPOTENCY_TTL", default_value = "24h")]
     idempotency_ttl: Span,
@@ -325,7 +329,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rest_addr: args.rest_addr,
         grpc_addr: args.grpc_addr,
         api_key: args.api_key,
-        rate_limits: RateLimits::new(args.rate_limit, args.client_rate_limit),
+        rate_limits: RateLimits::new(args.rate_limit, args.client_rate_limit).with_public(args.public_rate_limit),
         idempotency_ttl: args.idempotency_ttl.into(),
         connections: ConnectionLimits {
             max_connections: args.max_connections.max(1),

@@ -83,6 +83,7 @@ mod tests {
             "/api/external/chatbot/{chatbotId}",
             "/api/external/chatbot/{chatbotId}/chat-widget",
             "/api/external/chatbot/{chatbotId}/voice-agent",
+            "/api/public/chatbots/{slug}",
             "/healthz",
             "/metrics",
             "/openapi.json",

@@ -78,7 +78,9 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
         .route("/api/external/chatbot/{chatbot_id}/chat-widget", patch(update_chat_widget))
         .route("/api/external/chatbot/{chatbot_id}/voice-agent", patch(update_voice_agent))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&registry), layers::admit));
-    let mut router = Router::new().route("/healthz", get(health)).merge(api).merge(crate::openapi::routes());
+    let public = crate::public::routes(Arc::clone(&registry));
+    let mut router =
+        Router::new().route("/healthz", get(health)).merge(api).merge(public).merge(crate::openapi::routes());
     if let Some(render) = options.metrics {
         router = router.route("/metrics", get(move || std::future::ready(render())));
     }

@@ -16,6 +16,7 @@ mod migration;
 mod openapi;
 mod operations;
 mod outage;
+mod public;
 mod races;
 mod replicas;
 mod retries;

@@ -68,6 +68,9 @@ async fn real_answers_match_the_documents_schemas(engine: Engine) {
     conforms("VoiceWidgetUpdated", &voice.body);
     conforms("ChatbotRead", &app.get(&id).await.body);
     conforms("ChatbotPage", &app.list("").await.body);
+    let public = app.call(Method::GET, "/api/public/chatbots/api-docs-demo-chatbot", None, None).await;
+    assert_eq!(public.status, StatusCode::OK);
+    conforms("PublicChatbot", &public.body);
     conforms("ChatbotDeleted", &app.delete(&keyed).await.body);
 
     let errors: Vec<Answer> = vec![

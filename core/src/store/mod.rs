@@ -19,7 +19,7 @@ use std::pin::Pin;
 
 use crate::auth::{ApiKeyInfo, KeyHash};
 use crate::chatbot::Chatbot;
-use crate::domain::{ChatbotId, KeyId, OrgId, Timestamp};
+use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::Result;
 use crate::idempotency::{Claim, IdempotencyKey, Record as ClaimRecord, Written};
 use crate::rules::Proposal;
@@ -137,6 +137,9 @@ pub trait Store: Send + Sync {
 
     /// The chatbot `id` if `org` owns it, else [`NotFound`](crate::Error::NotFound).
     fn get(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, Chatbot>;
+
+    /// The chatbot whose slug is `slug`, whoever owns it (for the public widget).
+    fn get_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>>;
 
     /// Up to `limit` chatbots of `org` that pass `filter`, after `after`.
     fn list(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> StoreFuture<'_, Listing>;

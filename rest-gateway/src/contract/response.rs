@@ -150,6 +150,47 @@ struct VadJson {
     threshold: f64,
 }
 
+/// What a browser widget needs of a public chatbot to draw itself and greet, and nothing more: no
+/// prompt, model, key, organisation or id.
+#[derive(Debug, Serialize)]
+pub struct PublicChatbotJson<'a> {
+    name: &'a str,
+    slug: &'a str,
+    greeting: &'a str,
+    chat_widget: ChatWidgetJson<'a>,
+    voice_widget: Option<PublicVoiceJson<'a>>,
+}
+
+/// The voice widget's look, for the public widget.
+#[derive(Debug, Serialize)]
+struct PublicVoiceJson<'a> {
+    appearance: VoiceAppearanceJson<'a>,
+    text: VoiceTextJson<'a>,
+}
+
+impl<'a> From<&'a Chatbot> for PublicChatbotJson<'a> {
+    fn from(chatbot: &'a Chatbot) -> Self {
+        let config = &chatbot.config;
+        PublicChatbotJson {
+            name: config.name.as_str(),
+            slug: config.slug.as_str(),
+            greeting: config.settings.greeting.as_str(),
+            chat_widget: (&config.settings.snippet).into(),
+            voice_widget: config.voice.as_ref().map(|voice| {
+                let VoiceWidgetJson { appearance, text, .. } = voice.into();
+                PublicVoiceJson { appearance, text }
+            }),
+        }
+    }
+}
+
+/// `{"chatbot": ...}` of the public widget route.
+#[derive(Debug, Serialize)]
+pub struct PublicChatbotEnvelope<'a> {
+    /// The public projection.
+    pub chatbot: PublicChatbotJson<'a>,
+}
+
 impl<'a> From<&'a VoiceWidget> for VoiceWidgetJson<'a> {
     fn from(voice: &'a VoiceWidget) -> Self {
         let (appearance, model, text, vad) = (&voice.appearance, &voice.model, &voice.text, &voice.vad);

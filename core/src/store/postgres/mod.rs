@@ -517,6 +517,20 @@ impl Store for PostgresStore {
         })
     }
 
+    fn get_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>> {
+        let slug = slug.as_str().to_owned();
+        Box::pin(async move {
+            self.with_retries(|_| async {
+                let client = self.client().await?;
+                let statement =
+                    client.prepare_cached(&format!("SELECT {COLUMNS} FROM chatbots WHERE slug = $1")).await?;
+                let row = client.query_opt(&statement, &[&slug]).await?;
+                Ok(row.map(|row| chatbot_from_row(&row)).transpose()?)
+            })
+            .await
+        })
+    }
+
     fn list(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> StoreFuture<'_, Listing> {
         Box::pin(async move { self.with_retries(|_| self.list_now(org, filter, after, limit)).await })
     }

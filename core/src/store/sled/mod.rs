@@ -266,6 +266,16 @@ impl Store for SledStore {
         Box::pin(async move { self.read_chatbot(org, id) })
     }
 
+    fn get_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>> {
+        let key = slug_key(slug);
+        Box::pin(async move {
+            let Some(owner) = self.chatbots.get(key)? else { return Ok(None) };
+            let id = <[u8; 16]>::try_from(owner.as_ref()).map_err(|_| Error::storage("a slug owner is not an id"))?;
+            // A chatbot deleted between the two reads is simply not found.
+            self.chatbots.get(record_key(ChatbotId::from_bytes(id)))?.map(|record| codec::decode(&record)).transpose()
+        })
+    }
+
     fn list(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> StoreFuture<'_, Listing> {
         Box::pin(async move { self.read_page(org, filter, after, limit) })
     }
