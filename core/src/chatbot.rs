@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::avatar::AvatarRef;
+
 use crate::domain::limits::{
     MAX_OUTPUT_TOKENS, MAX_TEMPERATURE_THOUSANDTHS, MAX_THRESHOLD_THOUSANDTHS, MAX_VAD_DURATION_MS, MIN_OUTPUT_TOKENS,
     RADIUS_MAX_PX,
@@ -112,6 +114,9 @@ pub struct Settings {
     pub prompt: Prompt,
     /// The chat widget's look.
     pub snippet: Snippet,
+    /// The avatar image, once one is uploaded (shown as its public URL).
+    #[serde(default)]
+    pub avatar: Option<AvatarRef>,
 }
 
 /// The chat widget's look: the contract's `settings.snippet`, which is also the Chat Widget endpoint's

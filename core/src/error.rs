@@ -29,6 +29,15 @@ pub enum Error {
     /// The caller's entity tag no longer matches the chatbot: it changed since the caller read it.
     #[error("the chatbot has changed since it was read (etag mismatch)")]
     EtagMismatch,
+    /// An avatar image over the size limit.
+    #[error("the image is larger than {max_bytes} bytes")]
+    ImageTooLarge {
+        /// The limit.
+        max_bytes: usize,
+    },
+    /// An avatar that is not a PNG, JPEG, WebP or GIF image, whatever it was declared as.
+    #[error("the avatar must be a PNG, JPEG, WebP or GIF image")]
+    UnsupportedImage,
     /// An update that names no field to change.
     #[error("the update names no field to change")]
     NothingToUpdate,

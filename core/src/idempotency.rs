@@ -64,6 +64,7 @@ pub(crate) enum Operation {
     Create,
     Update,
     Delete,
+    Avatar,
 }
 
 impl Fingerprint {
@@ -101,6 +102,25 @@ impl Fingerprint {
                 }
             }
         }
+        match expected_etag {
+            None => digest.update([0]),
+            Some(tag) => {
+                digest.update([1]);
+                digest.update(tag.as_bytes());
+            }
+        }
+        Fingerprint(digest.finalize().into())
+    }
+}
+
+impl Fingerprint {
+    /// The fingerprint of an avatar upload: its target, the image's digest, and the entity tag it
+    /// requires.
+    pub(crate) fn of_avatar(target: ChatbotId, image_digest: &[u8; 32], expected_etag: Option<&str>) -> Self {
+        let mut digest = Sha256::new();
+        digest.update([Operation::Avatar as u8]);
+        digest.update(target.as_bytes());
+        digest.update(image_digest);
         match expected_etag {
             None => digest.update([0]),
             Some(tag) => {

@@ -18,6 +18,7 @@
 //! ```
 
 mod auth;
+pub mod avatar;
 pub mod blocking;
 mod catalog;
 mod chatbot;
@@ -30,6 +31,7 @@ mod rules;
 pub mod store;
 
 pub use auth::{ApiKey, ApiKeyInfo, KeyHash};
+pub use avatar::{AvatarImage, AvatarRef, StoredAvatar};
 pub use catalog::{Field, FieldMask, Form, Kind, Limit, Slot, Spec, Value};
 pub use chatbot::{
     Chatbot, ChatbotConfig, ChatbotDraft, Personality, PersonalityDraft, Settings, SettingsDraft, Snippet,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{ApiKey, ApiKeyInfo, KeyHash};
+use crate::avatar::{AvatarImage, AvatarRef, StoredAvatar};
 use crate::catalog::FieldMask;
 use crate::chatbot::{Chatbot, ChatbotDraft};
 use crate::domain::limits::MAX_PAGE_SIZE;
@@ -13,9 +14,9 @@ use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result};
 use crate::fair_use::{Allowance, RateLimits};
 use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Operation, Outcome, Written};
-use crate::rules::Rules;
+use crate::rules::{Proposal, Rules, SlugChoice};
 use crate::store::sled::SledStore;
-use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Record, Snapshot, Store};
+use crate::store::{Change, ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Record, Snapshot, Store};
 
 /// The chatbots of every organisation, their rules and their store: what both faces call. Share it
 /// behind an `Arc`; every method may be called from many tasks at once. Write futures complete once the
@@ -25,6 +26,8 @@ pub struct Registry {
     store: Box<dyn Store>,
     idempotency_ttl: Duration,
     limits: RateLimits,
+    /// What the service's public URLs start with (`https://bots.example.com`); empty for relative URLs.
+    public_url: String,
     /// When each key's use was last noted in the store.
     last_use_noted: std::sync::Mutex<std::collections::HashMap<KeyHash, std::time::Instant>>,
 }
@@ -62,8 +65,21 @@ impl Registry {
             store: Box::new(store),
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             limits: RateLimits::off(),
+            public_url: String::new(),
             last_use_noted: std::sync::Mutex::default(),
         }
+    }
+
+    /// This registry, giving public URLs (of avatar images) under `base` (`https://bots.example.com`);
+    /// by default they are relative (`/api/public/avatars/...`).
+    pub fn with_public_url(mut self, base: &str) -> Self {
+        self.public_url = base.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// What the service's public URLs start with; empty when they are relative.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     /// This registry, admitting requests within `limits` (none by default).
@@ -329,9 +345,50 @@ impl Registry {
             let rules = Arc::clone(&self.rules);
             let change = Box::new(move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask));
             let expected_etag = expected_etag.map(str::to_owned);
-            self.store.update(ChatbotUpdate { org, id, expected_etag, change, claim }).await
+            self.store.update(ChatbotUpdate { org, id, expected_etag, change, claim, avatar: None }).await
         };
         count_claim(keyed, written.await)
+    }
+
+    /// Replaces the chatbot's avatar with `image`, stored in the same atomic write as the chatbot's
+    /// change; the image it replaces is removed with it. At most once per idempotency key (as
+    /// [`Registry::create_with`]); with `expected_etag`, as [`Registry::update`].
+    pub async fn update_avatar_with(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        image: AvatarImage,
+        expected_etag: Option<&str>,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Written<Chatbot>> {
+        let claim = key.map(|key| self.claim(key, Fingerprint::of_avatar(id, image.digest(), expected_etag)));
+        let keyed = claim.is_some();
+        let written = async {
+            if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
+                return outcome.replayed_chatbot();
+            }
+            let stored = image.into_stored();
+            let reference = stored.reference;
+            let change: Change = Box::new(move |current: &Chatbot| {
+                let mut config = current.config.clone();
+                config.settings.avatar = Some(reference);
+                Ok(Proposal { config, slug: SlugChoice::Kept })
+            });
+            let expected_etag = expected_etag.map(str::to_owned);
+            let update = ChatbotUpdate { org, id, expected_etag, change, claim, avatar: Some(stored) };
+            self.store.update(update).await
+        };
+        count_claim(keyed, written.await)
+    }
+
+    /// The avatar image at `file_name` (`<id>.<extension>`, as in its public URL), whoever owns it:
+    /// its URL is the capability. [`Error::NotFound`] for any other name.
+    pub async fn avatar(&self, file_name: &str) -> Result<StoredAvatar> {
+        let reference = AvatarRef::from_file_name(file_name).ok_or(Error::NotFound)?;
+        match self.store.avatar(reference).await? {
+            Some(avatar) if avatar.reference == reference => Ok(avatar),
+            Some(_) | None => Err(Error::NotFound),
+        }
     }
 
     /// Checks an update of the chatbot `id` without changing anything (AIP-163 `validate_only`).
@@ -433,6 +490,7 @@ impl Registry {
         match record {
             Record::Organisation(organisation) => self.store.import_organisation(organisation).await,
             Record::ApiKey(key) => self.store.add_api_key(key).await,
+            Record::Avatar(avatar) => self.store.import_avatar(avatar).await,
             Record::Chatbot(chatbot) => {
                 let config = &chatbot.config;
                 let allowed = |list: &crate::AllowList, value: &str, field: crate::Field| {

@@ -314,6 +314,8 @@ impl Rules {
                         Language::auto,
                     ),
                 },
+                // Not a field a client sets: only an upload changes it.
+                avatar: bs.and_then(|b| b.avatar),
             },
             voice: self.check_voice(&mut c, base.and_then(|b| b.voice.as_ref()), &draft.voice),
             // Without a valid name the result is an error below; the placeholder is never stored.

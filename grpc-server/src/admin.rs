@@ -123,18 +123,42 @@ impl AdminService for AdminApi {
                 Err(err) => return drop(chunks.send(failed(err)).await),
             };
             loop {
-                let chunk = match snapshot.next_batch().await {
+                let lines = match snapshot.next_batch().await {
                     Ok(Some(batch)) => batch.iter().map(chatbot_core::Record::to_line).collect::<Result<Vec<_>, _>>(),
                     Ok(None) => return,
                     Err(err) => return drop(chunks.send(failed(err)).await),
                 };
-                let chunk = chunk.map(|lines| ExportChunk { lines }).map_err(to_status);
-                // A reader that went away ends the export (and its snapshot).
-                if chunks.send(chunk).await.is_err() {
-                    return;
+                let lines = match lines {
+                    Ok(lines) => lines,
+                    Err(err) => return drop(chunks.send(failed(err)).await),
+                };
+                for chunk in in_chunks(lines) {
+                    // A reader that went away ends the export (and its snapshot).
+                    if chunks.send(Ok(chunk)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
         Ok(Response::new(ReceiverStream::new(stream)))
     }
+}
+
+/// Most bytes of lines per chunk of an export (a chunk holds at least one line, and a line at most
+/// one avatar image in base64, well under what gRPC clients accept by default).
+const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// `lines` as chunks of about [`CHUNK_BYTES`] each.
+fn in_chunks(lines: Vec<String>) -> Vec<ExportChunk> {
+    let mut chunks = vec![ExportChunk::default()];
+    let mut size = 0;
+    for line in lines {
+        if size + line.len() > CHUNK_BYTES && size > 0 {
+            chunks.push(ExportChunk::default());
+            size = 0;
+        }
+        size += line.len();
+        chunks.last_mut().expect("at least one chunk").lines.push(line);
+    }
+    chunks
 }

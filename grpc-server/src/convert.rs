@@ -112,8 +112,9 @@ pub fn message(mut draft: ChatbotDraft) -> pb::Chatbot {
     message
 }
 
-/// The message for a stored chatbot; the OpenAI key only in its masked form.
-pub(crate) fn chatbot(chatbot: &Chatbot) -> pb::Chatbot {
+/// The message for a stored chatbot, its public URLs under `public_url`; the OpenAI key only in its
+/// masked form.
+pub(crate) fn chatbot(chatbot: &Chatbot, public_url: &str) -> pb::Chatbot {
     let config = &chatbot.config;
     let (personality, settings, snippet) = (&config.personality, &config.settings, &config.settings.snippet);
     let text = |s: &str| Some(s.to_owned());
@@ -145,6 +146,7 @@ pub(crate) fn chatbot(chatbot: &Chatbot) -> pb::Chatbot {
                 slogan: text(snippet.slogan.as_str()),
                 language: text(snippet.language.as_str()),
             }),
+            avatar: settings.avatar.map(|avatar| avatar.url(public_url)),
         }),
         create_time: Some(timestamp(chatbot.created_at)),
         update_time: Some(timestamp(chatbot.updated_at)),

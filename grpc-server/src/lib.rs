@@ -95,7 +95,8 @@ where
     let reflection_v1 = reflection().build_v1().expect("the embedded descriptor sets are valid");
     let reflection_v1alpha = reflection().build_v1alpha().expect("the embedded descriptor sets are valid");
     let chatbots = pb::chatbot_service_server::ChatbotServiceServer::new(api)
-        .max_decoding_message_size(chatbot_core::domain::limits::MAX_REQUEST_BYTES);
+        // The avatar upload's limit; every other method holds its message to the JSON body's limit.
+        .max_decoding_message_size(chatbot_core::avatar::MAX_AVATAR_UPLOAD_BYTES);
 
     tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_streams)

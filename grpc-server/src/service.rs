@@ -2,18 +2,20 @@
 
 use std::sync::Arc;
 
+use chatbot_core::domain::limits::MAX_REQUEST_BYTES;
 use chatbot_core::{
-    ChatbotId, Error, FieldMask, IdempotencyKey, ListQuery, OrgId, PageCursor, Registry, Rejection, ViolationCode,
-    Written,
+    AvatarImage, ChatbotId, Error, FieldMask, IdempotencyKey, ListQuery, OrgId, PageCursor, Registry, Rejection,
+    ViolationCode, Written,
 };
 use tonic::{Request, Response, Status};
 
+use crate::convert;
 use crate::pb::chatbot_service_server::ChatbotService;
 use crate::pb::{
     Chatbot, CreateChatbotRequest, DeleteChatbotRequest, GetChatbotRequest, ListChatbotsRequest, ListChatbotsResponse,
-    UpdateChatbotRequest,
+    UpdateChatbotAvatarRequest, UpdateChatbotRequest,
 };
-use crate::{convert, status::to_status};
+use crate::status::{self, to_status};
 
 /// The metadata entry (and HTTP header) that carries the caller's API key.
 pub const API_KEY_METADATA: &str = "x-api-key";
@@ -39,6 +41,15 @@ impl ChatbotApi {
         tracing::Span::current().record("org", tracing::field::display(org));
         Ok(org)
     }
+}
+
+/// Holds a message to the limit of every method but the avatar upload (the service's decoding limit is
+/// the avatar's): RESOURCE_EXHAUSTED past it, as tonic answers past its own.
+fn within_limit<T: prost::Message>(request: &Request<T>) -> Result<(), Status> {
+    if request.get_ref().encoded_len() > MAX_REQUEST_BYTES {
+        return Err(status::too_large(MAX_REQUEST_BYTES));
+    }
+    Ok(())
 }
 
 /// An id that is not a UUID names no chatbot: it is answered like an unknown one.
@@ -79,6 +90,7 @@ fn written<T, M>(written: Written<T>, message: impl FnOnce(T) -> M) -> Response<
 #[tonic::async_trait]
 impl ChatbotService for ChatbotApi {
     async fn create_chatbot(&self, request: Request<CreateChatbotRequest>) -> Result<Response<Chatbot>, Status> {
+        within_limit(&request)?;
         let org = self.authenticate(&request).await?;
         let request = request.into_inner();
         let (draft, _) = convert::draft(request.chatbot.unwrap_or_default()).map_err(to_status)?;
@@ -88,20 +100,22 @@ impl ChatbotService for ChatbotApi {
         }
         let key = idempotency_key(&request.request_id)?;
         let created = self.registry.create_with(org, draft, key).await.map_err(to_status)?;
-        Ok(written(created, |chatbot| convert::chatbot(&chatbot)))
+        Ok(written(created, |chatbot| convert::chatbot(&chatbot, self.registry.public_url())))
     }
 
     async fn get_chatbot(&self, request: Request<GetChatbotRequest>) -> Result<Response<Chatbot>, Status> {
+        within_limit(&request)?;
         let org = self.authenticate(&request).await?;
         let id = chatbot_id(&request.get_ref().id)?;
         let chatbot = self.registry.get(org, id).await.map_err(to_status)?;
-        Ok(Response::new(convert::chatbot(&chatbot)))
+        Ok(Response::new(convert::chatbot(&chatbot, self.registry.public_url())))
     }
 
     async fn list_chatbots(
         &self,
         request: Request<ListChatbotsRequest>,
     ) -> Result<Response<ListChatbotsResponse>, Status> {
+        within_limit(&request)?;
         let org = self.authenticate(&request).await?;
         let request = request.into_inner();
         let limit = match usize::try_from(request.page_size) {
@@ -118,12 +132,13 @@ impl ChatbotService for ChatbotApi {
         let query = ListQuery { limit, after, is_public: request.is_public, active: request.active };
         let page = self.registry.list(org, &query).await.map_err(to_status)?;
         Ok(Response::new(ListChatbotsResponse {
-            chatbots: page.items.iter().map(convert::chatbot).collect(),
+            chatbots: page.items.iter().map(|chatbot| convert::chatbot(chatbot, self.registry.public_url())).collect(),
             next_page_token: page.next.map(|cursor| cursor.encode()).unwrap_or_default(),
         }))
     }
 
     async fn update_chatbot(&self, request: Request<UpdateChatbotRequest>) -> Result<Response<Chatbot>, Status> {
+        within_limit(&request)?;
         let org = self.authenticate(&request).await?;
         let request = request.into_inner();
         let mut chatbot = request.chatbot.unwrap_or_default();
@@ -140,15 +155,30 @@ impl ChatbotService for ChatbotApi {
         }
         let key = idempotency_key(&request.request_id)?;
         let updated = self.registry.update_with(org, id, draft, mask, etag(&expected), key).await.map_err(to_status)?;
-        Ok(written(updated, |chatbot| convert::chatbot(&chatbot)))
+        Ok(written(updated, |chatbot| convert::chatbot(&chatbot, self.registry.public_url())))
     }
 
     async fn delete_chatbot(&self, request: Request<DeleteChatbotRequest>) -> Result<Response<()>, Status> {
+        within_limit(&request)?;
         let org = self.authenticate(&request).await?;
         let request = request.into_inner();
         let id = chatbot_id(&request.id)?;
         let key = idempotency_key(&request.request_id)?;
         let deleted = self.registry.delete_with(org, id, etag(&request.etag), key).await.map_err(to_status)?;
         Ok(written(deleted, |()| ()))
+    }
+
+    async fn update_chatbot_avatar(
+        &self,
+        request: Request<UpdateChatbotAvatarRequest>,
+    ) -> Result<Response<Chatbot>, Status> {
+        let org = self.authenticate(&request).await?;
+        let request = request.into_inner();
+        let id = chatbot_id(&request.id)?;
+        let key = idempotency_key(&request.request_id)?;
+        let image = AvatarImage::parse(request.avatar).map_err(to_status)?;
+        let updated =
+            self.registry.update_avatar_with(org, id, image, etag(&request.etag), key).await.map_err(to_status)?;
+        Ok(written(updated, |chatbot| convert::chatbot(&chatbot, self.registry.public_url())))
     }
 }

@@ -16,6 +16,12 @@ pub(crate) fn admin_refused(code: Code, message: &str) -> Status {
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "chatbotd";
 
+/// The status of a message over the `limit` of its method (in bytes).
+pub(crate) fn too_large(limit: usize) -> Status {
+    let details = ErrorDetails::with_error_info("payload_too_large", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::ResourceExhausted, format!("the message is over {limit} bytes"), details)
+}
+
 /// The status for `err`: a code, the stable reason in `ErrorInfo`, and for invalid input every
 /// violation in `BadRequest` (field = the contract's JSON path, reason = the violation code).
 pub(crate) fn to_status(err: Error) -> Status {
@@ -39,6 +45,8 @@ pub(crate) fn to_status(err: Error) -> Status {
             (Code::AlreadyExists, "slug_taken")
         }
         Error::EtagMismatch => (Code::Aborted, "etag_mismatch"),
+        Error::ImageTooLarge { .. } => (Code::ResourceExhausted, "payload_too_large"),
+        Error::UnsupportedImage => (Code::InvalidArgument, "unsupported_media_type"),
         Error::IdempotencyKeyReused => (Code::FailedPrecondition, "idempotency_key_reused"),
         Error::RateLimited { retry_after, .. } => {
             retry = Some(retry_after);

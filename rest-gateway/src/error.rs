@@ -22,8 +22,11 @@ pub enum ApiError {
         /// The JSON type found instead, e.g. "an array".
         found: &'static str,
     },
-    /// The body is not sent as JSON.
-    UnsupportedMediaType,
+    /// The body is not sent as the endpoint takes it.
+    UnsupportedMediaType {
+        /// What the endpoint takes: `application/json`.
+        expected: &'static str,
+    },
     /// The body is over the limit.
     PayloadTooLarge {
         /// The limit, in bytes.
@@ -91,6 +94,12 @@ impl IntoResponse for ApiError {
             ApiError::Core(err @ Error::EtagMismatch) => {
                 (StatusCode::PRECONDITION_FAILED, "etag_mismatch", err.to_string())
             }
+            ApiError::Core(err @ Error::ImageTooLarge { .. }) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", err.to_string())
+            }
+            ApiError::Core(err @ Error::UnsupportedImage) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", err.to_string())
+            }
             ApiError::Core(err @ Error::IdempotencyKeyReused) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", err.to_string())
             }
@@ -122,10 +131,10 @@ impl IntoResponse for ApiError {
             ApiError::NotAnObject { found } => {
                 (StatusCode::BAD_REQUEST, "invalid_argument", format!("the body must be a JSON object, not {found}"))
             }
-            ApiError::UnsupportedMediaType => (
+            ApiError::UnsupportedMediaType { expected } => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                "the body must be sent with Content-Type: application/json".to_owned(),
+                format!("the body must be sent with Content-Type: {expected}"),
             ),
             ApiError::PayloadTooLarge { limit } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body must be at most {limit} bytes"))

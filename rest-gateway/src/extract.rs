@@ -1,8 +1,10 @@
 //! Request extractors whose rejections are [`ApiError`]s in the contract's shape, never plain text.
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use chatbot_core::avatar::MAX_AVATAR_BYTES;
 use chatbot_core::domain::limits::MAX_REQUEST_BYTES;
 use chatbot_core::{ChatbotId, Error, IdempotencyKey, OrgId, Rejection, Violation, ViolationCode};
 use serde_json::{Map, Value};
@@ -77,7 +79,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 
     async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
         if !is_json(request.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType { expected: "application/json" });
         }
         let bytes = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BYTES).await.map_err(|err| {
             // Over the limit (found by this read, or by the body limit layer), or broken off.
@@ -106,6 +108,47 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         }
     }
 }
+
+/// The bytes of the `avatar` file part of a `multipart/form-data` body (else 415): at most
+/// [`MAX_AVATAR_BYTES`] (else 413, as soon as the part grows past it), the part given (else 400 naming
+/// `avatar`). Other parts are read past and ignored. What the bytes are is for the core to decide, by
+/// their content: the part's declared type is not trusted.
+#[derive(Debug)]
+pub struct AvatarUpload(pub Vec<u8>);
+
+impl<S: Send + Sync> FromRequest<S> for AvatarUpload {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let not_multipart = ApiError::UnsupportedMediaType { expected: "multipart/form-data" };
+        let mut form = Multipart::from_request(request, state).await.map_err(|_| not_multipart)?;
+        let broken = |err: MultipartError| match err.status() {
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: MAX_AVATAR_REQUEST_BYTES },
+            _ => ApiError::MalformedBody,
+        };
+        let mut image = None;
+        while let Some(mut part) = form.next_field().await.map_err(broken)? {
+            if part.name() != Some("avatar") || image.is_some() {
+                continue;
+            }
+            let mut bytes = Vec::new();
+            while let Some(chunk) = part.chunk().await.map_err(broken)? {
+                if bytes.len() + chunk.len() > MAX_AVATAR_BYTES {
+                    return Err(Error::ImageTooLarge { max_bytes: MAX_AVATAR_BYTES }.into());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            image = Some(bytes);
+        }
+        let missing = || {
+            Error::invalid(Violation::new("avatar", ViolationCode::Required, "a file part named avatar is required"))
+        };
+        Ok(AvatarUpload(image.ok_or_else(missing)?))
+    }
+}
+
+/// Largest avatar upload, in bytes: the image and the multipart framing around it.
+pub const MAX_AVATAR_REQUEST_BYTES: usize = chatbot_core::avatar::MAX_AVATAR_UPLOAD_BYTES;
 
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };

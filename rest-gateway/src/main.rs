@@ -257,6 +257,22 @@ struct ServeArgs {
     /// `x-admin-token`.
     #[arg(long, env = "CHATBOTD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// What the service's public URLs (avatar images) start with, as browsers reach the REST face
+    /// (`https://bots.example.com`); default `http://` and the REST address.
+    #[arg(long, env = "CHATBOTD_PUBLIC_URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
+}
+
+/// An absolute http(s) URL without a query or fragment.
+fn parse_public_url(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value).map_err(|err| err.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an absolute http(s) URL".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must have no query or fragment".to_owned());
+    }
+    Ok(value.trim_end_matches('/').to_owned())
 }
 
 impl Default for ServeArgs {
@@ -347,6 +363,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Some(install_metrics()?),
         metrics_addr: args.metrics_addr,
         admin_token: args.admin_token,
+        public_url: args.public_url,
     };
     let app = Application::build(config).await?;
     if let Some(key) = app.first_key() {

@@ -14,7 +14,7 @@ use chatbot_core::Registry;
 use sha2::{Digest, Sha256};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::contract::response::PublicChatbotEnvelope;
+use crate::contract::response::{PublicChatbotEnvelope, PublicChatbotJson};
 use crate::error::ApiError;
 use crate::layers::{ClientAddr, rate_limit_headers};
 use crate::preconditions::{etag_header, if_none_match};
@@ -33,8 +33,33 @@ pub fn routes(registry: Arc<Registry>) -> Router<Arc<Registry>> {
     Router::new()
         // OPTIONS is routed so that the CORS layer sees browsers' preflights (it answers them itself).
         .route("/api/public/chatbots/{slug}", get(widget).options(no_content))
+        .route("/api/public/avatars/{file}", get(avatar).options(no_content))
         .route_layer(middleware::from_fn_with_state(registry, admit_public))
         .layer(cors)
+}
+
+/// How long an avatar image may be reused: a year, since its URL changes whenever the image does.
+const AVATAR_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// `GET /api/public/avatars/{id}.{ext}`: an avatar image, with the type its content was found to be,
+/// never sniffed again by a browser, and never run as anything but an image.
+async fn avatar(
+    State(registry): State<Arc<Registry>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let avatar = registry.avatar(&file).await?;
+    let headers_out = [
+        (header::ETAG, etag_header(&avatar.digest)),
+        (header::CACHE_CONTROL, HeaderValue::from_static(AVATAR_CACHE_CONTROL)),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox")),
+    ];
+    if if_none_match(&headers, &avatar.digest)? {
+        return Ok((StatusCode::NOT_MODIFIED, headers_out).into_response());
+    }
+    let content_type = [(header::CONTENT_TYPE, HeaderValue::from_static(avatar.reference.kind.content_type()))];
+    Ok((headers_out, content_type, avatar.bytes).into_response())
 }
 
 /// An `OPTIONS` that is not a preflight: nothing to say.
@@ -64,8 +89,9 @@ async fn widget(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let chatbot = registry.public_chatbot(&slug).await?;
-    let body = serde_json::to_vec(&PublicChatbotEnvelope { chatbot: (&chatbot).into() })
-        .map_err(|err| ApiError::from(chatbot_core::Error::storage(err)))?;
+    let body =
+        serde_json::to_vec(&PublicChatbotEnvelope { chatbot: PublicChatbotJson::new(&chatbot, registry.public_url()) })
+            .map_err(|err| ApiError::from(chatbot_core::Error::storage(err)))?;
     let etag = hex::encode(&Sha256::digest(&body)[..16]);
     let cache =
         [(header::ETAG, etag_header(&etag)), (header::CACHE_CONTROL, HeaderValue::from_static(WIDGET_CACHE_CONTROL))];

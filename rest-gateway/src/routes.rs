@@ -12,8 +12,8 @@ use axum::routing::{get, patch};
 use axum::{Json, Router, middleware};
 use chatbot_core::domain::limits::{MAX_PAGE_SIZE, MAX_REQUEST_BYTES};
 use chatbot_core::{
-    Chatbot, ChatbotId, Error, IdempotencyKey, ListQuery, OrgId, PageCursor, Registry, Violation, ViolationCode,
-    Written,
+    AvatarImage, Chatbot, ChatbotId, Error, IdempotencyKey, ListQuery, OrgId, PageCursor, Registry, Violation,
+    ViolationCode, Written,
 };
 use serde_json::{Value, json};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -23,9 +23,13 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::contract::request::{ChatbotBody, Target, json_type, read_chatbot};
-use crate::contract::response::{ChatWidgetEnvelope, ChatbotEnvelope, ChatbotPage, MessageOnly, VoiceWidgetEnvelope};
+use crate::contract::response::{
+    ChatWidgetEnvelope, ChatbotEnvelope, ChatbotJson, ChatbotListItem, ChatbotPage, MessageOnly, VoiceWidgetEnvelope,
+};
 use crate::error::ApiError;
-use crate::extract::{Caller, ChatbotIdPath, Idempotency, JsonObject, REPLAYED_HEADER};
+use crate::extract::{
+    AvatarUpload, Caller, ChatbotIdPath, Idempotency, JsonObject, MAX_AVATAR_REQUEST_BYTES, REPLAYED_HEADER,
+};
 use crate::layers;
 use crate::preconditions::{IfMatch, etag_header, if_match, if_none_match};
 use crate::query::QueryParams;
@@ -77,6 +81,9 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
         .route("/api/external/chatbot/{chatbot_id}", get(get_one).patch(update_by_path).delete(delete_one))
         .route("/api/external/chatbot/{chatbot_id}/chat-widget", patch(update_chat_widget))
         .route("/api/external/chatbot/{chatbot_id}/voice-agent", patch(update_voice_agent))
+        // JSON bodies: a Content-Length over the limit is a 413 before any of the body is read.
+        .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
+        .route("/api/external/chatbot/{chatbot_id}/update-avatar", patch(update_avatar))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&registry), layers::admit));
     let public = crate::public::routes(Arc::clone(&registry));
     let mut router =
@@ -91,7 +98,7 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
         .with_state(registry)
         // Outermost last: the request id is set first and echoed last; every request is traced and
         // counted; every error is shaped.
-        .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_AVATAR_REQUEST_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(middleware::from_fn(layers::limit_uri))
         .layer(middleware::from_fn(layers::shape_errors))
@@ -132,7 +139,7 @@ async fn create(
     }
     let created = registry.create_with(org, body.draft, key).await?;
     let location = format!("/api/external/chatbot/{}", created.value.id);
-    let mut response = chatbot_response(StatusCode::CREATED, created, Some("Chatbot created successfully"));
+    let mut response = chatbot_response(&registry, StatusCode::CREATED, created, Some("Chatbot created successfully"));
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -151,7 +158,7 @@ async fn get_one(
     if if_none_match(&headers, &etag)? {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header(&etag))]).into_response());
     }
-    Ok(chatbot_response(StatusCode::OK, Written::fresh(chatbot), None))
+    Ok(chatbot_response(&registry, StatusCode::OK, Written::fresh(chatbot), None))
 }
 
 /// `GET /api/external/chatbots` (Get Chatbots), with `limit`, `cursor`, `is_public` and `active`.
@@ -181,7 +188,8 @@ async fn list(
     }
     let page = registry.list(org, &ListQuery { limit, after, is_public, active }).await?;
     let next_cursor = page.next.map(|cursor| cursor.encode());
-    Ok(Json(ChatbotPage { chatbots: page.items.iter().map(Into::into).collect(), next_cursor }).into_response())
+    let chatbots = page.items.iter().map(|chatbot| ChatbotListItem::new(chatbot, registry.public_url())).collect();
+    Ok(Json(ChatbotPage { chatbots, next_cursor }).into_response())
 }
 
 /// `PATCH /api/external/chatbot/{chatbotId}`: Update Chatbot with the target in the path.
@@ -194,7 +202,7 @@ async fn update_by_path(
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let updated = update(&registry, org, id, key, &headers, &body, Target::Update).await?;
-    Ok(chatbot_response(StatusCode::OK, updated, Some("Chatbot updated successfully")))
+    Ok(chatbot_response(&registry, StatusCode::OK, updated, Some("Chatbot updated successfully")))
 }
 
 /// `PATCH /api/external/chatbot/{chatbotId}/chat-widget` (Chat Widget): changes the chatbot's
@@ -212,6 +220,23 @@ async fn update_chat_widget(
     let envelope =
         ChatWidgetEnvelope { chat_widget_config: snippet.into(), message: "Chat widget config updated successfully" };
     Ok(written_response(&updated, Json(envelope)))
+}
+
+/// `PATCH /api/external/chatbot/{chatbotId}/update-avatar` (Chatbot Avatar): a `multipart/form-data`
+/// body whose file part `avatar` is the image. It is stored with the chatbot, which then shows its URL
+/// as `settings.avatar`; the image it replaces is removed.
+async fn update_avatar(
+    State(registry): State<Arc<Registry>>,
+    Caller(org): Caller,
+    ChatbotIdPath(id): ChatbotIdPath,
+    Idempotency(key): Idempotency,
+    headers: HeaderMap,
+    AvatarUpload(bytes): AvatarUpload,
+) -> Result<Response, ApiError> {
+    let image = AvatarImage::parse(bytes)?;
+    let etag = expected_etag(&registry, org, id, &headers).await?;
+    let updated = registry.update_avatar_with(org, id, image, etag.as_deref(), key).await?;
+    Ok(chatbot_response(&registry, StatusCode::OK, updated, Some("Avatar updated successfully")))
 }
 
 /// `PATCH /api/external/chatbot/{chatbotId}/voice-agent` (Voice Agent): configures the voice agent's
@@ -264,7 +289,7 @@ async fn update_by_body(
     };
     let id: ChatbotId = id.parse().map_err(|_| Error::NotFound)?;
     let updated = update(&registry, org, id, key, &headers, &body, Target::Update).await?;
-    Ok(chatbot_response(StatusCode::OK, updated, Some("Chatbot updated successfully")))
+    Ok(chatbot_response(&registry, StatusCode::OK, updated, Some("Chatbot updated successfully")))
 }
 
 /// Every PATCH: the fields present in the body for `target` change (nested objects merge, `null`
@@ -324,8 +349,13 @@ async fn expected_etag(
 
 /// A chatbot envelope with its `ETag`, marked `Idempotent-Replayed` when it is an earlier answer given
 /// again.
-fn chatbot_response(status: StatusCode, written: Written<Chatbot>, message: Option<&'static str>) -> Response {
-    let envelope = Json(ChatbotEnvelope { chatbot: (&written.value).into(), message });
+fn chatbot_response(
+    registry: &Registry,
+    status: StatusCode,
+    written: Written<Chatbot>,
+    message: Option<&'static str>,
+) -> Response {
+    let envelope = Json(ChatbotEnvelope { chatbot: ChatbotJson::new(&written.value, registry.public_url()), message });
     let mut response = written_response(&written, envelope);
     *response.status_mut() = status;
     response

@@ -89,6 +89,8 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// The admin API's token; without one, the admin API refuses every call.
     pub admin_token: Option<String>,
+    /// What public URLs (avatar images) start with; by default `http://` and the REST address.
+    pub public_url: Option<String>,
 }
 
 /// The service, built and bound, not yet serving.
@@ -108,12 +110,20 @@ pub struct Application {
 impl Application {
     /// Opens the store, makes sure a key exists and binds both listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let rest = bind(config.rest_addr).await?;
+        let public_url = match config.public_url {
+            Some(url) => url,
+            None => format!("http://{}", rest.local_addr()?),
+        };
         let registry = config.store.open(config.rules).await?;
-        let registry = registry.with_rate_limits(config.rate_limits).with_idempotency_ttl(config.idempotency_ttl);
+        let registry = registry
+            .with_rate_limits(config.rate_limits)
+            .with_idempotency_ttl(config.idempotency_ttl)
+            .with_public_url(&public_url);
         let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
         Ok(Application {
             registry: Arc::new(registry),
-            rest: bind(config.rest_addr).await?,
+            rest,
             grpc: bind(config.grpc_addr).await?,
             first_key,
             connections: config.connections,

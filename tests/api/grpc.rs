@@ -42,6 +42,7 @@ fn example() -> pb::Chatbot {
                 slogan: Some("How can I help you today?".into()),
                 language: Some("auto".into()),
             }),
+            avatar: None,
         }),
         ..Default::default()
     }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod avatars;
 mod create;
 mod durability;
 mod fairness;

@@ -35,13 +35,28 @@ async fn import(target: &Storage, input: &[u8]) -> (bool, String) {
     (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
+/// Public URLs independent of the port a server happens to get, so that answers compare across servers.
+const PUBLIC_URL: &[&str] = &["--public-url", "https://bots.example.com"];
+
 async fn a_sled_store_exported_and_imported_serves_the_same_chatbots_and_keys(engine: Engine) {
-    let source = TestApp::spawn(Engine::Sled).await;
+    let source = TestApp::spawn_on(Storage::new(Engine::Sled), "migration-key-0123456789".into(), PUBLIC_URL).await;
     let mut ids = vec![source.create_named("Plain", json!({})).await];
     ids.push(source.post(&contract_example()).await.body["chatbot"]["id"].as_str().expect("an id").to_owned());
     let keyed =
         source.create_named("Keyed", json!({"openai_api_key": "sk-proj-secretvalue1234", "is_public": true})).await;
     assert_eq!(source.patch(&keyed, &json!({"active": false})).await.status, StatusCode::OK);
+    let mut gif = Vec::new();
+    image::RgbImage::new(3, 3).write_to(&mut std::io::Cursor::new(&mut gif), image::ImageFormat::Gif).expect("encodes");
+    let form = reqwest::multipart::Form::new().part("avatar", reqwest::multipart::Part::bytes(gif.clone()));
+    let upload = source
+        .http
+        .patch(format!("{}/api/external/chatbot/{keyed}/update-avatar", source.rest))
+        .header("x-api-key", &source.key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(upload.status(), StatusCode::OK);
     ids.push(keyed);
     let before: Vec<_> = futures::future::join_all(ids.iter().map(|id| source.get(id))).await;
     let listed = source.list("").await.body;
@@ -53,6 +68,7 @@ async fn a_sled_store_exported_and_imported_serves_the_same_chatbots_and_keys(en
     assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
     let lines = String::from_utf8(export.stdout.clone()).expect("UTF-8");
     assert_eq!(lines.lines().filter(|l| l.contains(r#""kind":"chatbot""#)).count(), 3);
+    assert_eq!(lines.lines().filter(|l| l.contains(r#""kind":"avatar""#)).count(), 1);
     assert!(!lines.contains(&key), "keys travel as hashes only");
 
     let target = Storage::new(engine);
@@ -62,7 +78,11 @@ async fn a_sled_store_exported_and_imported_serves_the_same_chatbots_and_keys(en
     assert!(!again && stderr.contains("already holds"), "a non-empty store is refused: {stderr}");
 
     // The same key works on the target: its hash was imported (the server adding it again is harmless).
-    let app = TestApp::spawn_on(target, key, &[]).await;
+    let app = TestApp::spawn_on(target, key, PUBLIC_URL).await;
+    let avatar = app.get(&ids[2]).await.body["chatbot"]["settings"]["avatar"].as_str().expect("an avatar").to_owned();
+    let served = app.http.get(avatar.replace("https://bots.example.com", &app.rest)).send().await.expect("answered");
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.bytes().await.expect("the image").to_vec(), gif, "the image came along");
     for (id, before) in ids.iter().zip(before) {
         let after = app.get(id).await;
         assert_eq!((after.status, &after.body), (StatusCode::OK, &before.body), "{id}");

@@ -68,6 +68,19 @@ async fn real_answers_match_the_documents_schemas(engine: Engine) {
     conforms("VoiceWidgetUpdated", &voice.body);
     conforms("ChatbotRead", &app.get(&id).await.body);
     conforms("ChatbotPage", &app.list("").await.body);
+    let mut png = Vec::new();
+    image::RgbImage::new(2, 2).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).expect("encodes");
+    let form = reqwest::multipart::Form::new().part("avatar", reqwest::multipart::Part::bytes(png));
+    let upload = app
+        .http
+        .patch(format!("{}/api/external/chatbot/{id}/update-avatar", app.rest))
+        .header("x-api-key", &app.key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("answered");
+    conforms("AvatarUpdated", &crate::helpers::answer(upload).await.body);
+    conforms("ChatbotRead", &app.get(&id).await.body);
     let public = app.call(Method::GET, "/api/public/chatbots/api-docs-demo-chatbot", None, None).await;
     assert_eq!(public.status, StatusCode::OK);
     conforms("PublicChatbot", &public.body);

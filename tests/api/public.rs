@@ -49,7 +49,8 @@ async fn the_public_widget_carries_only_what_a_widget_draws(engine: Engine) {
     let public = &answer.body["chatbot"];
     let mut keys: Vec<&str> = public.as_object().expect("an object").keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["chat_widget", "greeting", "name", "slug", "voice_widget"]);
+    assert_eq!(keys, ["avatar", "chat_widget", "greeting", "name", "slug", "voice_widget"]);
+    assert_eq!(public["avatar"], Value::Null, "no avatar uploaded yet");
     assert_eq!(public["name"], "API Docs Demo Chatbot");
     assert_eq!(public["slug"], "api-docs-demo-chatbot");
     assert_eq!(public["greeting"], bot["settings"]["greeting"]);

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::auth::{ApiKeyInfo, KeyHash};
+use crate::avatar::{AvatarRef, StoredAvatar};
 use crate::chatbot::Chatbot;
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::Result;
@@ -58,6 +59,9 @@ pub struct ChatbotUpdate {
     pub change: Change,
     /// The idempotency key to claim with the write, if the client sent one.
     pub claim: Option<Claim>,
+    /// An avatar image to store with the change (which makes the chatbot point at it). Whatever image
+    /// the chatbot pointed at before and no longer does is removed in the same write.
+    pub avatar: Option<StoredAvatar>,
 }
 
 /// The removal of one chatbot.
@@ -82,7 +86,8 @@ pub struct Organisation {
 }
 
 /// One line of an export: everything a store holds, one record at a time. Organisations come first,
-/// then API key hashes, then chatbots, so that an import meets each owner before what it owns.
+/// then API key hashes, then chatbots and their avatar images, so that an import meets each owner
+/// before what it owns.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
@@ -92,6 +97,8 @@ pub enum Record {
     ApiKey(ApiKeyInfo),
     /// A chatbot, exactly as stored.
     Chatbot(Box<Chatbot>),
+    /// An avatar image, exactly as stored (its bytes in base64).
+    Avatar(StoredAvatar),
 }
 
 /// Everything a store holds as it was at one moment, read a batch at a time while writes go on:
@@ -148,8 +155,14 @@ pub trait Store: Send + Sync {
     /// chatbot as stored.
     fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Written<Chatbot>>;
 
-    /// Removes a chatbot and frees its slug, atomically.
+    /// Removes a chatbot, its avatar image, and frees its slug, atomically.
     fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, Written<()>>;
+
+    /// The stored avatar image `reference` names, if it is stored.
+    fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>>;
+
+    /// Stores an avatar image exactly as given (for imports).
+    fn import_avatar(&self, avatar: StoredAvatar) -> StoreFuture<'_, ()>;
 
     /// The record of `org`'s idempotency key `key`, if one is stored (expired or not).
     fn claimed(&self, org: OrgId, key: &IdempotencyKey) -> StoreFuture<'_, Option<ClaimRecord>>;

@@ -48,6 +48,9 @@ struct PersonalityJson<'a> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SettingsJson<'a> {
+    /// The avatar image's URL, present once one is uploaded (the contract's create answer has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avatar: Option<String>,
     greeting: &'a str,
     is_request_user_info_enabled: bool,
     is_tool_enabled: bool,
@@ -157,6 +160,7 @@ pub struct PublicChatbotJson<'a> {
     name: &'a str,
     slug: &'a str,
     greeting: &'a str,
+    avatar: Option<String>,
     chat_widget: ChatWidgetJson<'a>,
     voice_widget: Option<PublicVoiceJson<'a>>,
 }
@@ -168,13 +172,15 @@ struct PublicVoiceJson<'a> {
     text: VoiceTextJson<'a>,
 }
 
-impl<'a> From<&'a Chatbot> for PublicChatbotJson<'a> {
-    fn from(chatbot: &'a Chatbot) -> Self {
+impl<'a> PublicChatbotJson<'a> {
+    /// The public projection of `chatbot`, its public URLs under `public_url`.
+    pub fn new(chatbot: &'a Chatbot, public_url: &str) -> Self {
         let config = &chatbot.config;
         PublicChatbotJson {
             name: config.name.as_str(),
             slug: config.slug.as_str(),
             greeting: config.settings.greeting.as_str(),
+            avatar: config.settings.avatar.map(|avatar| avatar.url(public_url)),
             chat_widget: (&config.settings.snippet).into(),
             voice_widget: config.voice.as_ref().map(|voice| {
                 let VoiceWidgetJson { appearance, text, .. } = voice.into();
@@ -228,10 +234,11 @@ impl<'a> From<&'a VoiceWidget> for VoiceWidgetJson<'a> {
     }
 }
 
-impl<'a> From<&'a Chatbot> for ChatbotJson<'a> {
-    fn from(chatbot: &'a Chatbot) -> Self {
+impl<'a> ChatbotJson<'a> {
+    /// The chatbot object of `chatbot`, its public URLs under `public_url`.
+    pub fn new(chatbot: &'a Chatbot, public_url: &str) -> Self {
         ChatbotJson {
-            listed: ChatbotListItem::from(chatbot),
+            listed: ChatbotListItem::new(chatbot, public_url),
             docs_metadata: None,
             managers: None,
             migrated_data: false,
@@ -241,8 +248,9 @@ impl<'a> From<&'a Chatbot> for ChatbotJson<'a> {
     }
 }
 
-impl<'a> From<&'a Chatbot> for ChatbotListItem<'a> {
-    fn from(chatbot: &'a Chatbot) -> Self {
+impl<'a> ChatbotListItem<'a> {
+    /// The list item of `chatbot`, its public URLs under `public_url`.
+    pub fn new(chatbot: &'a Chatbot, public_url: &str) -> Self {
         let config = &chatbot.config;
         let (personality, settings, snippet) = (&config.personality, &config.settings, &config.settings.snippet);
         ChatbotListItem {
@@ -256,6 +264,7 @@ impl<'a> From<&'a Chatbot> for ChatbotListItem<'a> {
             organization_id: chatbot.organization_id.to_string(),
             personality_config: PersonalityJson { style: personality.style.as_str(), tone: personality.tone.as_str() },
             settings: SettingsJson {
+                avatar: settings.avatar.map(|avatar| avatar.url(public_url)),
                 greeting: settings.greeting.as_str(),
                 is_request_user_info_enabled: settings.is_request_user_info_enabled,
                 is_tool_enabled: settings.is_tool_enabled,

@@ -24,6 +24,7 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use crate::auth::{ApiKeyInfo, KeyHash};
+use crate::avatar::{AvatarId, AvatarRef, ImageType, StoredAvatar};
 use crate::chatbot::{Chatbot, ChatbotConfig};
 use crate::domain::limits::MAX_SLUG_SUFFIX;
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
@@ -350,6 +351,8 @@ impl PostgresStore {
             }
             Err(err) => return Err(err.into()),
         }
+        let (before, after) = (current.config.settings.avatar, next.config.settings.avatar);
+        replace_avatar(&tx, before, after, update.avatar.as_ref()).await?;
         if let Some(claim) = &update.claim {
             record_claim(&tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone()))).await?;
         }
@@ -369,6 +372,7 @@ impl PostgresStore {
         let current = Self::lock_owned(&tx, deletion.org, deletion.id, deletion.expected_etag.as_deref()).await?;
         let statement = tx.prepare_cached("DELETE FROM chatbots WHERE id = $1").await?;
         tx.execute(&statement, &[current.id.as_uuid()]).await?;
+        replace_avatar(&tx, current.config.settings.avatar, None, None).await?;
         if let Some(claim) = &deletion.claim {
             record_claim(&tx, deletion.org, claim, Outcome::Deleted).await?;
         }
@@ -618,6 +622,25 @@ impl Store for PostgresStore {
         })
     }
 
+    fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>> {
+        Box::pin(async move {
+            self.with_retries(|_| async {
+                let client = self.client().await?;
+                let statement =
+                    client.prepare_cached("SELECT id, image_type, digest, bytes FROM avatars WHERE id = $1").await?;
+                let row = client.query_opt(&statement, &[reference.id.as_uuid()]).await?;
+                Ok(row.map(|row| avatar_from_row(&row)).transpose()?)
+            })
+            .await
+        })
+    }
+
+    fn import_avatar(&self, avatar: StoredAvatar) -> StoreFuture<'_, ()> {
+        Box::pin(
+            async move { self.with_retries(|_| async { insert_avatar(&self.client().await?, &avatar).await }).await },
+        )
+    }
+
     fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let slug = chatbot.config.slug.clone();
@@ -724,8 +747,52 @@ async fn insert_resolving_slug(client: &impl GenericClient, new: &NewChatbot) ->
     Err(taken())
 }
 
+/// Points the store from the avatar image `before` to `after`, in the chatbot's transaction: the
+/// image no longer pointed at is removed, the new one (if any) stored.
+async fn replace_avatar(
+    client: &impl GenericClient,
+    before: Option<AvatarRef>,
+    after: Option<AvatarRef>,
+    new: Option<&StoredAvatar>,
+) -> Result<(), Failure> {
+    if let Some(old) = before.filter(|old| Some(*old) != after) {
+        let statement = client.prepare_cached("DELETE FROM avatars WHERE id = $1").await?;
+        client.execute(&statement, &[old.id.as_uuid()]).await?;
+    }
+    if let Some(new) = new {
+        insert_avatar(client, new).await?;
+    }
+    Ok(())
+}
+
+/// Stores an avatar image (again, harmlessly, if it is there already).
+async fn insert_avatar(client: &impl GenericClient, avatar: &StoredAvatar) -> Result<(), Failure> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO avatars (id, image_type, digest, bytes) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .await?;
+    let kind = avatar.reference.kind.extension();
+    client.execute(&statement, &[avatar.reference.id.as_uuid(), &kind, &avatar.digest, &avatar.bytes]).await?;
+    Ok(())
+}
+
+/// An avatar image from a row of `id, image_type, digest, bytes`.
+fn avatar_from_row(row: &Row) -> Result<StoredAvatar> {
+    let kind: String = column(row, 1)?;
+    let kind = ImageType::from_extension(&kind).ok_or_else(|| Error::storage(format!("image type {kind:?}")))?;
+    Ok(StoredAvatar {
+        reference: AvatarRef { id: AvatarId::from_uuid(column(row, 0)?), kind },
+        digest: column(row, 2)?,
+        bytes: column(row, 3)?,
+    })
+}
+
 /// Chatbots read per batch of an export.
 const EXPORT_BATCH: i64 = 500;
+
+/// Avatar images read per batch of an export (up to a megabyte each).
+const AVATAR_EXPORT_BATCH: i64 = 8;
 
 /// A snapshot of the database: one REPEATABLE READ, READ ONLY transaction on a connection of its own,
 /// read in id order, a batch at a time.
@@ -733,7 +800,9 @@ struct PgSnapshot {
     /// `None` once the transaction is committed (and the connection back in the pool).
     client: Option<deadpool_postgres::Object>,
     head_read: bool,
-    /// The last chatbot read.
+    /// Whether every chatbot has been read (avatar images come next).
+    chatbots_read: bool,
+    /// The last chatbot, then the last avatar image, read.
     after: Option<Uuid>,
 }
 
@@ -745,7 +814,7 @@ impl PgSnapshot {
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT 1")
             .await
             .map_err(|err| Failure::from(err).into_error())?;
-        Ok(PgSnapshot { client: Some(client), head_read: false, after: None })
+        Ok(PgSnapshot { client: Some(client), head_read: false, chatbots_read: false, after: None })
     }
 
     async fn next_now(&mut self) -> Result<Option<Vec<Record>>, Failure> {
@@ -765,14 +834,28 @@ impl PgSnapshot {
             }
             return Ok(Some(batch));
         }
-        let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2");
-        let rows = client.query(&sql, &[&self.after, &EXPORT_BATCH]).await?;
-        for row in &rows {
-            let chatbot = chatbot_from_row(row)?;
-            self.after = Some(*chatbot.id.as_uuid());
-            batch.push(Record::Chatbot(Box::new(chatbot)));
+        if !self.chatbots_read {
+            let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2");
+            let rows = client.query(&sql, &[&self.after, &EXPORT_BATCH]).await?;
+            for row in &rows {
+                let chatbot = chatbot_from_row(row)?;
+                self.after = Some(*chatbot.id.as_uuid());
+                batch.push(Record::Chatbot(Box::new(chatbot)));
+            }
+            if rows.len() < EXPORT_BATCH as usize {
+                (self.chatbots_read, self.after) = (true, None);
+            }
+            return Ok(Some(batch));
         }
-        if rows.len() < EXPORT_BATCH as usize {
+        let sql =
+            "SELECT id, image_type, digest, bytes FROM avatars WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2";
+        let rows = client.query(sql, &[&self.after, &AVATAR_EXPORT_BATCH]).await?;
+        for row in &rows {
+            let avatar = avatar_from_row(row)?;
+            self.after = Some(*avatar.reference.id.as_uuid());
+            batch.push(Record::Avatar(avatar));
+        }
+        if rows.len() < AVATAR_EXPORT_BATCH as usize {
             client.batch_execute("COMMIT").await?;
             self.client = None;
         }

@@ -48,6 +48,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (organisation_id, key)
     );
     CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_at);",
+    // 3: avatar images, stored and removed in the same transaction as their chatbot's change.
+    "CREATE TABLE avatars (
+        id UUID PRIMARY KEY,
+        image_type TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        bytes BYTEA NOT NULL
+    );",
 ];
 
 impl PostgresStore {

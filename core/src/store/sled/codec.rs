@@ -1,6 +1,8 @@
 //! The stored form of a chatbot: one schema-version byte, then JSON. Reading dispatches on the
-//! version, so a later schema can migrate old records as they are read.
+//! version, so a later schema can migrate old records as they are read. An avatar image is stored as
+//! a version byte, its type, its digest and its bytes (no JSON: it is binary and up to a megabyte).
 
+use crate::avatar::{AvatarId, AvatarRef, ImageType, StoredAvatar};
 use crate::chatbot::Chatbot;
 use crate::error::{Error, Result};
 
@@ -13,6 +15,28 @@ pub(super) fn encode(chatbot: &Chatbot) -> Result<Vec<u8>> {
     serde_json::to_writer(&mut bytes, chatbot).map_err(Error::storage)?;
     Ok(bytes)
 }
+
+/// The bytes stored for an avatar image: version, type, the 32-byte digest, the image.
+pub(super) fn encode_avatar(avatar: &StoredAvatar) -> Result<Vec<u8>> {
+    let digest = hex::decode(&avatar.digest).map_err(Error::storage)?;
+    let kind = IMAGE_TYPES.iter().position(|k| *k == avatar.reference.kind).unwrap_or_default() as u8;
+    Ok([&[SCHEMA_V1, kind], digest.as_slice(), &avatar.bytes].concat())
+}
+
+/// The avatar image `id` stored as `bytes`.
+pub(super) fn decode_avatar(id: AvatarId, bytes: &[u8]) -> Result<StoredAvatar> {
+    match bytes {
+        [SCHEMA_V1, kind, rest @ ..] if rest.len() >= 32 => {
+            let kind = *IMAGE_TYPES.get(usize::from(*kind)).ok_or_else(|| Error::storage("unknown image type"))?;
+            let (digest, image) = rest.split_at(32);
+            Ok(StoredAvatar { reference: AvatarRef { id, kind }, digest: hex::encode(digest), bytes: image.to_vec() })
+        }
+        _ => Err(Error::storage("a malformed avatar record")),
+    }
+}
+
+/// Image types by their stored number; never reorder, only append.
+const IMAGE_TYPES: [ImageType; 4] = [ImageType::Png, ImageType::Jpeg, ImageType::Webp, ImageType::Gif];
 
 /// The chatbot stored as `bytes`, re-checked by the types' own parsers.
 pub(super) fn decode(bytes: &[u8]) -> Result<Chatbot> {

@@ -2,6 +2,8 @@
 //!
 //! Chatbots live in one tree, under three key prefixes, so that every change is one atomic batch:
 //! - `c` + chatbot id -> record ([`codec`]);
+//! - `d` + avatar id -> the avatar image (type, digest, bytes), stored and removed with its chatbot's
+//!   change;
 //! - `s` + slug -> chatbot id (global uniqueness);
 //! - `l` + listing key -> empty (per-organisation order and filters, see [`listing`]);
 //! - `i` + organisation + idempotency key -> the claim's record (fingerprint, time, outcome);
@@ -24,6 +26,7 @@ use futures_channel::oneshot;
 use sled::transaction::{TransactionError, Transactional};
 
 use crate::auth::{ApiKeyInfo, KeyHash};
+use crate::avatar::{AvatarId, AvatarRef, StoredAvatar};
 use crate::chatbot::Chatbot;
 use crate::domain::limits::MAX_SLUG_SUFFIX;
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
@@ -51,6 +54,34 @@ fn record_key(id: ChatbotId) -> Vec<u8> {
     key.push(b'c');
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+/// Key of an avatar image.
+fn avatar_key(id: AvatarId) -> Vec<u8> {
+    [b"d".as_slice(), id.as_bytes()].concat()
+}
+
+/// Whether a key of the chatbots tree holds a record an export carries (a chatbot or an avatar image):
+/// the keys that snapshots keep.
+fn is_exported(key: &[u8]) -> bool {
+    matches!(key.first(), Some(b'c' | b'd'))
+}
+
+/// Points the store from the avatar image `before` to `after`: the image no longer pointed at is
+/// removed, the new one (if any) stored, in the same batch as the chatbot's change.
+fn replace_avatar(
+    tx: &mut Tx<'_>,
+    before: Option<AvatarRef>,
+    after: Option<AvatarRef>,
+    new: Option<&StoredAvatar>,
+) -> Result<()> {
+    if let Some(old) = before.filter(|old| Some(*old) != after) {
+        tx.remove(avatar_key(old.id));
+    }
+    if let Some(new) = new {
+        tx.insert(avatar_key(new.reference.id), codec::encode_avatar(new)?);
+    }
+    Ok(())
 }
 
 /// Key of a slug's owner.
@@ -298,6 +329,8 @@ impl Store for SledStore {
             }
             tx.remove(listing::key(&current));
             put(tx, &next)?;
+            let (before, after) = (current.config.settings.avatar, next.config.settings.avatar);
+            replace_avatar(tx, before, after, update.avatar.as_ref())?;
             if let Some(claim) = &update.claim {
                 record_claim(tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone())))?;
             }
@@ -316,10 +349,25 @@ impl Store for SledStore {
             tx.remove(record_key(current.id));
             tx.remove(slug_key(&current.config.slug));
             tx.remove(listing::key(&current));
+            replace_avatar(tx, current.config.settings.avatar, None, None)?;
             if let Some(claim) = &deletion.claim {
                 record_claim(tx, deletion.org, claim, Outcome::Deleted)?;
             }
             Ok(Written::fresh(()))
+        })
+    }
+
+    fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>> {
+        Box::pin(async move {
+            let stored = self.chatbots.get(avatar_key(reference.id))?;
+            stored.map(|bytes| codec::decode_avatar(reference.id, &bytes)).transpose()
+        })
+    }
+
+    fn import_avatar(&self, avatar: StoredAvatar) -> StoreFuture<'_, ()> {
+        self.write(move |tx| {
+            tx.insert(avatar_key(avatar.reference.id), codec::encode_avatar(&avatar)?);
+            Ok(())
         })
     }
 

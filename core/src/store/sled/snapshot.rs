@@ -7,12 +7,16 @@
 use std::ops::Bound;
 
 use super::writer::UndoLog;
-use super::{SledStore, codec, decode_key, org_from_bytes};
+use super::{SledStore, codec, decode_key, is_exported, org_from_bytes};
+use crate::avatar::AvatarId;
 use crate::error::{Error, Result};
 use crate::store::{Organisation, Record, Snapshot, StoreFuture};
 
 /// Records read per batch.
 const BATCH: usize = 500;
+
+/// Bytes read per batch, at most (give or take one record): avatar images are up to a megabyte each.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// A snapshot of a sled store being read; the undo log goes with it.
 pub(super) struct SledSnapshot<'a> {
@@ -61,10 +65,10 @@ impl<'a> SledSnapshot<'a> {
         let mut batch = Vec::new();
         if !self.read_all {
             let from = log.read_upto.clone();
-            let mut read = 0;
+            let (mut read, mut bytes) = (0, 0);
             for entry in self.store.chatbots.range::<Vec<u8>, _>((Bound::Excluded(from), Bound::Unbounded)) {
                 let (key, now) = entry?;
-                if key.first() != Some(&b'c') {
+                if !is_exported(&key) {
                     self.read_all = true;
                     break;
                 }
@@ -73,11 +77,12 @@ impl<'a> SledSnapshot<'a> {
                     None => Some(now.to_vec()),
                 };
                 if let Some(value) = then {
-                    batch.push(Record::Chatbot(Box::new(codec::decode(&value)?)));
+                    batch.push(record(&key, &value)?);
                 }
                 log.read_upto = key.to_vec();
                 read += 1;
-                if read == BATCH {
+                bytes += now.len();
+                if read == BATCH || bytes >= BATCH_BYTES {
                     return Ok(Some(batch));
                 }
             }
@@ -89,10 +94,24 @@ impl<'a> SledSnapshot<'a> {
         self.finished = true;
         // Records deleted before the reader reached them (kept with a value); records created since
         // the snapshot were kept as absent and are skipped.
-        for value in std::mem::take(&mut log.kept).into_values().flatten() {
-            batch.push(Record::Chatbot(Box::new(codec::decode(&value)?)));
+        for (key, value) in std::mem::take(&mut log.kept) {
+            if let Some(value) = value {
+                batch.push(record(&key, &value)?);
+            }
         }
         Ok(Some(batch))
+    }
+}
+
+/// The export record of an exported key's value: a chatbot (`c`) or an avatar image (`d`).
+fn record(key: &[u8], value: &[u8]) -> Result<Record> {
+    match key.split_first() {
+        Some((b'c', _)) => Ok(Record::Chatbot(Box::new(codec::decode(value)?))),
+        Some((b'd', id)) => {
+            let id = <[u8; 16]>::try_from(id).map_err(|_| Error::storage("an avatar key is not an id"))?;
+            Ok(Record::Avatar(codec::decode_avatar(AvatarId::from_uuid(uuid::Uuid::from_bytes(id)), value)?))
+        }
+        _ => Err(Error::storage("not an exported record")),
     }
 }
 

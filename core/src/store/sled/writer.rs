@@ -178,7 +178,7 @@ fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>, waiting: &
 fn keep_for_snapshot<'k>(tree: &sled::Tree, undo: &Undo, keys: impl Iterator<Item = &'k Vec<u8>>) -> sled::Result<()> {
     let mut undo = undo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(log) = undo.as_mut() else { return Ok(()) };
-    for key in keys.filter(|key| key.first() == Some(&b'c') && **key > log.read_upto) {
+    for key in keys.filter(|key| super::is_exported(key) && **key > log.read_upto) {
         if !log.kept.contains_key(key) {
             log.kept.insert(key.clone(), tree.get(key)?.map(|value| value.to_vec()));
         }
