@@ -38,6 +38,15 @@ pub enum Error {
     /// An avatar that is not a PNG, JPEG, WebP or GIF image, whatever it was declared as.
     #[error("the avatar must be a PNG, JPEG, WebP or GIF image")]
     UnsupportedImage,
+    /// A watch asked to resume after changes the log no longer keeps: re-list, then watch from now.
+    #[error("the change log no longer reaches back to this resume token; re-list and watch from now")]
+    ResyncRequired,
+    /// A watch over the number of watchers allowed (per organisation, or in all).
+    #[error("too many watchers: at most {limit}")]
+    TooManyWatchers {
+        /// The limit that was reached.
+        limit: usize,
+    },
     /// An update that names no field to change.
     #[error("the update names no field to change")]
     NothingToUpdate,

@@ -21,6 +21,7 @@ mod auth;
 pub mod avatar;
 pub mod blocking;
 mod catalog;
+pub mod changes;
 mod chatbot;
 pub mod domain;
 mod error;
@@ -33,6 +34,7 @@ pub mod store;
 pub use auth::{ApiKey, ApiKeyInfo, KeyHash};
 pub use avatar::{AvatarImage, AvatarRef, StoredAvatar};
 pub use catalog::{Field, FieldMask, Form, Kind, Limit, Slot, Spec, Value};
+pub use changes::{ChangeKind, ChatbotEvent, ResumeToken};
 pub use chatbot::{
     Chatbot, ChatbotConfig, ChatbotDraft, Personality, PersonalityDraft, Settings, SettingsDraft, Snippet,
     SnippetDraft, Vad, VoiceAppearance, VoiceDraft, VoiceModel, VoiceText, VoiceWidget,
@@ -40,7 +42,7 @@ pub use chatbot::{
 pub use domain::{ChatbotId, KeyId, OrgId, Rejection, Timestamp};
 pub use error::{Error, Result, Violation, ViolationCode};
 pub use idempotency::{IdempotencyKey, Written};
-pub use registry::{ListQuery, Page, Registry};
+pub use registry::{DEFAULT_MAX_WATCHERS, ListQuery, MAX_WATCHERS_PER_ORG, Page, Registry, Watch};
 pub use rules::{AllowList, Proposal, Rules, SlugChoice, defaults};
 pub use store::{Organisation, PageCursor, Record, Snapshot, Store};
 

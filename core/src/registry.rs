@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::auth::{ApiKey, ApiKeyInfo, KeyHash};
 use crate::avatar::{AvatarImage, AvatarRef, StoredAvatar};
 use crate::catalog::FieldMask;
+use crate::changes::{ChatbotEvent, READ_AHEAD, ResumeToken, WatchState};
 use crate::chatbot::{Chatbot, ChatbotDraft};
 use crate::domain::limits::MAX_PAGE_SIZE;
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
@@ -17,6 +18,7 @@ use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Operation, Outcome,
 use crate::rules::{Proposal, Rules, SlugChoice};
 use crate::store::sled::SledStore;
 use crate::store::{Change, ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Record, Snapshot, Store};
+use std::collections::VecDeque;
 
 /// The chatbots of every organisation, their rules and their store: what both faces call. Share it
 /// behind an `Arc`; every method may be called from many tasks at once. Write futures complete once the
@@ -28,9 +30,29 @@ pub struct Registry {
     limits: RateLimits,
     /// What the service's public URLs start with (`https://bots.example.com`); empty for relative URLs.
     public_url: String,
+    /// Notified after every write, for the change publisher.
+    written: event_listener::Event,
+    /// How long the change log keeps events.
+    change_retention: Duration,
+    /// The watches open now.
+    watchers: Arc<Watchers>,
     /// When each key's use was last noted in the store.
     last_use_noted: std::sync::Mutex<std::collections::HashMap<KeyHash, std::time::Instant>>,
 }
+
+/// How long the change log keeps events by default: a day, long enough for a watcher to be down over a
+/// weekend night and come back without a resync.
+pub const DEFAULT_CHANGE_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Most watches open at once by default, in all.
+pub const DEFAULT_MAX_WATCHERS: usize = 1024;
+
+/// Most watches open at once per organisation: a few services watch a configuration service, not
+/// hundreds; the limit keeps one organisation from taking every place.
+pub const MAX_WATCHERS_PER_ORG: usize = 64;
+
+/// A stream of an organisation's changes, in log order; it ends after an error.
+pub type Watch = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<ChatbotEvent>> + Send>>;
 
 /// How long an idempotency key is kept by default: a day, as Stripe does.
 pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -66,6 +88,9 @@ impl Registry {
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             limits: RateLimits::off(),
             public_url: String::new(),
+            written: event_listener::Event::new(),
+            change_retention: DEFAULT_CHANGE_RETENTION,
+            watchers: Arc::new(Watchers::new(DEFAULT_MAX_WATCHERS)),
             last_use_noted: std::sync::Mutex::default(),
         }
     }
@@ -85,6 +110,14 @@ impl Registry {
     /// This registry, admitting requests within `limits` (none by default).
     pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// This registry, keeping change log events for `retention`, and allowing `max_watchers` watches
+    /// at once in all.
+    pub fn with_change_log(mut self, retention: Duration, max_watchers: usize) -> Self {
+        self.change_retention = retention;
+        self.watchers = Arc::new(Watchers::new(max_watchers));
         self
     }
 
@@ -268,7 +301,7 @@ impl Registry {
             let chatbot = Chatbot::new(org, proposal.config);
             self.store.create(NewChatbot { chatbot, slug: proposal.slug, claim }).await
         };
-        count_claim(keyed, written.await)
+        self.settled(keyed, written.await)
     }
 
     /// The chatbot `id`, if `org` owns it ([`Error::NotFound`] otherwise, whoever owns it).
@@ -347,7 +380,7 @@ impl Registry {
             let expected_etag = expected_etag.map(str::to_owned);
             self.store.update(ChatbotUpdate { org, id, expected_etag, change, claim, avatar: None }).await
         };
-        count_claim(keyed, written.await)
+        self.settled(keyed, written.await)
     }
 
     /// Replaces the chatbot's avatar with `image`, stored in the same atomic write as the chatbot's
@@ -378,7 +411,7 @@ impl Registry {
             let update = ChatbotUpdate { org, id, expected_etag, change, claim, avatar: Some(stored) };
             self.store.update(update).await
         };
-        count_claim(keyed, written.await)
+        self.settled(keyed, written.await)
     }
 
     /// The avatar image at `file_name` (`<id>.<extension>`, as in its public URL), whoever owns it:
@@ -388,6 +421,83 @@ impl Registry {
         match self.store.avatar(reference).await? {
             Some(avatar) if avatar.reference == reference => Ok(avatar),
             Some(_) | None => Err(Error::NotFound),
+        }
+    }
+
+    /// Watches `org`'s chatbots: every create, update and delete committed after `resume` (or, without
+    /// one, after this call), in commit order, each with the token that resumes right after it. Fails
+    /// with [`Error::ResyncRequired`] when the log no longer reaches back to `resume`, and with
+    /// [`Error::TooManyWatchers`] past the limits. The stream never ends by itself unless the log
+    /// fails it (the caller ends it by dropping it); it reads at its consumer's pace.
+    pub async fn watch(self: &Arc<Self>, org: OrgId, resume: Option<ResumeToken>) -> Result<Watch> {
+        let guard = Watchers::admit(&self.watchers, org)?;
+        let after = match resume {
+            Some(token) => {
+                // Refuses at once a token the log no longer reaches back to.
+                self.store.changes(org, token.position(), 0).await?;
+                token.position()
+            }
+            None => {
+                self.store.publish_changes().await?;
+                self.store.change_signal().head()
+            }
+        };
+        let state = WatchState { org, after, ready: VecDeque::new(), ended: false, _guard: guard };
+        let registry = Arc::clone(self);
+        let stream = futures_util::stream::unfold(state, move |mut state| {
+            let registry = Arc::clone(&registry);
+            async move {
+                if state.ended {
+                    return None;
+                }
+                loop {
+                    if let Some(event) = state.ready.pop_front() {
+                        return Some((Ok(event), state));
+                    }
+                    // Listen before reading, so that an advance between the two is not missed.
+                    let advanced = registry.store.change_signal().listen();
+                    match registry.store.changes(state.org, state.after, READ_AHEAD).await {
+                        Ok(events) if !events.is_empty() => {
+                            state.after = events.last().map_or(state.after, |e| e.position);
+                            state.ready.extend(events);
+                        }
+                        Ok(_) => advanced.await,
+                        Err(err) => {
+                            state.ended = true;
+                            return Some((Err(err), state));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    /// Publishes committed changes to watchers: gives positions to those that have none (PostgreSQL)
+    /// and brings the log's head up to date (other replicas' changes). Meant to run in the background
+    /// after every write ([`Registry::written`]) and now and then.
+    pub async fn publish_changes(&self) -> Result<()> {
+        self.store.publish_changes().await
+    }
+
+    /// Resolves after the next write through this registry.
+    pub fn written(&self) -> event_listener::EventListener {
+        self.written.listen()
+    }
+
+    /// Forgets change log events older than the retention; returns how many. Meant to run in the
+    /// background, a few hundred at a time.
+    pub async fn prune_changes(&self) -> Result<usize> {
+        const BATCH: usize = 500;
+        let retention = i64::try_from(self.change_retention.as_micros()).unwrap_or(i64::MAX);
+        let before = Timestamp::from_micros(Timestamp::now().as_micros().saturating_sub(retention));
+        let mut pruned = 0;
+        loop {
+            let count = self.store.prune_changes(before, BATCH).await?;
+            pruned += count;
+            if count < BATCH {
+                return Ok(pruned);
+            }
         }
     }
 
@@ -430,7 +540,7 @@ impl Registry {
             let expected_etag = expected_etag.map(str::to_owned);
             self.store.delete(ChatbotDeletion { org, id, expected_etag, claim }).await
         };
-        count_claim(keyed, written.await)
+        self.settled(keyed, written.await)
     }
 
     /// Forgets idempotency keys older than the time they are kept for; returns how many. Meant to run
@@ -511,6 +621,17 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Passes a write's outcome on, after counting what became of its idempotency key and telling the
+    /// change publisher that something was written.
+    fn settled<T>(&self, keyed: bool, written: Result<Written<T>>) -> Result<Written<T>> {
+        if matches!(&written, Ok(w) if !w.replayed) {
+            self.written.notify(usize::MAX);
+        }
+        count_claim(keyed, written)
+    }
+}
+
 /// Counts what became of a write's idempotency key (the `chatbotd_idempotency_total` counter), and
 /// passes the outcome on.
 fn count_claim<T>(keyed: bool, written: Result<Written<T>>) -> Result<Written<T>> {
@@ -537,4 +658,54 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Registry>();
     is::<Error>();
+}
+
+/// The watches open now, per organisation and in all, against their limits.
+struct Watchers {
+    max_total: usize,
+    open: std::sync::Mutex<(usize, std::collections::HashMap<OrgId, usize>)>,
+}
+
+impl Watchers {
+    fn new(max_total: usize) -> Self {
+        Watchers { max_total, open: std::sync::Mutex::default() }
+    }
+
+    /// A place for one more watch of `org`, held until the guard drops.
+    fn admit(watchers: &Arc<Watchers>, org: OrgId) -> Result<WatcherGuard> {
+        let mut open = watchers.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (total, per_org) = &mut *open;
+        let of_org = per_org.entry(org).or_default();
+        if *of_org >= MAX_WATCHERS_PER_ORG {
+            return Err(crate::changes::too_many_watchers(MAX_WATCHERS_PER_ORG));
+        }
+        if *total >= watchers.max_total {
+            return Err(crate::changes::too_many_watchers(watchers.max_total));
+        }
+        *of_org += 1;
+        *total += 1;
+        metrics::gauge!("chatbotd_watchers").set(*total as f64);
+        Ok(WatcherGuard { watchers: Arc::clone(watchers), org })
+    }
+}
+
+/// One watch's place among those allowed.
+struct WatcherGuard {
+    watchers: Arc<Watchers>,
+    org: OrgId,
+}
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        let mut open = self.watchers.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (total, per_org) = &mut *open;
+        *total = total.saturating_sub(1);
+        if let Some(count) = per_org.get_mut(&self.org) {
+            *count -= 1;
+            if *count == 0 {
+                per_org.remove(&self.org);
+            }
+        }
+        metrics::gauge!("chatbotd_watchers").set(*total as f64);
+    }
 }

@@ -2,7 +2,9 @@
 //! field by field through the catalog ([`slot`] says where each catalog field lives in the message);
 //! output is written out in the message's shape.
 
-use chatbot_core::{Chatbot, ChatbotDraft, Error, Field, FieldMask, Result, Slot, Timestamp, VoiceWidget};
+use chatbot_core::{
+    ChangeKind, Chatbot, ChatbotDraft, ChatbotEvent, Error, Field, FieldMask, Result, Slot, Timestamp, VoiceWidget,
+};
 
 use crate::pb;
 
@@ -190,6 +192,29 @@ fn voice_widget(voice: &VoiceWidget) -> pb::VoiceWidgetConfig {
         }),
         voice: text(voice.voice.as_str()),
     }
+}
+
+/// The message for a change of the log.
+pub(crate) fn change(event: ChatbotEvent) -> pb::WatchChatbotsResponse {
+    let change_type = match event.kind {
+        ChangeKind::Created => pb::ChangeType::Created,
+        ChangeKind::Updated => pb::ChangeType::Updated,
+        ChangeKind::Deleted => pb::ChangeType::Deleted,
+    };
+    let change = pb::ChatbotChange {
+        resume_token: event.resume_token().encode(),
+        r#type: change_type.into(),
+        chatbot_id: event.chatbot_id.to_string(),
+        etag: event.etag.unwrap_or_default(),
+        revision: i64::try_from(event.revision).unwrap_or(i64::MAX),
+        change_time: Some(timestamp(event.at)),
+    };
+    pb::WatchChatbotsResponse { event: Some(pb::watch_chatbots_response::Event::Change(change)) }
+}
+
+/// A heartbeat message of a watch.
+pub(crate) fn heartbeat() -> pb::WatchChatbotsResponse {
+    pb::WatchChatbotsResponse { event: Some(pb::watch_chatbots_response::Event::Heartbeat(pb::Heartbeat {})) }
 }
 
 /// The protobuf form of an instant.

@@ -1,19 +1,22 @@
 //! The `chatbot.v1.ChatbotService` handlers: authenticate, convert, call the registry, convert back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chatbot_core::domain::limits::MAX_REQUEST_BYTES;
 use chatbot_core::{
     AvatarImage, ChatbotId, Error, FieldMask, IdempotencyKey, ListQuery, OrgId, PageCursor, Registry, Rejection,
-    ViolationCode, Written,
+    ResumeToken, ViolationCode, Written,
 };
+use futures_util::stream::{BoxStream, StreamExt};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::pb::chatbot_service_server::ChatbotService;
 use crate::pb::{
     Chatbot, CreateChatbotRequest, DeleteChatbotRequest, GetChatbotRequest, ListChatbotsRequest, ListChatbotsResponse,
-    UpdateChatbotAvatarRequest, UpdateChatbotRequest,
+    UpdateChatbotAvatarRequest, UpdateChatbotRequest, WatchChatbotsRequest, WatchChatbotsResponse,
 };
 use crate::status::{self, to_status};
 
@@ -24,12 +27,25 @@ pub const API_KEY_METADATA: &str = "x-api-key";
 #[derive(Clone, Debug)]
 pub struct ChatbotApi {
     registry: Arc<Registry>,
+    /// How often an idle watch gets a heartbeat.
+    heartbeat: Duration,
+    /// Cancelled when the service drains: every watch ends.
+    stopping: CancellationToken,
 }
+
+/// How often an idle watch gets a heartbeat by default.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 
 impl ChatbotApi {
     /// A service answering from `registry`.
     pub fn new(registry: Arc<Registry>) -> Self {
-        ChatbotApi { registry }
+        ChatbotApi { registry, heartbeat: DEFAULT_HEARTBEAT, stopping: CancellationToken::new() }
+    }
+
+    /// This service, with watches that get a heartbeat every `heartbeat` when idle and end when
+    /// `stopping` is cancelled.
+    pub fn with_watching(self, heartbeat: Duration, stopping: CancellationToken) -> Self {
+        ChatbotApi { heartbeat, stopping, ..self }
     }
 
     /// The organisation of the request's API key, within the key's rate limit (without a valid key,
@@ -89,6 +105,32 @@ fn written<T, M>(written: Written<T>, message: impl FnOnce(T) -> M) -> Response<
 
 #[tonic::async_trait]
 impl ChatbotService for ChatbotApi {
+    type WatchChatbotsStream = BoxStream<'static, Result<WatchChatbotsResponse, Status>>;
+
+    async fn watch_chatbots(
+        &self,
+        request: Request<WatchChatbotsRequest>,
+    ) -> Result<Response<Self::WatchChatbotsStream>, Status> {
+        within_limit(&request)?;
+        let org = self.authenticate(&request).await?;
+        let resume = match request.get_ref().resume_token.as_str() {
+            "" => None,
+            token => Some(ResumeToken::parse(token).map_err(|r| invalid("resume_token", r))?),
+        };
+        let watch = self.registry.watch(org, resume).await.map_err(to_status)?;
+        let changes = watch.map(|item| item.map(convert::change).map_err(to_status));
+        let mut every = tokio::time::interval(self.heartbeat);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.reset();
+        let heartbeats = tokio_stream::wrappers::IntervalStream::new(every).map(|_| Ok(convert::heartbeat()));
+        // A heartbeat only when the stream has been idle for a whole interval would need a timer per
+        // change; one every interval regardless is as good at keeping proxies from closing it.
+        let stream = tokio_stream::StreamExt::merge(changes, heartbeats)
+            .take_until(self.stopping.clone().cancelled_owned())
+            .boxed();
+        Ok(Response::new(stream))
+    }
+
     async fn create_chatbot(&self, request: Request<CreateChatbotRequest>) -> Result<Response<Chatbot>, Status> {
         within_limit(&request)?;
         let org = self.authenticate(&request).await?;

@@ -45,6 +45,8 @@ pub(crate) fn to_status(err: Error) -> Status {
             (Code::AlreadyExists, "slug_taken")
         }
         Error::EtagMismatch => (Code::Aborted, "etag_mismatch"),
+        Error::ResyncRequired => (Code::FailedPrecondition, "resync_required"),
+        Error::TooManyWatchers { .. } => (Code::ResourceExhausted, "too_many_watchers"),
         Error::ImageTooLarge { .. } => (Code::ResourceExhausted, "payload_too_large"),
         Error::UnsupportedImage => (Code::InvalidArgument, "unsupported_media_type"),
         Error::IdempotencyKeyReused => (Code::FailedPrecondition, "idempotency_key_reused"),

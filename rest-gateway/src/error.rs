@@ -72,10 +72,48 @@ struct ViolationJson<'a> {
     message: &'a str,
 }
 
+/// An error as it goes on the wire: status, stable code, message, violations, and for a rate limit
+/// what its headers say.
+struct Described {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    violations: Vec<Violation>,
+    rate_limited: Option<(u32, std::time::Duration)>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let described = self.described();
+        let mut response = shaped(described.status, described.code, &described.message, &described.violations);
+        if let Some((limit, retry_after)) = described.rate_limited {
+            let wait = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+            let allowance = Allowance { limit, remaining: 0, reset: retry_after };
+            crate::layers::rate_limit_headers(&mut response, allowance);
+        }
+        response
+    }
+}
+
+/// The error body of `err`, as JSON text: for an error that ends an event stream.
+pub(crate) fn error_body(err: ApiError) -> String {
+    let described = err.described();
+    let violations = described
+        .violations
+        .iter()
+        .map(|v| ViolationJson { field: &v.field, code: v.code.as_str(), message: &v.message })
+        .collect();
+    let error = ErrorJson { code: described.code, message: &described.message, violations, request_id: None };
+    serde_json::to_string(&ErrorBody { error }).unwrap_or_default()
+}
+
+impl ApiError {
+    /// The one mapping of every error to its wire form.
+    fn described(self) -> Described {
         use chatbot_core::Error;
         let mut violations: Vec<Violation> = Vec::new();
+        let mut rate_limited = None;
         let (status, code, message) = match self {
             ApiError::Core(Error::Invalid { violations: found }) => {
                 let fields: Vec<&str> = found.iter().map(|v| v.field.as_str()).collect();
@@ -104,14 +142,13 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", err.to_string())
             }
             ApiError::Core(err @ Error::RateLimited { limit, retry_after }) => {
-                let message = err.to_string();
-                let mut response = shaped(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &message, &[]);
-                let wait = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
-                let allowance = Allowance { limit, remaining: 0, reset: retry_after };
-                crate::layers::rate_limit_headers(&mut response, allowance);
-                return response;
+                rate_limited = Some((limit, retry_after));
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited", err.to_string())
             }
+            ApiError::Core(err @ Error::TooManyWatchers { .. }) => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_watchers", err.to_string())
+            }
+            ApiError::Core(err @ Error::ResyncRequired) => (StatusCode::GONE, "resync_required", err.to_string()),
             ApiError::Core(Error::Unavailable(source)) => {
                 tracing::warn!(error = %source, "the store is unavailable");
                 let message = "the store is unavailable right now; retry later";
@@ -161,7 +198,7 @@ impl IntoResponse for ApiError {
                 "a conditional header is not a list of quoted entity tags".to_owned(),
             ),
         };
-        shaped(status, code, &message, &violations)
+        Described { status, code, message, violations, rate_limited }
     }
 }
 

@@ -261,6 +261,15 @@ struct ServeArgs {
     /// (`https://bots.example.com`); default `http://` and the REST address.
     #[arg(long, env = "CHATBOTD_PUBLIC_URL", value_parser = parse_public_url)]
     public_url: Option<String>,
+    /// How long the change log keeps events; a watcher resuming from an older token is told to resync.
+    #[arg(long, env = "CHATBOTD_CHANGE_RETENTION", default_value = "24h")]
+    change_retention: Span,
+    /// Most change streams (SSE and gRPC watches) open at once; 64 per organisation at most.
+    #[arg(long, env = "CHATBOTD_MAX_WATCHERS", default_value_t = chatbot_core::DEFAULT_MAX_WATCHERS)]
+    max_watchers: usize,
+    /// How often an idle change stream gets a heartbeat.
+    #[arg(long, env = "CHATBOTD_HEARTBEAT", default_value = "15s")]
+    heartbeat: Span,
 }
 
 /// An absolute http(s) URL without a query or fragment.
@@ -364,6 +373,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics_addr: args.metrics_addr,
         admin_token: args.admin_token,
         public_url: args.public_url,
+        change_retention: args.change_retention.into(),
+        max_watchers: args.max_watchers,
+        heartbeat: args.heartbeat.into(),
     };
     let app = Application::build(config).await?;
     if let Some(key) = app.first_key() {

@@ -80,6 +80,7 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         for path in [
             "/api/external/chatbots",
+            "/api/external/chatbots/events",
             "/api/external/chatbot/{chatbotId}",
             "/api/external/chatbot/{chatbotId}/chat-widget",
             "/api/external/chatbot/{chatbotId}/voice-agent",

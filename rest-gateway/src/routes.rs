@@ -9,7 +9,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
-use axum::{Json, Router, middleware};
+use axum::{Extension, Json, Router, middleware};
 use chatbot_core::domain::limits::{MAX_PAGE_SIZE, MAX_REQUEST_BYTES};
 use chatbot_core::{
     AvatarImage, Chatbot, ChatbotId, Error, IdempotencyKey, ListQuery, OrgId, PageCursor, Registry, Violation,
@@ -27,6 +27,7 @@ use crate::contract::response::{
     ChatWidgetEnvelope, ChatbotEnvelope, ChatbotJson, ChatbotListItem, ChatbotPage, MessageOnly, VoiceWidgetEnvelope,
 };
 use crate::error::ApiError;
+use crate::events::Watching;
 use crate::extract::{
     AvatarUpload, Caller, ChatbotIdPath, Idempotency, JsonObject, MAX_AVATAR_REQUEST_BYTES, REPLAYED_HEADER,
 };
@@ -46,6 +47,8 @@ pub struct AppOptions {
     pub draining: Arc<AtomicBool>,
     /// Renders the metrics in Prometheus' text format, served at `/metrics` when given.
     pub metrics: Option<MetricsRenderer>,
+    /// What event streams are held to (heartbeats, the end on draining).
+    pub watching: Watching,
 }
 
 /// Renders the metrics in Prometheus' text format.
@@ -59,7 +62,12 @@ impl std::fmt::Debug for AppOptions {
 
 impl Default for AppOptions {
     fn default() -> Self {
-        AppOptions { request_timeout: DEFAULT_REQUEST_TIMEOUT, draining: Arc::default(), metrics: None }
+        AppOptions {
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            draining: Arc::default(),
+            metrics: None,
+            watching: Watching::default(),
+        }
     }
 }
 
@@ -78,6 +86,7 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
     let request_timeout = options.request_timeout;
     let api = Router::new()
         .route("/api/external/chatbots", get(list).post(create).patch(update_by_body))
+        .route("/api/external/chatbots/events", get(crate::events::events))
         .route("/api/external/chatbot/{chatbot_id}", get(get_one).patch(update_by_path).delete(delete_one))
         .route("/api/external/chatbot/{chatbot_id}/chat-widget", patch(update_chat_widget))
         .route("/api/external/chatbot/{chatbot_id}/voice-agent", patch(update_voice_agent))
@@ -96,6 +105,7 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
         .fallback(|| async { ApiError::NoSuchRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(registry)
+        .layer(Extension(options.watching))
         // Outermost last: the request id is set first and echoed last; every request is traced and
         // counted; every error is shaped.
         .layer(RequestBodyLimitLayer::new(MAX_AVATAR_REQUEST_BYTES))

@@ -15,11 +15,13 @@ use chatbot_core::store::postgres::{PostgresOptions, PostgresStore};
 use chatbot_core::store::sled::SledStore;
 use chatbot_core::{ApiKey, Registry, Rules};
 use grpc_server::CallLimits;
+use rest_gateway::events::Watching;
 use rest_gateway::{AppOptions, MetricsRenderer};
 
 use crate::wire::{self, ConnectionLimits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// The organisation that the first key (or `CHATBOTD_API_KEY`) belongs to.
 pub const DEFAULT_ORG: &str = "default";
@@ -91,6 +93,12 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// What public URLs (avatar images) start with; by default `http://` and the REST address.
     pub public_url: Option<String>,
+    /// How long the change log keeps events.
+    pub change_retention: Duration,
+    /// Most watches open at once.
+    pub max_watchers: usize,
+    /// How often an idle watch gets a heartbeat.
+    pub heartbeat: Duration,
 }
 
 /// The service, built and bound, not yet serving.
@@ -105,6 +113,8 @@ pub struct Application {
     metrics: Option<MetricsRenderer>,
     metrics_listener: Option<TcpListener>,
     admin_token: Option<String>,
+    heartbeat: Duration,
+    change_retention: Duration,
 }
 
 impl Application {
@@ -119,7 +129,8 @@ impl Application {
         let registry = registry
             .with_rate_limits(config.rate_limits)
             .with_idempotency_ttl(config.idempotency_ttl)
-            .with_public_url(&public_url);
+            .with_public_url(&public_url)
+            .with_change_log(config.change_retention, config.max_watchers);
         let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
         Ok(Application {
             registry: Arc::new(registry),
@@ -135,6 +146,8 @@ impl Application {
             },
             metrics: config.metrics,
             admin_token: config.admin_token,
+            heartbeat: config.heartbeat,
+            change_retention: config.change_retention,
         })
     }
 
@@ -165,10 +178,14 @@ impl Application {
         let (stopping, stopped) = watch::channel(false);
         let draining = Arc::new(AtomicBool::new(false));
         let drain = Arc::clone(&draining);
+        // Watches never end by themselves: they end at once when the service drains.
+        let watches_end = CancellationToken::new();
+        let end_watches = watches_end.clone();
         tokio::spawn(async move {
             stop.await;
             tracing::info!("shutting down: draining the requests in flight");
             drain.store(true, Ordering::Relaxed);
+            end_watches.cancel();
             let _ = stopping.send(true);
         });
         let until_stopped = move || {
@@ -178,39 +195,67 @@ impl Application {
             }
         };
 
-        let api = grpc_server::ChatbotApi::new(Arc::clone(&self.registry));
+        let api =
+            grpc_server::ChatbotApi::new(Arc::clone(&self.registry)).with_watching(self.heartbeat, watches_end.clone());
         let admin = grpc_server::AdminApi::new(Arc::clone(&self.registry), self.admin_token.as_deref());
         let incoming = wire::grpc_incoming(self.grpc, &self.connections);
         let grpc = tokio::spawn(grpc_server::serve(incoming, api, admin, self.calls.clone(), until_stopped()));
-        let maintenance = tokio::spawn(maintain(Arc::clone(&self.registry)));
+        let maintenance = tokio::spawn(maintain(Arc::clone(&self.registry), self.change_retention));
+        let publisher = tokio::spawn(publish_changes(Arc::clone(&self.registry)));
         let on_rest = self.metrics.clone().filter(|_| self.metrics_listener.is_none());
         if let (Some(listener), Some(render)) = (self.metrics_listener, self.metrics.clone()) {
             let metrics =
                 axum::Router::new().route("/metrics", axum::routing::get(move || std::future::ready(render())));
             tokio::spawn(async move { axum::serve(listener, metrics).await });
         }
-        let options = AppOptions { request_timeout: self.calls.request_timeout, draining, metrics: on_rest };
+        let watching = Watching { heartbeat: self.heartbeat, stopping: watches_end };
+        let options = AppOptions { request_timeout: self.calls.request_timeout, draining, metrics: on_rest, watching };
         let app = rest_gateway::app_with(Arc::clone(&self.registry), options);
         wire::serve(self.rest, app, self.connections, until_stopped(), self.shutdown_grace).await?;
         grpc.await??;
         maintenance.abort();
+        publisher.abort();
         self.registry.close().await.context("cannot flush the store")?;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// Background upkeep, once a minute: forget expired idempotency keys and idle rate-limit buckets.
-async fn maintain(registry: Arc<Registry>) {
-    let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+/// Background upkeep, once a minute (more often for a short change retention): forget expired
+/// idempotency keys, idle rate-limit buckets and change log events past their retention.
+async fn maintain(registry: Arc<Registry>, change_retention: Duration) {
+    // At least four times per retention, so that nothing is kept much past it.
+    let every = (change_retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+    let mut ticks = tokio::time::interval(every);
     loop {
-        every_minute.tick().await;
+        ticks.tick().await;
         match registry.prune_expired_claims().await {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "forgot expired idempotency keys"),
             Err(err) => tracing::warn!(error = %err, "cannot prune idempotency keys"),
         }
         registry.rate_limits().forget_idle();
+        match registry.prune_changes().await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "forgot change log events past their retention"),
+            Err(err) => tracing::warn!(error = %err, "cannot prune the change log"),
+        }
+    }
+}
+
+/// How often the change log is published when nothing is written here: what bounds how late a
+/// watcher on one replica sees a change made through another (PostgreSQL).
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// Publishes the change log to watchers after every write through this replica, and every
+/// [`PUBLISH_EVERY`] for the others' (a no-op on sled, whose writer publishes as it writes).
+async fn publish_changes(registry: Arc<Registry>) {
+    loop {
+        let written = registry.written();
+        if let Err(err) = registry.publish_changes().await {
+            tracing::warn!(error = %err, "cannot publish the change log");
+        }
+        let _ = tokio::time::timeout(PUBLISH_EVERY, written).await;
     }
 }
 

@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod avatars;
+mod changes;
 mod create;
 mod durability;
 mod fairness;

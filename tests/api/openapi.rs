@@ -81,6 +81,8 @@ async fn real_answers_match_the_documents_schemas(engine: Engine) {
         .expect("answered");
     conforms("AvatarUpdated", &crate::helpers::answer(upload).await.body);
     conforms("ChatbotRead", &app.get(&id).await.body);
+    let mut events = crate::changes::SseStream::open(&app, &app.key, Some("c0")).await;
+    conforms("ChatbotChange", &events.next().await.json());
     let public = app.call(Method::GET, "/api/public/chatbots/api-docs-demo-chatbot", None, None).await;
     assert_eq!(public.status, StatusCode::OK);
     conforms("PublicChatbot", &public.body);

@@ -19,6 +19,7 @@ use std::pin::Pin;
 
 use crate::auth::{ApiKeyInfo, KeyHash};
 use crate::avatar::{AvatarRef, StoredAvatar};
+use crate::changes::{ChangeSignal, ChatbotEvent};
 use crate::chatbot::Chatbot;
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::Result;
@@ -193,6 +194,23 @@ pub trait Store: Send + Sync {
 
     /// Notes that the key with this hash let a request in at `at`.
     fn touch_api_key(&self, key: KeyHash, at: Timestamp) -> StoreFuture<'_, ()>;
+
+    /// The signal of the change log: the last position watchers may read, and a wake-up when it
+    /// advances. Every create, update and delete adds one event to the log in its own atomic write.
+    fn change_signal(&self) -> &ChangeSignal;
+
+    /// Up to `limit` events of `org` after position `after`, in log order;
+    /// [`ResyncRequired`](crate::Error::ResyncRequired) when the log no longer keeps every event
+    /// after `after` (or never had them: `after` beyond its head).
+    fn changes(&self, org: OrgId, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>>;
+
+    /// Gives log positions to committed events that have none yet, and brings the signal's head up to
+    /// the log's (other replicas' changes). An engine that positions events as it writes them has
+    /// nothing to do.
+    fn publish_changes(&self) -> StoreFuture<'_, ()>;
+
+    /// Forgets up to `limit` of the oldest events written before `before`; returns how many.
+    fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize>;
 
     /// Whether the store can serve requests now (`Unavailable` if its database cannot be reached).
     fn ready(&self) -> StoreFuture<'_, ()>;

@@ -12,6 +12,7 @@
 //!
 //! Futures of this engine need a tokio runtime: its connections are driven by tokio.
 
+mod changes;
 mod schema;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 
 use crate::auth::{ApiKeyInfo, KeyHash};
 use crate::avatar::{AvatarId, AvatarRef, ImageType, StoredAvatar};
+use crate::changes::{ChangeKind, ChangeSignal, ChatbotEvent};
 use crate::chatbot::{Chatbot, ChatbotConfig};
 use crate::domain::limits::MAX_SLUG_SUFFIX;
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
@@ -82,6 +84,8 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     options: PostgresOptions,
+    /// The change log's head as this replica last saw it.
+    signal: std::sync::Arc<ChangeSignal>,
 }
 
 /// Why one attempt of an operation failed: worth another attempt, or final.
@@ -197,8 +201,9 @@ impl PostgresStore {
             .recycle_timeout(Some(options.timeout))
             .build()
             .map_err(Error::storage)?;
-        let store = PostgresStore { pool, options };
+        let store = PostgresStore { pool, options, signal: std::sync::Arc::default() };
         store.migrate().await?;
+        store.with_retries(|_| store.publish_now()).await?;
         store.warn_unless_durable().await;
         Ok(store)
     }
@@ -353,6 +358,7 @@ impl PostgresStore {
         }
         let (before, after) = (current.config.settings.avatar, next.config.settings.avatar);
         replace_avatar(&tx, before, after, update.avatar.as_ref()).await?;
+        changes::log(&tx, &ChatbotEvent::of(ChangeKind::Updated, &next)).await?;
         if let Some(claim) = &update.claim {
             record_claim(&tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone()))).await?;
         }
@@ -373,6 +379,7 @@ impl PostgresStore {
         let statement = tx.prepare_cached("DELETE FROM chatbots WHERE id = $1").await?;
         tx.execute(&statement, &[current.id.as_uuid()]).await?;
         replace_avatar(&tx, current.config.settings.avatar, None, None).await?;
+        changes::log(&tx, &ChatbotEvent::of(ChangeKind::Deleted, &current)).await?;
         if let Some(claim) = &deletion.claim {
             record_claim(&tx, deletion.org, claim, Outcome::Deleted).await?;
         }
@@ -622,6 +629,22 @@ impl Store for PostgresStore {
         })
     }
 
+    fn change_signal(&self) -> &ChangeSignal {
+        &self.signal
+    }
+
+    fn changes(&self, org: OrgId, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>> {
+        Box::pin(async move { self.with_retries(|_| self.changes_now(org, after, limit)).await })
+    }
+
+    fn publish_changes(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.with_retries(|_| self.publish_now()).await })
+    }
+
+    fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
+        Box::pin(async move { self.with_retries(|_| self.prune_changes_now(before, limit)).await })
+    }
+
     fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>> {
         Box::pin(async move {
             self.with_retries(|_| async {
@@ -644,7 +667,7 @@ impl Store for PostgresStore {
     fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let slug = chatbot.config.slug.clone();
-            let insert = || async { insert(&self.client().await?, &chatbot, &slug).await };
+            let insert = || async { insert(&self.client().await?, &chatbot, &slug, Logged::No).await };
             if self.with_retries(|_| insert()).await? {
                 Ok(())
             } else {
@@ -697,31 +720,49 @@ async fn first_free_slug(
 }
 
 /// Inserts `chatbot` with `slug` unless the slug is taken; whether it did.
-async fn insert(client: &impl GenericClient, chatbot: &Chatbot, slug: &Slug) -> Result<bool, Failure> {
-    let statement = client
-        .prepare_cached(
+async fn insert(client: &impl GenericClient, chatbot: &Chatbot, slug: &Slug, logged: Logged) -> Result<bool, Failure> {
+    let sql = match logged {
+        Logged::No => {
             "INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING",
-        )
-        .await?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING"
+        }
+        // One statement, so that a create stays one round trip: its event exactly when it is inserted.
+        Logged::Yes => {
+            "WITH inserted AS (
+                INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING RETURNING id
+             )
+             INSERT INTO chatbotd_changes (organisation_id, chatbot_id, kind, revision, etag, changed_at)
+             SELECT $2, id, 'created', $8, $10, $7 FROM inserted"
+        }
+    };
+    let statement = client.prepare_cached(sql).await?;
     let config = &chatbot.config;
-    let inserted = client
-        .execute(
-            &statement,
-            &[
-                chatbot.id.as_uuid(),
-                chatbot.organization_id.as_uuid(),
-                &slug.as_str(),
-                &config.is_public,
-                &config.active,
-                &chatbot.created_at.to_datetime(),
-                &chatbot.updated_at.to_datetime(),
-                &revision(chatbot)?,
-                &Json(&ChatbotConfig { slug: slug.clone(), ..config.clone() }),
-            ],
-        )
-        .await?;
+    let (created, updated) = (chatbot.created_at.to_datetime(), chatbot.updated_at.to_datetime());
+    let (revision, etag) = (revision(chatbot)?, chatbot.etag());
+    let stored = Json(ChatbotConfig { slug: slug.clone(), ..config.clone() });
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+        chatbot.id.as_uuid(),
+        chatbot.organization_id.as_uuid(),
+        &slug.as_str(),
+        &config.is_public,
+        &config.active,
+        &created,
+        &updated,
+        &revision,
+        &stored,
+        &etag,
+    ];
+    let given = if logged == Logged::Yes { &params[..] } else { &params[..9] };
+    let inserted = client.execute(&statement, given).await?;
     Ok(inserted == 1)
+}
+
+/// Whether an insert adds its event to the change log (a create) or not (an import).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Logged {
+    Yes,
+    No,
 }
 
 /// Inserts a new chatbot, resolving its slug as the proposal says; returns it as stored.
@@ -735,7 +776,7 @@ async fn insert_resolving_slug(client: &impl GenericClient, new: &NewChatbot) ->
             SlugChoice::Derived => first_free_slug(client, wanted, None).await?.ok_or_else(taken)?,
         };
         // The unique index decides between concurrent creates.
-        if insert(client, &new.chatbot, &slug).await? {
+        if insert(client, &new.chatbot, &slug, Logged::Yes).await? {
             let mut chatbot = new.chatbot.clone();
             chatbot.config.slug = slug;
             return Ok(chatbot);

@@ -15,6 +15,7 @@
 //! API keys live in their own trees (`orgs`, `org_names`, `api_keys`); they change rarely and are
 //! flushed on each change.
 
+mod changes;
 mod codec;
 mod listing;
 mod snapshot;
@@ -27,6 +28,7 @@ use sled::transaction::{TransactionError, Transactional};
 
 use crate::auth::{ApiKeyInfo, KeyHash};
 use crate::avatar::{AvatarId, AvatarRef, StoredAvatar};
+use crate::changes::{ChangeKind, ChangeSignal, ChatbotEvent};
 use crate::chatbot::Chatbot;
 use crate::domain::limits::MAX_SLUG_SUFFIX;
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
@@ -140,6 +142,8 @@ pub struct SledStore {
     org_names: sled::Tree,
     api_keys: sled::Tree,
     writer: BatchWriter,
+    /// The change log's head on disk, advanced by the writer.
+    signal: std::sync::Arc<ChangeSignal>,
 }
 
 impl SledStore {
@@ -158,8 +162,10 @@ impl SledStore {
             .cache_capacity(cache_bytes)
             .open()?;
         let chatbots = db.open_tree("chatbots")?;
+        let signal = std::sync::Arc::new(ChangeSignal::default());
         Ok(SledStore {
-            writer: BatchWriter::new(db.clone(), chatbots.clone()),
+            writer: BatchWriter::new(db.clone(), chatbots.clone(), std::sync::Arc::clone(&signal))?,
+            signal,
             chatbots,
             orgs: db.open_tree("orgs")?,
             org_names: db.open_tree("org_names")?,
@@ -286,6 +292,7 @@ impl Store for SledStore {
             }
             chatbot.config.slug = claim_slug(tx, chatbot.id, &chatbot.config.slug, slug)?;
             put(tx, &chatbot)?;
+            tx.log(ChatbotEvent::of(ChangeKind::Created, &chatbot));
             if let Some(claim) = &claim {
                 record_claim(tx, org, claim, Outcome::Chatbot(Box::new(chatbot.clone())))?;
             }
@@ -331,6 +338,7 @@ impl Store for SledStore {
             put(tx, &next)?;
             let (before, after) = (current.config.settings.avatar, next.config.settings.avatar);
             replace_avatar(tx, before, after, update.avatar.as_ref())?;
+            tx.log(ChatbotEvent::of(ChangeKind::Updated, &next));
             if let Some(claim) = &update.claim {
                 record_claim(tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone())))?;
             }
@@ -350,6 +358,7 @@ impl Store for SledStore {
             tx.remove(slug_key(&current.config.slug));
             tx.remove(listing::key(&current));
             replace_avatar(tx, current.config.settings.avatar, None, None)?;
+            tx.log(ChatbotEvent::of(ChangeKind::Deleted, &current));
             if let Some(claim) = &deletion.claim {
                 record_claim(tx, deletion.org, claim, Outcome::Deleted)?;
             }
@@ -368,6 +377,34 @@ impl Store for SledStore {
         self.write(move |tx| {
             tx.insert(avatar_key(avatar.reference.id), codec::encode_avatar(&avatar)?);
             Ok(())
+        })
+    }
+
+    fn change_signal(&self) -> &ChangeSignal {
+        &self.signal
+    }
+
+    fn changes(&self, org: OrgId, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>> {
+        Box::pin(async move { changes::read(&self.chatbots, org, after, self.signal.head(), limit) })
+    }
+
+    fn publish_changes(&self) -> StoreFuture<'_, ()> {
+        // The writer positions events as it writes them and advances the signal once they are on disk.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            // Find them with a read, so that the writer only spends the time to remove them.
+            let keys = changes::prunable(&self.chatbots, before, self.signal.head(), limit)?;
+            let Some(last) = keys.iter().filter_map(|key| changes::position_of(key)).max() else { return Ok(0) };
+            let count = keys.len() / 2;
+            self.write(move |tx| {
+                keys.into_iter().for_each(|key| tx.remove(key));
+                tx.insert(changes::KEPT_FROM_KEY, (last + 1).to_be_bytes().to_vec());
+                Ok(count)
+            })
+            .await
         })
     }
 

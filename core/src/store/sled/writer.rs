@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
+use super::changes;
+use crate::changes::{ChangeSignal, ChatbotEvent};
 use crate::error::{Error, Result};
 
 /// Most changes applied in one batch.
@@ -19,6 +21,7 @@ pub(super) struct Tx<'a> {
     tree: &'a sled::Tree,
     earlier: &'a HashMap<Vec<u8>, Option<Vec<u8>>>,
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    events: Vec<ChatbotEvent>,
 }
 
 impl Tx<'_> {
@@ -41,6 +44,11 @@ impl Tx<'_> {
     /// Removes `key` when the change commits.
     pub(super) fn remove(&mut self, key: impl Into<Vec<u8>>) {
         self.writes.push((key.into(), None));
+    }
+
+    /// Adds `event` to the change log when the change commits, at the next position.
+    pub(super) fn log(&mut self, event: ChatbotEvent) {
+        self.events.push(event);
     }
 }
 
@@ -75,17 +83,20 @@ pub(super) struct UndoLog {
 }
 
 impl BatchWriter {
-    /// Starts the writer thread for `tree` of `db`.
-    pub(super) fn new(db: sled::Db, tree: sled::Tree) -> Self {
+    /// Starts the writer thread for `tree` of `db`; it advances `signal` as logged changes reach disk.
+    pub(super) fn new(db: sled::Db, tree: sled::Tree, signal: Arc<ChangeSignal>) -> Result<Self> {
+        let head = changes::counter(&tree, changes::HEAD_KEY)?;
+        signal.advance(head);
         let (jobs, queue) = mpsc::channel::<Job>();
         let waiting = Arc::new(AtomicUsize::new(0));
         let undo = Undo::default();
         let (taken, kept) = (Arc::clone(&waiting), Arc::clone(&undo));
+        let log = Log { head, signal };
         let thread = std::thread::Builder::new()
             .name("chatbotd-writer".into())
-            .spawn(move || run(&db, &tree, &queue, &taken, &kept))
+            .spawn(move || run(&db, &tree, &queue, &taken, &kept, log))
             .expect("the writer thread starts");
-        BatchWriter { jobs: Some(jobs), thread: Some(thread), waiting, undo }
+        Ok(BatchWriter { jobs: Some(jobs), thread: Some(thread), waiting, undo })
     }
 
     /// Queues `change` to run on the writer thread. If it returns `Ok`, its writes are applied atomically
@@ -129,27 +140,55 @@ impl Drop for BatchWriter {
     }
 }
 
+/// The change log's state on the writer thread: the last position given, and the signal watchers
+/// wait on (advanced only once a position is on disk).
+struct Log {
+    head: u64,
+    signal: Arc<ChangeSignal>,
+}
+
 /// The writer thread: batch, apply, flush, answer; until every sender is gone.
-fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>, waiting: &AtomicUsize, undo: &Undo) {
+fn run(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    queue: &mpsc::Receiver<Job>,
+    waiting: &AtomicUsize,
+    undo: &Undo,
+    mut log: Log,
+) {
     while let Ok(first) = queue.recv() {
         let mut earlier: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         let mut batch = sled::Batch::default();
         let mut done: Vec<Done> = Vec::new();
         let mut next = Some(first);
         let mut taken = 0;
+        let logged_from = log.head;
+        let mut unloggable = None;
         while let Some(job) = next.take() {
             taken += 1;
-            let mut tx = Tx { tree, earlier: &earlier, writes: Vec::new() };
+            let mut tx = Tx { tree, earlier: &earlier, writes: Vec::new(), events: Vec::new() };
             // A change that panics is refused like one that fails (its caller's channel closes); the
             // writer, and every other change, carries on.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
             if let Ok(Some(finish)) = outcome {
-                for (key, value) in tx.writes {
+                let Tx { writes, events, .. } = tx;
+                for (key, value) in writes {
                     match &value {
                         Some(value) => batch.insert(key.as_slice(), value.as_slice()),
                         None => batch.remove(key.as_slice()),
                     }
                     earlier.insert(key, value);
+                }
+                // Positions only for changes that commit, in the order they run: no gaps.
+                for mut event in events {
+                    log.head += 1;
+                    event.position = log.head;
+                    match changes::writes(&event) {
+                        Ok(writes) => {
+                            writes.iter().for_each(|(key, value)| batch.insert(key.as_slice(), value.as_slice()))
+                        }
+                        Err(err) => unloggable = Some(err),
+                    }
                 }
                 done.push(finish);
             }
@@ -163,10 +202,25 @@ fn run(db: &sled::Db, tree: &sled::Tree, queue: &mpsc::Receiver<Job>, waiting: &
             continue;
         }
         metrics::histogram!("chatbotd_store_batch_size").record(done.len() as f64);
+        if log.head != logged_from {
+            batch.insert(changes::HEAD_KEY, &log.head.to_be_bytes());
+        }
         let kept = keep_for_snapshot(tree, undo, earlier.keys());
         let flushing = std::time::Instant::now();
-        let outcome = kept.and_then(|()| tree.apply_batch(batch)).and_then(|()| db.flush().map(drop));
+        let outcome = match unloggable {
+            // An event that cannot be written fails its whole batch: a change never commits unlogged.
+            Some(err) => Err(err),
+            None => kept
+                .and_then(|()| tree.apply_batch(batch))
+                .and_then(|()| db.flush().map(drop))
+                .map_err(|err| Error::storage(err.to_string())),
+        };
         metrics::histogram!("chatbotd_store_flush_seconds").record(flushing.elapsed().as_secs_f64());
+        match &outcome {
+            Ok(()) => log.signal.advance(log.head),
+            // Back to what the tree holds: positions given to a batch that did not commit are given again.
+            Err(_) => log.head = changes::counter(tree, changes::HEAD_KEY).unwrap_or(logged_from),
+        }
         for finish in done {
             finish(outcome.as_ref().map(|_| ()).map_err(|err| Error::storage(err.to_string())));
         }
@@ -212,7 +266,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let db = sled::Config::new().path(dir.path()).open().expect("sled opens");
         let tree = db.open_tree("t").expect("a tree");
-        (dir, tree.clone(), BatchWriter::new(db, tree))
+        (dir, tree.clone(), BatchWriter::new(db, tree, Arc::default()).expect("the writer starts"))
     }
 
     #[test]

@@ -1,0 +1,176 @@
+//! The change stream: every committed create, update and delete of a chatbot, in commit order, at a
+//! gap-free position of a log the engine writes in the same atomic write as the change itself. A
+//! watcher reads the log at its own pace from a position (its resume token), so a slow one never
+//! slows a writer, and one that reconnects with its token resumes exactly after it, across restarts.
+//! The log keeps changes for a retention period; a token older than that is answered with
+//! [`Error::ResyncRequired`], and the watcher re-lists.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use event_listener::{Event, EventListener};
+use serde::{Deserialize, Serialize};
+
+use crate::chatbot::Chatbot;
+use crate::domain::{ChatbotId, OrgId, Rejection, Timestamp};
+use crate::error::{Error, ViolationCode};
+
+/// What a change did to a chatbot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// It was created.
+    Created,
+    /// It was changed (its configuration, a widget, its avatar).
+    Updated,
+    /// It was deleted.
+    Deleted,
+}
+
+impl ChangeKind {
+    /// The wire name: `created`, `updated`, `deleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Created => "created",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
+}
+
+/// One committed change of a chatbot, as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatbotEvent {
+    /// Its place in the log: gap-free and in commit order. 0 until the engine gives it one.
+    pub position: u64,
+    /// The chatbot's organisation: only its watchers see the event.
+    pub organization_id: OrgId,
+    /// Which chatbot.
+    pub chatbot_id: ChatbotId,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The chatbot's revision after the change (the deleted revision for a delete).
+    pub revision: u64,
+    /// The chatbot's new entity tag; none for a delete.
+    pub etag: Option<String>,
+    /// When it was written.
+    pub at: Timestamp,
+}
+
+impl ChatbotEvent {
+    /// The event of `kind` for `chatbot` as it is after the change (as it was, for a delete), without
+    /// a position yet.
+    pub fn of(kind: ChangeKind, chatbot: &Chatbot) -> Self {
+        ChatbotEvent {
+            position: 0,
+            organization_id: chatbot.organization_id,
+            chatbot_id: chatbot.id,
+            kind,
+            revision: chatbot.revision,
+            etag: (kind != ChangeKind::Deleted).then(|| chatbot.etag()),
+            at: if kind == ChangeKind::Deleted { Timestamp::now() } else { chatbot.updated_at },
+        }
+    }
+
+    /// The token that resumes a watch right after this event.
+    pub fn resume_token(&self) -> ResumeToken {
+        ResumeToken(self.position)
+    }
+}
+
+/// Where a watch resumes: right after the change at this position. Opaque to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeToken(u64);
+
+impl ResumeToken {
+    /// The position it resumes after.
+    pub fn position(self) -> u64 {
+        self.0
+    }
+
+    /// The token as clients see it (SSE `id`, gRPC `resume_token`).
+    pub fn encode(self) -> String {
+        format!("c{:x}", self.0)
+    }
+
+    /// A token as [`encode`](ResumeToken::encode) wrote it.
+    pub fn parse(token: &str) -> Result<Self, Rejection> {
+        let invalid = || Rejection::new(ViolationCode::InvalidFormat, "is not a resume token this service gave");
+        let hex = token.strip_prefix('c').filter(|h| !h.is_empty() && h.len() <= 16).ok_or_else(invalid)?;
+        if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(invalid());
+        }
+        u64::from_str_radix(hex, 16).map(ResumeToken).map_err(|_| invalid())
+    }
+}
+
+/// How an engine tells watchers that its log has grown: the last position readable, and an event
+/// notified whenever it advances. Watchers read, and wait on it only when they have read everything.
+#[derive(Debug, Default)]
+pub struct ChangeSignal {
+    head: AtomicU64,
+    advanced: Event,
+}
+
+impl ChangeSignal {
+    /// The last position watchers may read.
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Moves the head to `head` if that is further, waking every waiting watcher.
+    pub fn advance(&self, head: u64) {
+        if self.head.fetch_max(head, Ordering::AcqRel) < head {
+            self.advanced.notify(usize::MAX);
+        }
+    }
+
+    /// Resolves once the head advances after this call.
+    pub fn listen(&self) -> EventListener {
+        self.advanced.listen()
+    }
+}
+
+/// Events read ahead of a watcher, at most.
+pub(crate) const READ_AHEAD: usize = 256;
+
+/// What a watch keeps between polls: where it is, and what it has read but not yet handed out.
+pub(crate) struct WatchState<G> {
+    pub(crate) org: OrgId,
+    pub(crate) after: u64,
+    pub(crate) ready: VecDeque<ChatbotEvent>,
+    /// Set once the watch has failed: it ends after handing out the error.
+    pub(crate) ended: bool,
+    /// Held for as long as the watch lives (its place among the watchers allowed).
+    pub(crate) _guard: G,
+}
+
+/// Why a watch could not start.
+pub(crate) fn too_many_watchers(limit: usize) -> Error {
+    Error::TooManyWatchers { limit }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_anything_else_is_refused() {
+        for position in [0, 1, 255, u64::MAX] {
+            assert_eq!(ResumeToken::parse(&ResumeToken(position).encode()), Ok(ResumeToken(position)));
+        }
+        for bad in ["", "c", "cG", "C1", "1", "c-1", "c00000000000000001", "c 1"] {
+            assert!(ResumeToken::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_signal_only_moves_forward_and_wakes_listeners() {
+        let signal = ChangeSignal::default();
+        let listener = signal.listen();
+        signal.advance(3);
+        signal.advance(2);
+        assert_eq!(signal.head(), 3);
+        futures_executor::block_on(listener);
+    }
+}

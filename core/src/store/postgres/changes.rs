@@ -1,0 +1,152 @@
+//! The change log on PostgreSQL. Writers insert an event in the same transaction as their change,
+//! with no position yet: positions are not taken by writers, because a position taken inside a
+//! transaction may commit after a later one, and a watcher that had read the later one would skip it.
+//! Instead, publishing gives positions after the fact, to events already committed, one run at a
+//! time (each run holds the lock on the log's one row), in the order they were inserted: every
+//! position is visible the moment it exists, and positions have no gaps. A writer inserts its event
+//! after taking its chatbot's row lock, so two changes of one chatbot are published in the order they
+//! committed. Any replica may publish; each does after its own writes and every 100 ms.
+
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::{Failure, PostgresStore, column};
+use crate::changes::{ChangeKind, ChatbotEvent};
+use crate::domain::{ChatbotId, OrgId, Timestamp};
+use crate::error::{Error, Result};
+
+/// Events published per run, at most.
+const PUBLISH_BATCH: i64 = 1000;
+
+/// Inserts `event` (unpositioned) in the transaction of its change.
+pub(super) async fn log(client: &impl deadpool_postgres::GenericClient, event: &ChatbotEvent) -> Result<(), Failure> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO chatbotd_changes (organisation_id, chatbot_id, kind, revision, etag, changed_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    let revision = i64::try_from(event.revision).map_err(Error::storage)?;
+    let params: [&(dyn ToSql + Sync); 6] = [
+        event.organization_id.as_uuid(),
+        event.chatbot_id.as_uuid(),
+        &event.kind.as_str(),
+        &revision,
+        &event.etag,
+        &event.at.to_datetime(),
+    ];
+    client.execute(&statement, &params).await?;
+    Ok(())
+}
+
+fn position(value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(Error::storage)
+}
+
+fn event_from_row(row: &Row) -> Result<ChatbotEvent> {
+    let kind = match column::<String>(row, 3)?.as_str() {
+        "created" => ChangeKind::Created,
+        "updated" => ChangeKind::Updated,
+        "deleted" => ChangeKind::Deleted,
+        other => return Err(Error::storage(format!("unknown change kind {other:?}"))),
+    };
+    Ok(ChatbotEvent {
+        position: position(column(row, 0)?)?,
+        organization_id: OrgId::from_uuid(column(row, 1)?),
+        chatbot_id: ChatbotId::from_uuid(column(row, 2)?),
+        kind,
+        revision: position(column(row, 4)?)?,
+        etag: column(row, 5)?,
+        at: Timestamp::from_datetime(column(row, 6)?),
+    })
+}
+
+impl PostgresStore {
+    /// Up to `limit` published events of `org` after `after`.
+    pub(super) async fn changes_now(&self, org: OrgId, after: u64, limit: usize) -> Result<Vec<ChatbotEvent>, Failure> {
+        let client = self.client().await?;
+        let after_i64 = i64::try_from(after).map_err(Error::storage)?;
+        let limit = i64::try_from(limit).map_err(Error::storage)?;
+        let statement = client
+            .prepare_cached(
+                "SELECT position, organisation_id, chatbot_id, kind, revision, etag, changed_at FROM chatbotd_changes
+                 WHERE organisation_id = $1 AND position > $2 ORDER BY position LIMIT $3",
+            )
+            .await?;
+        let rows = client.query(&statement, &[org.as_uuid(), &after_i64, &limit]).await?;
+        let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        // Read after the events: the head only grows, and a prune since shows in `kept_from`.
+        let log = client.query_one("SELECT head, kept_from FROM chatbotd_change_log WHERE singleton", &[]).await?;
+        let (head, kept_from) = (position(column(&log, 0)?)?, position(column(&log, 1)?)?);
+        if after > head || after + 1 < kept_from {
+            return Err(Failure::Fail(Error::ResyncRequired));
+        }
+        Ok(events)
+    }
+
+    /// Gives positions to the committed events that have none, then advances the signal to the log's
+    /// head.
+    pub(super) async fn publish_now(&self) -> Result<(), Failure> {
+        let mut client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT head, EXISTS (SELECT 1 FROM chatbotd_changes WHERE position IS NULL)
+                 FROM chatbotd_change_log WHERE singleton",
+                &[],
+            )
+            .await?;
+        let (mut head, pending): (i64, bool) = (column(&row, 0)?, column(&row, 1)?);
+        if pending {
+            let tx = client.transaction().await?;
+            head = column(
+                &tx.query_one("SELECT head FROM chatbotd_change_log WHERE singleton FOR UPDATE", &[]).await?,
+                0,
+            )?;
+            let pending = tx
+                .query("SELECT id FROM chatbotd_changes WHERE position IS NULL ORDER BY id LIMIT $1", &[&PUBLISH_BATCH])
+                .await?;
+            let ids = pending.iter().map(|row| column::<i64>(row, 0)).collect::<Result<Vec<_>>>()?;
+            let positions: Vec<i64> = (1..).map(|n| head + n).take(ids.len()).collect();
+            if let Some(last) = positions.last().copied() {
+                tx.execute(
+                    "UPDATE chatbotd_changes AS c SET position = t.position
+                     FROM unnest($1::BIGINT[], $2::BIGINT[]) AS t (id, position) WHERE c.id = t.id",
+                    &[&ids, &positions],
+                )
+                .await?;
+                tx.execute("UPDATE chatbotd_change_log SET head = $1 WHERE singleton", &[&last]).await?;
+                head = last;
+            }
+            tx.commit().await?;
+        }
+        self.signal.advance(position(head)?);
+        Ok(())
+    }
+
+    /// Removes up to `limit` of the oldest published events written before `before`.
+    pub(super) async fn prune_changes_now(&self, before: Timestamp, limit: usize) -> Result<usize, Failure> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.query_one("SELECT kept_from FROM chatbotd_change_log WHERE singleton FOR UPDATE", &[]).await?;
+        let limit = i64::try_from(limit).map_err(Error::storage)?;
+        let oldest = tx
+            .query(
+                "SELECT position, changed_at FROM chatbotd_changes WHERE position IS NOT NULL ORDER BY position LIMIT $1",
+                &[&limit],
+            )
+            .await?;
+        let mut last = None;
+        for row in &oldest {
+            if Timestamp::from_datetime(column(row, 1)?) >= before {
+                break;
+            }
+            last = Some(column::<i64>(row, 0)?);
+        }
+        let Some(last) = last else { return Ok(0) };
+        let removed =
+            tx.execute("DELETE FROM chatbotd_changes WHERE position IS NOT NULL AND position <= $1", &[&last]).await?;
+        tx.execute("UPDATE chatbotd_change_log SET kept_from = $1 WHERE singleton", &[&(last + 1)]).await?;
+        tx.commit().await?;
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+    }
+}
