@@ -42,7 +42,7 @@ pub use chatbot::{
 pub use domain::{ChatbotId, KeyId, OrgId, Rejection, Timestamp};
 pub use error::{Error, Result, Violation, ViolationCode};
 pub use idempotency::{IdempotencyKey, Written};
-pub use registry::{DEFAULT_MAX_WATCHERS, ListQuery, MAX_WATCHERS_PER_ORG, Page, Registry, Watch};
+pub use registry::{DEFAULT_MAX_WATCHERS, DEFAULT_MAX_WATCHERS_PER_ORG, ListQuery, Page, Registry, Watch};
 pub use rules::{AllowList, Proposal, Rules, SlugChoice, defaults};
 pub use store::{Organisation, PageCursor, Record, Snapshot, Store};
 

@@ -47,9 +47,9 @@ pub const DEFAULT_CHANGE_RETENTION: Duration = Duration::from_secs(24 * 60 * 60)
 /// Most watches open at once by default, in all.
 pub const DEFAULT_MAX_WATCHERS: usize = 1024;
 
-/// Most watches open at once per organisation: a few services watch a configuration service, not
-/// hundreds; the limit keeps one organisation from taking every place.
-pub const MAX_WATCHERS_PER_ORG: usize = 64;
+/// Most watches open at once per organisation by default: a few services watch a configuration
+/// service, not hundreds; the limit keeps one organisation from taking every place.
+pub const DEFAULT_MAX_WATCHERS_PER_ORG: usize = 64;
 
 /// A stream of an organisation's changes, in log order; it ends after an error.
 pub type Watch = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<ChatbotEvent>> + Send>>;
@@ -90,7 +90,7 @@ impl Registry {
             public_url: String::new(),
             written: event_listener::Event::new(),
             change_retention: DEFAULT_CHANGE_RETENTION,
-            watchers: Arc::new(Watchers::new(DEFAULT_MAX_WATCHERS)),
+            watchers: Arc::new(Watchers::new(DEFAULT_MAX_WATCHERS, DEFAULT_MAX_WATCHERS_PER_ORG)),
             last_use_noted: std::sync::Mutex::default(),
         }
     }
@@ -114,10 +114,10 @@ impl Registry {
     }
 
     /// This registry, keeping change log events for `retention`, and allowing `max_watchers` watches
-    /// at once in all.
-    pub fn with_change_log(mut self, retention: Duration, max_watchers: usize) -> Self {
+    /// at once in all, `max_per_org` of them per organisation.
+    pub fn with_change_log(mut self, retention: Duration, max_watchers: usize, max_per_org: usize) -> Self {
         self.change_retention = retention;
-        self.watchers = Arc::new(Watchers::new(max_watchers));
+        self.watchers = Arc::new(Watchers::new(max_watchers, max_per_org));
         self
     }
 
@@ -663,12 +663,13 @@ fn _assert_send_sync() {
 /// The watches open now, per organisation and in all, against their limits.
 struct Watchers {
     max_total: usize,
+    max_per_org: usize,
     open: std::sync::Mutex<(usize, std::collections::HashMap<OrgId, usize>)>,
 }
 
 impl Watchers {
-    fn new(max_total: usize) -> Self {
-        Watchers { max_total, open: std::sync::Mutex::default() }
+    fn new(max_total: usize, max_per_org: usize) -> Self {
+        Watchers { max_total, max_per_org, open: std::sync::Mutex::default() }
     }
 
     /// A place for one more watch of `org`, held until the guard drops.
@@ -676,8 +677,8 @@ impl Watchers {
         let mut open = watchers.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (total, per_org) = &mut *open;
         let of_org = per_org.entry(org).or_default();
-        if *of_org >= MAX_WATCHERS_PER_ORG {
-            return Err(crate::changes::too_many_watchers(MAX_WATCHERS_PER_ORG));
+        if *of_org >= watchers.max_per_org {
+            return Err(crate::changes::too_many_watchers(watchers.max_per_org));
         }
         if *total >= watchers.max_total {
             return Err(crate::changes::too_many_watchers(watchers.max_total));

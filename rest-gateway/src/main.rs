@@ -264,9 +264,12 @@ struct ServeArgs {
     /// How long the change log keeps events; a watcher resuming from an older token is told to resync.
     #[arg(long, env = "CHATBOTD_CHANGE_RETENTION", default_value = "24h")]
     change_retention: Span,
-    /// Most change streams (SSE and gRPC watches) open at once; 64 per organisation at most.
+    /// Most change streams (SSE and gRPC watches) open at once.
     #[arg(long, env = "CHATBOTD_MAX_WATCHERS", default_value_t = chatbot_core::DEFAULT_MAX_WATCHERS)]
     max_watchers: usize,
+    /// Most change streams open at once per organisation.
+    #[arg(long, env = "CHATBOTD_MAX_WATCHERS_PER_ORG", default_value_t = chatbot_core::DEFAULT_MAX_WATCHERS_PER_ORG)]
+    max_watchers_per_org: usize,
     /// How often an idle change stream gets a heartbeat.
     #[arg(long, env = "CHATBOTD_HEARTBEAT", default_value = "15s")]
     heartbeat: Span,
@@ -375,6 +378,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_url: args.public_url,
         change_retention: args.change_retention.into(),
         max_watchers: args.max_watchers,
+        max_watchers_per_org: args.max_watchers_per_org,
         heartbeat: args.heartbeat.into(),
     };
     let app = Application::build(config).await?;

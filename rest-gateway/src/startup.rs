@@ -97,6 +97,8 @@ pub struct Config {
     pub change_retention: Duration,
     /// Most watches open at once.
     pub max_watchers: usize,
+    /// Most watches open at once per organisation.
+    pub max_watchers_per_org: usize,
     /// How often an idle watch gets a heartbeat.
     pub heartbeat: Duration,
 }
@@ -130,7 +132,7 @@ impl Application {
             .with_rate_limits(config.rate_limits)
             .with_idempotency_ttl(config.idempotency_ttl)
             .with_public_url(&public_url)
-            .with_change_log(config.change_retention, config.max_watchers);
+            .with_change_log(config.change_retention, config.max_watchers, config.max_watchers_per_org);
         let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
         Ok(Application {
             registry: Arc::new(registry),

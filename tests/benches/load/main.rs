@@ -12,7 +12,8 @@
 //! Rows:
 //! - ours: `chatbotd serve` as a real process over a temp dir, driven over loopback: REST create (the
 //!   contract's example with a unique slug), REST get, REST list (a page of 20), gRPC create, gRPC get;
-//!   plus `core create`, the core library called directly (rules + store, no network).
+//!   REST create again on a fresh server while 100 change streams read every event; plus `core
+//!   create`, the core library called directly (rules + store, no network).
 //! - ceilings: a bare hyper server answering every POST with a canned 201 of the same size (HTTP), a
 //!   tonic server's near-empty unary method `grpc.health.v1.Health/Check` (gRPC).
 //! - peers: raw sled inserts of the same record, each followed by sled's own flush; PostgreSQL (Debian's
@@ -83,6 +84,11 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(options))
 }
 
+/// Watchers open during the watched create row.
+const WATCHERS: usize = 100;
+/// The row of creates under watch.
+const WATCHED_CREATE: &str = "REST create, 100 watchers";
+
 async fn run(options: Options) -> anyhow::Result<()> {
     let machine = report::Machine::describe();
     eprintln!("# {machine}; {} s a row, clients {:?}", options.seconds, options.clients);
@@ -108,6 +114,16 @@ async fn run(options: Options) -> anyhow::Result<()> {
             for op in ours_ops.into_iter().filter(|op| wanted(op.label())) {
                 rows.push(report::row(op.label(), "ours", clients, ours.drive(op, clients, duration, &ids).await?));
             }
+        }
+    }
+    if wanted(WATCHED_CREATE) {
+        // The same create load while 100 services watch every change: the cost of the change stream.
+        let ours = servers::Chatbotd::sled_with(&["--max-watchers-per-org", "128"]).await?;
+        let ids = ours.seed(1_000).await?;
+        let _watchers = ours.watchers(WATCHERS).await?;
+        for &clients in &options.clients {
+            let measured = ours.drive(drive::Op::RestCreate, clients, duration, &ids).await?;
+            rows.push(report::row(WATCHED_CREATE, "ours", clients, measured));
         }
     }
     if wanted("core create") {

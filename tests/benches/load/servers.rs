@@ -49,9 +49,15 @@ pub fn chatbotd_command(store_args: &[&std::ffi::OsStr]) -> Command {
 impl Chatbotd {
     /// One process over a fresh sled store.
     pub async fn sled() -> anyhow::Result<Self> {
+        Chatbotd::sled_with(&[]).await
+    }
+
+    /// One process over a fresh sled store, with `extra` flags.
+    pub async fn sled_with(extra: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let (child, addrs) =
-            start(chatbotd_command(&["--data-dir".as_ref(), dir.path().as_os_str()]), &["REST", "gRPC"]).await?;
+        let mut command = chatbotd_command(&["--data-dir".as_ref(), dir.path().as_os_str()]);
+        command.args(extra);
+        let (child, addrs) = start(command, &["REST", "gRPC"]).await?;
         let target = Target { rest: vec![addrs[0]], grpc: addrs[1], key: KEY.into(), ids: Arc::new(Vec::new()) };
         Ok(Chatbotd { target, _children: vec![child], _dir: Some(dir) })
     }
@@ -92,6 +98,22 @@ impl Chatbotd {
             ids.push(client.create_chatbot(request).await?.into_inner().id);
         }
         Ok(Arc::new(ids))
+    }
+
+    /// Opens `n` change streams that read everything and do nothing with it, as services watching for
+    /// changes do; they end when the returned handles are dropped.
+    pub async fn watchers(&self, n: usize) -> anyhow::Result<Watchers> {
+        use futures::StreamExt as _;
+        let http = reqwest::Client::new();
+        let mut tasks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let url = format!("http://{}/api/external/chatbots/events", self.target.rest[0]);
+            let response = http.get(url).header("x-api-key", KEY).send().await?;
+            anyhow::ensure!(response.status().is_success(), "a watcher was refused: {}", response.status());
+            let mut body = response.bytes_stream();
+            tasks.push(tokio::spawn(async move { while let Some(Ok(_)) = body.next().await {} }));
+        }
+        Ok(Watchers(tasks))
     }
 
     pub async fn drive(
@@ -199,4 +221,13 @@ fn canned_body() -> String {
         chatbot[null] = serde_json::Value::Null;
     }
     serde_json::json!({"chatbot": chatbot, "message": "Chatbot created successfully"}).to_string()
+}
+
+/// Open change streams; closed when dropped.
+pub struct Watchers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Watchers {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::JoinHandle::abort);
+    }
 }
