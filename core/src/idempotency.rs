@@ -102,13 +102,7 @@ impl Fingerprint {
                 }
             }
         }
-        match expected_etag {
-            None => digest.update([0]),
-            Some(tag) => {
-                digest.update([1]);
-                digest.update(tag.as_bytes());
-            }
-        }
+        hash_etag(&mut digest, expected_etag);
         Fingerprint(digest.finalize().into())
     }
 }
@@ -121,14 +115,19 @@ impl Fingerprint {
         digest.update([Operation::Avatar as u8]);
         digest.update(target.as_bytes());
         digest.update(image_digest);
-        match expected_etag {
-            None => digest.update([0]),
-            Some(tag) => {
-                digest.update([1]);
-                digest.update(tag.as_bytes());
-            }
-        }
+        hash_etag(&mut digest, expected_etag);
         Fingerprint(digest.finalize().into())
+    }
+}
+
+/// Adds the entity tag a write requires (or that it requires none) to a fingerprint.
+fn hash_etag(digest: &mut Sha256, expected_etag: Option<&str>) {
+    match expected_etag {
+        None => digest.update([0]),
+        Some(tag) => {
+            digest.update([1]);
+            digest.update(tag.as_bytes());
+        }
     }
 }
 

@@ -94,15 +94,8 @@ async fn violations_arrive_as_bad_request_details_with_json_paths(engine: Engine
     assert_eq!(status.code(), Code::InvalidArgument);
     let details = status.get_error_details();
     assert_eq!(details.error_info().map(|i| i.reason.as_str()), Some("invalid_argument"));
-    let violations: Vec<(String, String)> = details
-        .bad_request()
-        .expect("BadRequest details")
-        .field_violations
-        .iter()
-        .map(|v| (v.field.clone(), v.reason.clone()))
-        .collect();
     assert_eq!(
-        violations,
+        crate::helpers::field_violations(&status),
         [
             ("name".to_owned(), "required".to_owned()),
             ("slug".to_owned(), "invalid_format".to_owned()),

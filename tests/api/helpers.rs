@@ -315,6 +315,14 @@ impl TestApp {
     }
 }
 
+/// The `(field, reason)` of each field violation in a status's `BadRequest` details, in order.
+pub fn field_violations(status: &tonic::Status) -> Vec<(String, String)> {
+    use tonic_types::StatusExt as _;
+    let details = status.get_error_details();
+    let bad_request = details.bad_request().expect("BadRequest details");
+    bad_request.field_violations.iter().map(|v| (v.field.clone(), v.reason.clone())).collect()
+}
+
 /// A gRPC request carrying `key`.
 pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

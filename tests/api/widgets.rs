@@ -5,7 +5,6 @@ use grpc_server::pb;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tonic::Code;
-use tonic_types::StatusExt;
 
 use crate::helpers::{Answer, Engine, TestApp, on_every_engine, with_key};
 
@@ -329,16 +328,8 @@ async fn both_widgets_are_set_through_grpc_update_masks_with_the_same_rules(engi
     });
     let status = client.update_chatbot(app.grpc_request(update(bad, &paths))).await.expect_err("rejected");
     assert_eq!(status.code(), Code::InvalidArgument);
-    let violations: Vec<(String, String)> = status
-        .get_error_details()
-        .bad_request()
-        .expect("BadRequest details")
-        .field_violations
-        .iter()
-        .map(|v| (v.field.clone(), v.reason.clone()))
-        .collect();
     assert_eq!(
-        violations,
+        crate::helpers::field_violations(&status),
         [
             ("voice_widget_config.vad.threshold".to_owned(), "out_of_range".to_owned()),
             ("voice_widget_config.voice".to_owned(), "not_allowed".to_owned()),
