@@ -5,8 +5,9 @@
 //! The log keeps changes for a retention period; a token older than that is answered with
 //! [`Error::ResyncRequired`], and the watcher re-lists.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use event_listener::{Event, EventListener};
 use serde::{Deserialize, Serialize};
@@ -104,12 +105,16 @@ impl ResumeToken {
     }
 }
 
-/// How an engine tells watchers that its log has grown: the last position readable, and an event
-/// notified whenever it advances. Watchers read, and wait on it only when they have read everything.
+/// How an engine tells watchers that its log has grown: the last position readable, and one event
+/// per organisation watched, notified when the head advances over changes of that organisation (or of
+/// organisations the engine cannot name, which wakes every watcher). So a write wakes only its own
+/// organisation's watchers. Watchers read, and wait only when they have read everything.
 #[derive(Debug, Default)]
 pub struct ChangeSignal {
     head: AtomicU64,
-    advanced: Event,
+    /// The organisations someone listens to; an entry outlives its last listener only until the next
+    /// advance that names everyone.
+    orgs: Mutex<HashMap<OrgId, Weak<Event>>>,
 }
 
 impl ChangeSignal {
@@ -118,16 +123,62 @@ impl ChangeSignal {
         self.head.load(Ordering::Acquire)
     }
 
-    /// Moves the head to `head` if that is further, waking every waiting watcher.
-    pub fn advance(&self, head: u64) {
+    /// Moves the head to `head` if that is further, waking the watchers of `orgs`: the organisations
+    /// of the changes it moves over.
+    pub fn advance(&self, head: u64, orgs: impl IntoIterator<Item = OrgId>) {
         if self.head.fetch_max(head, Ordering::AcqRel) < head {
-            self.advanced.notify(usize::MAX);
+            let events: Vec<Arc<Event>> = {
+                let watched = self.watched();
+                orgs.into_iter().filter_map(|org| watched.get(&org).and_then(Weak::upgrade)).collect()
+            };
+            wake(&events);
         }
     }
 
-    /// Resolves once the head advances after this call.
+    /// Moves the head to `head` if that is further, waking every watcher: for when the engine does not
+    /// know whose changes it moves over.
+    pub fn advance_all(&self, head: u64) {
+        if self.head.fetch_max(head, Ordering::AcqRel) < head {
+            let events: Vec<Arc<Event>> = {
+                let mut watched = self.watched();
+                watched.retain(|_, event| event.strong_count() > 0);
+                watched.values().filter_map(Weak::upgrade).collect()
+            };
+            wake(&events);
+        }
+    }
+
+    /// `org`'s event, which its watchers listen to.
+    pub fn subscribe(&self, org: OrgId) -> OrgSignal {
+        let mut watched = self.watched();
+        if let Some(event) = watched.get(&org).and_then(Weak::upgrade) {
+            return OrgSignal(event);
+        }
+        let event = Arc::new(Event::new());
+        watched.insert(org, Arc::downgrade(&event));
+        OrgSignal(event)
+    }
+
+    fn watched(&self) -> std::sync::MutexGuard<'_, HashMap<OrgId, Weak<Event>>> {
+        self.orgs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Wakes every listener of `events` (outside the lock that found them).
+fn wake(events: &[Arc<Event>]) {
+    for event in events {
+        event.notify(usize::MAX);
+    }
+}
+
+/// What one organisation's watchers wait on; see [`ChangeSignal::subscribe`].
+#[derive(Debug, Clone)]
+pub struct OrgSignal(Arc<Event>);
+
+impl OrgSignal {
+    /// Resolves once the head advances over a change of this organisation after this call.
     pub fn listen(&self) -> EventListener {
-        self.advanced.listen()
+        self.0.listen()
     }
 }
 
@@ -137,6 +188,8 @@ pub(crate) const READ_AHEAD: usize = 256;
 /// What a watch keeps between polls: where it is, and what it has read but not yet handed out.
 pub(crate) struct WatchState<G> {
     pub(crate) org: OrgId,
+    /// What wakes it when its organisation's changes are readable.
+    pub(crate) signal: OrgSignal,
     pub(crate) after: u64,
     pub(crate) ready: VecDeque<ChatbotEvent>,
     /// Set once the watch has failed: it ends after handing out the error.
@@ -165,12 +218,28 @@ mod tests {
     }
 
     #[test]
-    fn the_signal_only_moves_forward_and_wakes_listeners() {
+    fn the_signal_only_moves_forward_and_wakes_the_organisations_it_names() {
+        let (ours, theirs) = (OrgId::new_random(), OrgId::new_random());
         let signal = ChangeSignal::default();
-        let listener = signal.listen();
-        signal.advance(3);
-        signal.advance(2);
+        let (ours_signal, theirs_signal) = (signal.subscribe(ours), signal.subscribe(theirs));
+        let (mut ours_listener, mut theirs_listener) = (ours_signal.listen(), theirs_signal.listen());
+        signal.advance(3, [ours]);
+        signal.advance(2, [theirs]);
         assert_eq!(signal.head(), 3);
-        futures_executor::block_on(listener);
+        assert!(futures_executor::block_on(futures_util::future::poll_immediate(&mut ours_listener)).is_some());
+        assert!(
+            futures_executor::block_on(futures_util::future::poll_immediate(&mut theirs_listener)).is_none(),
+            "neither a change of another organisation nor a head that went back wakes a watcher"
+        );
+        signal.advance_all(4);
+        futures_executor::block_on(theirs_listener);
+    }
+
+    #[test]
+    fn an_organisation_nobody_watches_any_more_is_forgotten() {
+        let signal = ChangeSignal::default();
+        drop(signal.subscribe(OrgId::new_random()));
+        signal.advance_all(1);
+        assert!(signal.watched().is_empty());
     }
 }

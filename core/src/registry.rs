@@ -431,6 +431,8 @@ impl Registry {
     /// fails it (the caller ends it by dropping it); it reads at its consumer's pace.
     pub async fn watch(self: &Arc<Self>, org: OrgId, resume: Option<ResumeToken>) -> Result<Watch> {
         let guard = Watchers::admit(&self.watchers, org)?;
+        // Subscribed before the head is read, so that no advance after it goes unnoticed.
+        let signal = self.store.change_signal().subscribe(org);
         let after = match resume {
             Some(token) => {
                 // Refuses at once a token the log no longer reaches back to.
@@ -442,7 +444,7 @@ impl Registry {
                 self.store.change_signal().head()
             }
         };
-        let state = WatchState { org, after, ready: VecDeque::new(), ended: false, _guard: guard };
+        let state = WatchState { org, signal, after, ready: VecDeque::new(), ended: false, _guard: guard };
         let registry = Arc::clone(self);
         let stream = futures_util::stream::unfold(state, move |mut state| {
             let registry = Arc::clone(&registry);
@@ -455,7 +457,7 @@ impl Registry {
                         return Some((Ok(event), state));
                     }
                     // Listen before reading, so that an advance between the two is not missed.
-                    let advanced = registry.store.change_signal().listen();
+                    let advanced = state.signal.listen();
                     match registry.store.changes(state.org, state.after, READ_AHEAD).await {
                         Ok(events) if !events.is_empty() => {
                             state.after = events.last().map_or(state.after, |e| e.position);

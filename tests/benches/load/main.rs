@@ -6,13 +6,15 @@
 //! cargo bench -p chatbotd-tests --bench load -- --quick      # a few seconds a row, footprint at 10k
 //! ```
 //! Options after `--`: `--quick`, `--seconds S`, `--clients 1,16,64`, `--footprint 100000,1000000`
-//! (`--footprint none` skips it), `--json PATH` (default `target/bench/load.json`), `--only NAME` (only
-//! the rows whose name contains NAME, e.g. `core create` under a profiler).
+//! (`--footprint none` skips it), `--json PATH` (default `target/bench/load.json`), `--only NAMES` (only
+//! the rows whose name contains one of the `|`-separated NAMES, e.g. `core create` under a profiler; a
+//! name after `=` matches only itself: `=REST create|watchers`).
 //!
 //! Rows:
 //! - ours: `chatbotd serve` as a real process over a temp dir, driven over loopback: REST create (the
 //!   contract's example with a unique slug), REST get, REST list (a page of 20), gRPC create, gRPC get;
-//!   REST create again on a fresh server while 100 change streams read every event; plus `core
+//!   REST create again on a fresh server while 100 change streams of another organisation wait, and
+//!   while 100 of the organisation written to read every create; plus `core
 //!   create`, the core library called directly (rules + store, no network).
 //! - ceilings: a bare hyper server answering every POST with a canned 201 of the same size (HTTP), a
 //!   tonic server's near-empty unary method `grpc.health.v1.Health/Check` (gRPC).
@@ -39,8 +41,9 @@ struct Options {
     clients: Vec<usize>,
     footprint: Vec<usize>,
     json: PathBuf,
-    /// Only rows whose name contains this (for profiling one path).
-    only: Option<String>,
+    /// Only rows whose name contains one of these, or is one of those that start with `=` (for
+    /// profiling one path, or comparing a few rows).
+    only: Option<Vec<String>>,
 }
 
 impl Options {
@@ -64,7 +67,7 @@ impl Options {
         if let Some(sizes) = value("--footprint") {
             options.footprint = list(sizes);
         }
-        options.only = value("--only");
+        options.only = value("--only").map(|names| names.split('|').map(str::to_owned).collect());
         if let Some(json) = value("--json") {
             options.json = PathBuf::from(json);
         }
@@ -84,10 +87,14 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(options))
 }
 
-/// Watchers open during the watched create row.
+/// Watchers open during the watched create rows.
 const WATCHERS: usize = 100;
-/// The row of creates under watch.
-const WATCHED_CREATE: &str = "REST create, 100 watchers";
+/// The rows of creates under watch: by watchers of the organisation written to, who read every
+/// create, and by watchers of another one, who wait.
+const WATCHED_CREATES: [(&str, servers::Whose); 2] = [
+    ("REST create, 100 watchers of another organisation", servers::Whose::Another),
+    ("REST create, 100 watchers reading every create", servers::Whose::Driven),
+];
 
 async fn run(options: Options) -> anyhow::Result<()> {
     let machine = report::Machine::describe();
@@ -97,7 +104,14 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let duration = Duration::from_secs_f64(options.seconds);
     let mut rows: Vec<Row> = Vec::new();
 
-    let wanted = |name: &str| options.only.as_deref().is_none_or(|only| name.contains(only));
+    let wanted = |name: &str| {
+        options.only.as_deref().is_none_or(|only| {
+            only.iter().any(|part| match part.strip_prefix('=') {
+                Some(exact) => name == exact,
+                None => name.contains(part.as_str()),
+            })
+        })
+    };
 
     let ours_ops = [
         drive::Op::RestCreate,
@@ -116,14 +130,14 @@ async fn run(options: Options) -> anyhow::Result<()> {
             }
         }
     }
-    if wanted(WATCHED_CREATE) {
-        // The same create load while 100 services watch every change: the cost of the change stream.
+    for (name, whose) in WATCHED_CREATES.into_iter().filter(|(name, _)| wanted(name)) {
+        // The same create load while 100 services watch for changes: the cost of the change stream.
         let ours = servers::Chatbotd::sled_with(&["--max-watchers-per-org", "128"]).await?;
         let ids = ours.seed(1_000).await?;
-        let _watchers = ours.watchers(WATCHERS).await?;
+        let _watchers = ours.watchers(WATCHERS, whose).await?;
         for &clients in &options.clients {
             let measured = ours.drive(drive::Op::RestCreate, clients, duration, &ids).await?;
-            rows.push(report::row(WATCHED_CREATE, "ours", clients, measured));
+            rows.push(report::row(name, "ours", clients, measured));
         }
     }
     if wanted("core create") {

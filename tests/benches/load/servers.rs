@@ -28,6 +28,8 @@ async fn start(mut command: Command, faces: &[&str]) -> anyhow::Result<(Child, V
 /// Our service: one process over a fresh sled temp dir, or replicas over one PostgreSQL database.
 pub struct Chatbotd {
     target: Target,
+    /// A key of another organisation than [`KEY`]'s (sled only).
+    other_key: Option<String>,
     _children: Vec<Child>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -52,14 +54,21 @@ impl Chatbotd {
         Chatbotd::sled_with(&[]).await
     }
 
-    /// One process over a fresh sled store, with `extra` flags.
+    /// One process over a fresh sled store, with `extra` flags; the store has a second organisation.
     pub async fn sled_with(extra: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let made = Command::new(chatbotd_tests::chatbotd(chatbotd_tests::Profile::Release))
+            .args(["keys", "create", "--org", "elsewhere", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .await?;
+        anyhow::ensure!(made.status.success(), "keys create failed: {}", String::from_utf8_lossy(&made.stderr));
+        let other_key = String::from_utf8(made.stdout)?.lines().last().map(|line| line.trim().to_owned());
         let mut command = chatbotd_command(&["--data-dir".as_ref(), dir.path().as_os_str()]);
         command.args(extra);
         let (child, addrs) = start(command, &["REST", "gRPC"]).await?;
         let target = Target { rest: vec![addrs[0]], grpc: addrs[1], key: KEY.into(), ids: Arc::new(Vec::new()) };
-        Ok(Chatbotd { target, _children: vec![child], _dir: Some(dir) })
+        Ok(Chatbotd { target, other_key, _children: vec![child], _dir: Some(dir) })
     }
 
     /// `replicas` processes over the PostgreSQL database at `url`; REST clients are spread over them.
@@ -77,6 +86,7 @@ impl Chatbotd {
         let grpc = grpc.ok_or_else(|| anyhow::anyhow!("no replica"))?;
         Ok(Chatbotd {
             target: Target { rest, grpc, key: KEY.into(), ids: Arc::new(Vec::new()) },
+            other_key: None,
             _children: children,
             _dir: None,
         })
@@ -100,15 +110,19 @@ impl Chatbotd {
         Ok(Arc::new(ids))
     }
 
-    /// Opens `n` change streams that read everything and do nothing with it, as services watching for
-    /// changes do; they end when the returned handles are dropped.
-    pub async fn watchers(&self, n: usize) -> anyhow::Result<Watchers> {
+    /// Opens `n` change streams of `whose` chatbots that read everything and do nothing with it, as
+    /// services watching for changes do; they end when the returned handles are dropped.
+    pub async fn watchers(&self, n: usize, whose: Whose) -> anyhow::Result<Watchers> {
         use futures::StreamExt as _;
+        let key = match whose {
+            Whose::Driven => KEY,
+            Whose::Another => self.other_key.as_deref().ok_or_else(|| anyhow::anyhow!("no other organisation"))?,
+        };
         let http = reqwest::Client::new();
         let mut tasks = Vec::with_capacity(n);
         for _ in 0..n {
             let url = format!("http://{}/api/external/chatbots/events", self.target.rest[0]);
-            let response = http.get(url).header("x-api-key", KEY).send().await?;
+            let response = http.get(url).header("x-api-key", key).send().await?;
             anyhow::ensure!(response.status().is_success(), "a watcher was refused: {}", response.status());
             let mut body = response.bytes_stream();
             tasks.push(tokio::spawn(async move { while let Some(Ok(_)) = body.next().await {} }));
@@ -221,6 +235,15 @@ fn canned_body() -> String {
         chatbot[null] = serde_json::Value::Null;
     }
     serde_json::json!({"chatbot": chatbot, "message": "Chatbot created successfully"}).to_string()
+}
+
+/// Whose changes watchers watch.
+#[derive(Debug, Clone, Copy)]
+pub enum Whose {
+    /// The organisation the load writes to: every create reaches every watcher.
+    Driven,
+    /// Another organisation: the load's creates are none of theirs.
+    Another,
 }
 
 /// Open change streams; closed when dropped.

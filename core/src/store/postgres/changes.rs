@@ -7,6 +7,8 @@
 //! after taking its chatbot's row lock, so two changes of one chatbot are published in the order they
 //! committed. Any replica may publish; each does after its own writes and every 100 ms.
 
+use std::collections::HashSet;
+
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -17,6 +19,9 @@ use crate::error::{Error, Result};
 
 /// Events published per run, at most.
 const PUBLISH_BATCH: i64 = 1000;
+/// Events published by other replicas since a run last looked, at most, whose organisations a run
+/// looks up to wake only their watchers; beyond it, it wakes every watcher.
+const ELSEWHERE_NAMED: i64 = 10_000;
 
 /// Inserts `event` (unpositioned) in the transaction of its change.
 pub(super) async fn log(client: &impl deadpool_postgres::GenericClient, event: &ChatbotEvent) -> Result<(), Failure> {
@@ -85,8 +90,9 @@ impl PostgresStore {
     }
 
     /// Gives positions to the committed events that have none, then advances the signal to the log's
-    /// head.
+    /// head, waking the watchers of the organisations whose events it moves over.
     pub(super) async fn publish_now(&self) -> Result<(), Failure> {
+        let announced = self.signal.head();
         let mut client = self.client().await?;
         let row = client
             .query_one(
@@ -96,16 +102,28 @@ impl PostgresStore {
             )
             .await?;
         let (mut head, pending): (i64, bool) = (column(&row, 0)?, column(&row, 1)?);
+        let mut orgs = HashSet::new();
+        // Where the log was before this run's own positions: what lies between `announced` and it was
+        // published by another replica.
+        let mut published_elsewhere = head;
         if pending {
             let tx = client.transaction().await?;
             head = column(
                 &tx.query_one("SELECT head FROM chatbotd_change_log WHERE singleton FOR UPDATE", &[]).await?,
                 0,
             )?;
+            published_elsewhere = head;
             let pending = tx
-                .query("SELECT id FROM chatbotd_changes WHERE position IS NULL ORDER BY id LIMIT $1", &[&PUBLISH_BATCH])
+                .query(
+                    "SELECT id, organisation_id FROM chatbotd_changes WHERE position IS NULL ORDER BY id LIMIT $1",
+                    &[&PUBLISH_BATCH],
+                )
                 .await?;
-            let ids = pending.iter().map(|row| column::<i64>(row, 0)).collect::<Result<Vec<_>>>()?;
+            let mut ids = Vec::with_capacity(pending.len());
+            for row in &pending {
+                ids.push(column::<i64>(row, 0)?);
+                orgs.insert(OrgId::from_uuid(column(row, 1)?));
+            }
             let positions: Vec<i64> = (1..).map(|n| head + n).take(ids.len()).collect();
             if let Some(last) = positions.last().copied() {
                 tx.execute(
@@ -119,7 +137,25 @@ impl PostgresStore {
             }
             tx.commit().await?;
         }
-        self.signal.advance(position(head)?);
+        let announced_i64 = i64::try_from(announced).map_err(Error::storage)?;
+        let elsewhere = published_elsewhere.saturating_sub(announced_i64);
+        if elsewhere > ELSEWHERE_NAMED {
+            // Too many to name cheaply (a replica that was cut off, or just started): wake everyone.
+            self.signal.advance_all(position(head)?);
+            return Ok(());
+        }
+        if elsewhere > 0 {
+            let rows = client
+                .query(
+                    "SELECT DISTINCT organisation_id FROM chatbotd_changes WHERE position > $1 AND position <= $2",
+                    &[&announced_i64, &published_elsewhere],
+                )
+                .await?;
+            for row in &rows {
+                orgs.insert(OrgId::from_uuid(column(row, 0)?));
+            }
+        }
+        self.signal.advance(position(head)?, orgs);
         Ok(())
     }
 

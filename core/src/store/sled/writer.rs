@@ -3,13 +3,14 @@
 //! writer. A crash leaves each change wholly applied or wholly absent, concurrent writers share one
 //! fsync, and since only this thread writes, changes are serializable without locks or retries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use super::changes;
 use crate::changes::{ChangeSignal, ChatbotEvent};
+use crate::domain::OrgId;
 use crate::error::{Error, Result};
 
 /// Most changes applied in one batch.
@@ -86,7 +87,7 @@ impl BatchWriter {
     /// Starts the writer thread for `tree` of `db`; it advances `signal` as logged changes reach disk.
     pub(super) fn new(db: sled::Db, tree: sled::Tree, signal: Arc<ChangeSignal>) -> Result<Self> {
         let head = changes::counter(&tree, changes::HEAD_KEY)?;
-        signal.advance(head);
+        signal.advance_all(head);
         let (jobs, queue) = mpsc::channel::<Job>();
         let waiting = Arc::new(AtomicUsize::new(0));
         let undo = Undo::default();
@@ -163,6 +164,7 @@ fn run(
         let mut next = Some(first);
         let mut taken = 0;
         let logged_from = log.head;
+        let mut logged_orgs: HashSet<OrgId> = HashSet::new();
         let mut unloggable = None;
         while let Some(job) = next.take() {
             taken += 1;
@@ -183,6 +185,7 @@ fn run(
                 for mut event in events {
                     log.head += 1;
                     event.position = log.head;
+                    logged_orgs.insert(event.organization_id);
                     match changes::writes(&event) {
                         Ok(writes) => {
                             writes.iter().for_each(|(key, value)| batch.insert(key.as_slice(), value.as_slice()))
@@ -217,7 +220,7 @@ fn run(
         };
         metrics::histogram!("chatbotd_store_flush_seconds").record(flushing.elapsed().as_secs_f64());
         match &outcome {
-            Ok(()) => log.signal.advance(log.head),
+            Ok(()) => log.signal.advance(log.head, logged_orgs),
             // Back to what the tree holds: positions given to a batch that did not commit are given again.
             Err(_) => log.head = changes::counter(tree, changes::HEAD_KEY).unwrap_or(logged_from),
         }
