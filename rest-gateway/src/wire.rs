@@ -149,11 +149,11 @@ fn shaped_response(status: StatusCode) -> Vec<u8> {
 /// error this service writes itself has a JSON body, so nothing else matches.
 fn hyper_rejection(bytes: &[u8]) -> Option<StatusCode> {
     let head = bytes.strip_prefix(b"HTTP/1.1 ").or_else(|| bytes.strip_prefix(b"HTTP/1.0 "))?;
-    let status = StatusCode::from_bytes(head.get(..3)?).ok()?;
+    let status = StatusCode::from_bytes(head.get(..3)?).ok().filter(StatusCode::is_client_error)?;
     let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
     let bare = !head.contains("\r\ncontent-type:") && head.contains("\r\ncontent-length: 0");
-    (status.is_client_error() && bare).then_some(status)
+    bare.then_some(status)
 }
 
 /// Rewrites hyper's own bare rejections into responses in the error shape, as they are written.
