@@ -90,7 +90,7 @@ impl IntoResponse for ApiError {
             let wait = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
             let allowance = Allowance { limit, remaining: 0, reset: retry_after };
-            crate::layers::rate_limit_headers(&mut response, allowance);
+            rate_limit_headers(&mut response, allowance);
         }
         response
     }
@@ -229,4 +229,13 @@ pub fn error_json(status: StatusCode, request_id: Option<&str>) -> Vec<u8> {
     };
     let body = ErrorBody { error: ErrorJson { code, message, violations: Vec::new(), request_id } };
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The `RateLimit-*` headers (IETF draft) for `allowance`: on every answer of the API, and on a 429.
+pub fn rate_limit_headers(response: &mut Response, allowance: Allowance) {
+    let headers = response.headers_mut();
+    let seconds = |d: std::time::Duration| HeaderValue::from(d.as_secs() + u64::from(d.subsec_nanos() > 0));
+    headers.insert("ratelimit-limit", HeaderValue::from(allowance.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(allowance.remaining));
+    headers.insert("ratelimit-reset", seconds(allowance.reset));
 }

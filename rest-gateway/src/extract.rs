@@ -14,9 +14,6 @@ use crate::contract::request::json_type;
 use crate::error::ApiError;
 use crate::layers::Admitted;
 
-/// The header that carries the caller's API key.
-pub const API_KEY_HEADER: &str = "x-api-key";
-
 /// The caller's organisation, as [`admit`](crate::layers::admit) found it from the `x-api-key` header
 /// (which answered 401 or 429 before anything else of the request was read).
 #[derive(Debug, Clone, Copy)]

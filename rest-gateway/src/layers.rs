@@ -11,13 +11,14 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chatbot_core::fair_use::Allowance;
 use chatbot_core::{OrgId, Registry};
 use tower_http::request_id::{MakeRequestUuid, RequestId};
 use tracing::Span;
 
-use crate::error::{ApiError, error_json};
-use crate::extract::API_KEY_HEADER;
+use crate::error::{ApiError, error_json, rate_limit_headers};
+
+/// The header that carries the caller's API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// The header that carries a request's id, both ways.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -185,13 +186,4 @@ pub async fn admit(State(registry): State<Arc<Registry>>, mut request: Request, 
         rate_limit_headers(&mut response, allowance);
     }
     response
-}
-
-/// The `RateLimit-*` headers (IETF draft) for `allowance`.
-pub fn rate_limit_headers(response: &mut Response, allowance: Allowance) {
-    let headers = response.headers_mut();
-    let seconds = |d: Duration| HeaderValue::from(d.as_secs() + u64::from(d.subsec_nanos() > 0));
-    headers.insert("ratelimit-limit", HeaderValue::from(allowance.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(allowance.remaining));
-    headers.insert("ratelimit-reset", seconds(allowance.reset));
 }

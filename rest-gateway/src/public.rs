@@ -16,7 +16,8 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::contract::response::{PublicChatbotEnvelope, PublicChatbotJson};
 use crate::error::ApiError;
-use crate::layers::{ClientAddr, rate_limit_headers};
+use crate::error::rate_limit_headers;
+use crate::layers::ClientAddr;
 use crate::preconditions::{etag_header, if_none_match};
 
 /// How long a browser or a CDN may reuse a public widget's configuration without asking again: short,

@@ -121,7 +121,7 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
                 .on_response(layers::access_log)
                 .on_failure(()),
         )
-        .layer(SetSensitiveRequestHeadersLayer::new([HeaderName::from_static(crate::extract::API_KEY_HEADER)]))
+        .layer(SetSensitiveRequestHeadersLayer::new([HeaderName::from_static(crate::layers::API_KEY_HEADER)]))
         .layer(SetRequestIdLayer::new(layers::REQUEST_ID_HEADER, layers::make_request_id()))
         .layer(middleware::from_fn(layers::sanitize_request_id))
 }
