@@ -223,8 +223,14 @@ async fn a_watcher_resumes_after_a_kill_9_without_gaps_or_repeats(engine: Engine
 async fn a_token_past_retention_gets_a_resync_answer_and_a_bad_one_a_400(engine: Engine) {
     let app =
         TestApp::spawn_on(Storage::new(engine), "retention-key-0123456789".into(), &["--change-retention", "1s"]).await;
+    // Tokens as a client has them: from events it was sent (on PostgreSQL an event has a position, and
+    // so a token, only once it is published, a moment after its write).
+    let mut live = SseStream::open(&app, &app.key, None).await;
     app.create_named("Old", json!({})).await;
     app.create_named("Older", json!({})).await;
+    let seen: Vec<String> = live.take(2).await.into_iter().map(|event| event.id).collect();
+    assert_eq!(seen, ["c1", "c2"]);
+    drop(live);
     // A fresh token still works...
     let mut fresh = SseStream::open(&app, &app.key, Some("c1")).await;
     assert_eq!(fresh.next().await.id, "c2");
