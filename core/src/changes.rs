@@ -112,8 +112,9 @@ impl ResumeToken {
 #[derive(Debug, Default)]
 pub struct ChangeSignal {
     head: AtomicU64,
-    /// The organisations someone listens to; an entry outlives its last listener only until the next
-    /// advance that names everyone.
+    /// The organisations someone listens to. An entry outlives its last listener until the next
+    /// advance that names everyone, or until the map doubles: it never holds much more than twice the
+    /// organisations watched at once.
     orgs: Mutex<HashMap<OrgId, Weak<Event>>>,
 }
 
@@ -154,6 +155,9 @@ impl ChangeSignal {
         if let Some(event) = watched.get(&org).and_then(Weak::upgrade) {
             return OrgSignal(event);
         }
+        if watched.len() >= TIDY_FROM && watched.len().is_power_of_two() {
+            watched.retain(|_, event| event.strong_count() > 0);
+        }
         let event = Arc::new(Event::new());
         watched.insert(org, Arc::downgrade(&event));
         OrgSignal(event)
@@ -163,6 +167,9 @@ impl ChangeSignal {
         self.orgs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// How many organisations a [`ChangeSignal`] may know before it forgets those nobody watches any more.
+const TIDY_FROM: usize = 64;
 
 /// Wakes every listener of `events` (outside the lock that found them).
 fn wake(events: &[Arc<Event>]) {
@@ -241,5 +248,13 @@ mod tests {
         drop(signal.subscribe(OrgId::new_random()));
         signal.advance_all(1);
         assert!(signal.watched().is_empty());
+
+        // Without such an advance, subscribing tidies up as the map grows.
+        let kept: Vec<OrgSignal> = (0..10).map(|_| signal.subscribe(OrgId::new_random())).collect();
+        for _ in 0..1000 {
+            drop(signal.subscribe(OrgId::new_random()));
+        }
+        assert!(signal.watched().len() <= 2 * TIDY_FROM, "{} entries", signal.watched().len());
+        assert_eq!(signal.watched().values().filter(|event| event.strong_count() > 0).count(), kept.len());
     }
 }
