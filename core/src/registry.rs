@@ -1,5 +1,6 @@
 //! The public face of the core: every operation of the service, by organisation, over any [`Store`].
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -143,10 +144,10 @@ impl Registry {
         &self.rules
     }
 
-    /// The organisation an API key belongs to; [`Error::Unauthenticated`] for an unknown key. Spaces
-    /// around the key are ignored, whichever face it came through.
+    /// The organisation an API key belongs to; [`Error::Unauthenticated`] for an unknown key: what
+    /// [`Registry::admit`] lets in, for an embedder that has no client address.
     pub async fn authenticate(&self, api_key: &str) -> Result<OrgId> {
-        self.store.org_of_key(KeyHash::of(api_key.trim())).await
+        self.admit(Some(api_key), None).await.0
     }
 
     /// Lets a request in, or not: the organisation of its API key, within that key's rate limit; or,
@@ -292,16 +293,12 @@ impl Registry {
     ) -> Result<Written<Chatbot>> {
         let mask = Rules::create_mask(&draft);
         let claim = key.map(|key| self.claim(key, Fingerprint::of(Operation::Create, None, Some(&draft), mask, None)));
-        let keyed = claim.is_some();
-        let written = async {
-            if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
-                return outcome.replayed_chatbot();
-            }
+        self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
             let proposal = self.rules.check(None, &draft, mask)?;
             let chatbot = Chatbot::new(org, proposal.config);
             self.store.create(NewChatbot { chatbot, slug: proposal.slug, claim }).await
-        };
-        self.settled(keyed, written.await)
+        })
+        .await
     }
 
     /// The chatbot `id`, if `org` owns it ([`Error::NotFound`] otherwise, whoever owns it).
@@ -370,17 +367,13 @@ impl Registry {
         }
         let fingerprint = || Fingerprint::of(Operation::Update, Some(id), Some(&draft), mask, expected_etag);
         let claim = key.map(|key| self.claim(key, fingerprint()));
-        let keyed = claim.is_some();
-        let written = async {
-            if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
-                return outcome.replayed_chatbot();
-            }
+        self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
             let rules = Arc::clone(&self.rules);
             let change = Box::new(move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask));
             let expected_etag = expected_etag.map(str::to_owned);
             self.store.update(ChatbotUpdate { org, id, expected_etag, change, claim, avatar: None }).await
-        };
-        self.settled(keyed, written.await)
+        })
+        .await
     }
 
     /// Replaces the chatbot's avatar with `image`, stored in the same atomic write as the chatbot's
@@ -395,11 +388,7 @@ impl Registry {
         key: Option<IdempotencyKey>,
     ) -> Result<Written<Chatbot>> {
         let claim = key.map(|key| self.claim(key, Fingerprint::of_avatar(id, image.digest(), expected_etag)));
-        let keyed = claim.is_some();
-        let written = async {
-            if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
-                return outcome.replayed_chatbot();
-            }
+        self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
             let stored = image.into_stored();
             let reference = stored.reference;
             let change: Change = Box::new(move |current: &Chatbot| {
@@ -410,8 +399,8 @@ impl Registry {
             let expected_etag = expected_etag.map(str::to_owned);
             let update = ChatbotUpdate { org, id, expected_etag, change, claim, avatar: Some(stored) };
             self.store.update(update).await
-        };
-        self.settled(keyed, written.await)
+        })
+        .await
     }
 
     /// The avatar image at `file_name` (`<id>.<extension>`, as in its public URL), whoever owns it:
@@ -482,6 +471,12 @@ impl Registry {
         self.store.publish_changes().await
     }
 
+    /// Whether [`Registry::publish_changes`] needs running at all (not on sled, whose writer
+    /// publishes as it writes).
+    pub fn needs_publishing(&self) -> bool {
+        self.store.needs_publishing()
+    }
+
     /// Resolves after the next write through this registry.
     pub fn written(&self) -> event_listener::EventListener {
         self.written.listen()
@@ -534,15 +529,11 @@ impl Registry {
     ) -> Result<Written<()>> {
         let fingerprint = || Fingerprint::of(Operation::Delete, Some(id), None, FieldMask::EMPTY, expected_etag);
         let claim = key.map(|key| self.claim(key, fingerprint()));
-        let keyed = claim.is_some();
-        let written = async {
-            if let Some(outcome) = self.earlier_outcome(org, claim.as_ref()).await? {
-                return outcome.replayed_deletion();
-            }
+        self.at_most_once(org, claim, Outcome::replayed_deletion, |claim| async move {
             let expected_etag = expected_etag.map(str::to_owned);
             self.store.delete(ChatbotDeletion { org, id, expected_etag, claim }).await
-        };
-        self.settled(keyed, written.await)
+        })
+        .await
     }
 
     /// Forgets idempotency keys older than the time they are kept for; returns how many. Meant to run
@@ -624,29 +615,39 @@ impl Registry {
 }
 
 impl Registry {
-    /// Passes a write's outcome on, after counting what became of its idempotency key and telling the
-    /// change publisher that something was written.
-    fn settled<T>(&self, keyed: bool, written: Result<Written<T>>) -> Result<Written<T>> {
+    /// Runs `write` (which stores `claim` with its change), unless `claim`'s key already holds the
+    /// outcome of the same request: then that outcome is given again through `replay`. Then counts what
+    /// became of the key (`chatbotd_idempotency_total`) and tells the change publisher of a fresh write.
+    async fn at_most_once<T, W>(
+        &self,
+        org: OrgId,
+        claim: Option<Claim>,
+        replay: fn(Outcome) -> Result<Written<T>>,
+        write: impl FnOnce(Option<Claim>) -> W,
+    ) -> Result<Written<T>>
+    where
+        W: Future<Output = Result<Written<T>>>,
+    {
+        let keyed = claim.is_some();
+        let written = match self.earlier_outcome(org, claim.as_ref()).await {
+            Ok(Some(outcome)) => replay(outcome),
+            Ok(None) => write(claim).await,
+            Err(err) => Err(err),
+        };
         if matches!(&written, Ok(w) if !w.replayed) {
             self.written.notify(usize::MAX);
         }
-        count_claim(keyed, written)
+        if keyed {
+            let outcome = match &written {
+                Ok(written) if written.replayed => "replayed",
+                Ok(_) => "fresh",
+                Err(Error::IdempotencyKeyReused) => "reused",
+                Err(_) => "refused",
+            };
+            metrics::counter!("chatbotd_idempotency_total", "outcome" => outcome).increment(1);
+        }
+        written
     }
-}
-
-/// Counts what became of a write's idempotency key (the `chatbotd_idempotency_total` counter), and
-/// passes the outcome on.
-fn count_claim<T>(keyed: bool, written: Result<Written<T>>) -> Result<Written<T>> {
-    if keyed {
-        let outcome = match &written {
-            Ok(written) if written.replayed => "replayed",
-            Ok(_) => "fresh",
-            Err(Error::IdempotencyKeyReused) => "reused",
-            Err(_) => "refused",
-        };
-        metrics::counter!("chatbotd_idempotency_total", "outcome" => outcome).increment(1);
-    }
-    written
 }
 
 impl std::fmt::Debug for Registry {

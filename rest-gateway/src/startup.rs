@@ -203,7 +203,8 @@ impl Application {
         let incoming = wire::grpc_incoming(self.grpc, &self.connections);
         let grpc = tokio::spawn(grpc_server::serve(incoming, api, admin, self.calls.clone(), until_stopped()));
         let maintenance = tokio::spawn(maintain(Arc::clone(&self.registry), self.change_retention));
-        let publisher = tokio::spawn(publish_changes(Arc::clone(&self.registry)));
+        let publisher =
+            self.registry.needs_publishing().then(|| tokio::spawn(publish_changes(Arc::clone(&self.registry))));
         let on_rest = self.metrics.clone().filter(|_| self.metrics_listener.is_none());
         if let (Some(listener), Some(render)) = (self.metrics_listener, self.metrics.clone()) {
             let metrics =
@@ -216,7 +217,9 @@ impl Application {
         wire::serve(self.rest, app, self.connections, until_stopped(), self.shutdown_grace).await?;
         grpc.await??;
         maintenance.abort();
-        publisher.abort();
+        if let Some(publisher) = publisher {
+            publisher.abort();
+        }
         self.registry.close().await.context("cannot flush the store")?;
         tracing::info!("stopped");
         Ok(())
@@ -250,7 +253,7 @@ async fn maintain(registry: Arc<Registry>, change_retention: Duration) {
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 /// Publishes the change log to watchers after every write through this replica, and every
-/// [`PUBLISH_EVERY`] for the others' (a no-op on sled, whose writer publishes as it writes).
+/// [`PUBLISH_EVERY`] for the others' (PostgreSQL; sled's writer publishes as it writes).
 async fn publish_changes(registry: Arc<Registry>) {
     loop {
         let written = registry.written();

@@ -107,16 +107,16 @@ impl SseStream {
     }
 }
 
+/// The caller's gRPC change stream, from now.
+async fn grpc_watch(app: &TestApp) -> tonic::Streaming<pb::WatchChatbotsResponse> {
+    let request = app.grpc_request(pb::WatchChatbotsRequest::default());
+    app.grpc_client().await.watch_chatbots(request).await.expect("the watch opens").into_inner()
+}
+
 async fn a_watcher_sees_create_update_and_delete_in_commit_order_on_both_faces(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let mut sse = SseStream::open(&app, &app.key, None).await;
-    let mut grpc = app
-        .grpc_client()
-        .await
-        .watch_chatbots(app.grpc_request(pb::WatchChatbotsRequest::default()))
-        .await
-        .expect("the watch opens")
-        .into_inner();
+    let mut grpc = grpc_watch(&app).await;
 
     let created = app.post(&json!({"name": "Watched"})).await;
     let id = created.body["chatbot"]["id"].as_str().expect("an id").to_owned();
@@ -276,13 +276,7 @@ async fn idle_streams_get_heartbeats_and_end_when_the_service_drains(engine: Eng
     let mut sse = SseStream::open(&app, &app.key, None).await;
     let first = sse.next_any().await.expect("something before the stream ends");
     assert!(first.comment, "an idle stream gets a heartbeat comment: {first:?}");
-    let mut grpc = app
-        .grpc_client()
-        .await
-        .watch_chatbots(app.grpc_request(pb::WatchChatbotsRequest::default()))
-        .await
-        .expect("the watch opens")
-        .into_inner();
+    let mut grpc = grpc_watch(&app).await;
     let beat = tokio::time::timeout(EVENT_WAIT, grpc.message()).await.expect("in time").expect("a message");
     assert!(matches!(beat.and_then(|m| m.event), Some(pb::watch_chatbots_response::Event::Heartbeat(_))));
 

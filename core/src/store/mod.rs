@@ -209,6 +209,12 @@ pub trait Store: Send + Sync {
     /// nothing to do.
     fn publish_changes(&self) -> StoreFuture<'_, ()>;
 
+    /// Whether [`Store::publish_changes`] has anything to do: false for an engine that positions and
+    /// publishes events as it writes them, so that nobody needs to call it.
+    fn needs_publishing(&self) -> bool {
+        true
+    }
+
     /// Forgets up to `limit` of the oldest events written before `before`; returns how many.
     fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize>;
 

@@ -389,8 +389,12 @@ impl Store for SledStore {
     }
 
     fn publish_changes(&self) -> StoreFuture<'_, ()> {
-        // The writer positions events as it writes them and advances the signal once they are on disk.
         Box::pin(async { Ok(()) })
+    }
+
+    fn needs_publishing(&self) -> bool {
+        // The writer positions events as it writes them and advances the signal once they are on disk.
+        false
     }
 
     fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
