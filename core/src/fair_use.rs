@@ -12,6 +12,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
+use crate::OrgId;
 use crate::auth::KeyHash;
 
 /// Requests per second allowed per API key by default (with a burst of as many). A configuration
@@ -28,6 +29,16 @@ pub const DEFAULT_PER_CLIENT: u32 = 20;
 /// many): a page view loads a widget's configuration and its avatar once, so even an office behind one
 /// address stays far below it, while no one address can make the public routes its own.
 pub const DEFAULT_PER_PUBLIC_CLIENT: u32 = 100;
+
+/// Change streams an organisation may open a second by default, with a burst of ten times as many: a
+/// client that reconnects in a loop is slowed to this, while one that opens its streams at start-up,
+/// or resumes after a restart, never meets it.
+pub const DEFAULT_WATCH_OPENS_PER_ORG: u32 = 2;
+
+/// Wrong admin tokens one client address may present a second (with a burst of as many) before every
+/// admin call from it is refused for a while: a mistyped token is retried by hand; a guesser is held
+/// to a handful of guesses a second.
+pub const ADMIN_GUESSES_PER_CLIENT: u32 = 5;
 
 /// How much of its bucket a caller has left: what the `RateLimit-*` headers say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +71,16 @@ struct Buckets<K: Hash + Eq + Clone> {
 impl<K: Hash + Eq + Clone> Buckets<K> {
     /// Buckets of `per_second` requests a second, or none when it is 0.
     fn new(per_second: u32) -> Option<Self> {
+        Self::with_burst(per_second, 1)
+    }
+
+    /// Buckets of `per_second` requests a second with a burst of `burst_factor` times as many, or none
+    /// when the rate is 0.
+    fn with_burst(per_second: u32, burst_factor: u32) -> Option<Self> {
         let rate = NonZeroU32::new(per_second)?;
-        let limiter = RateLimiter::keyed(Quota::per_second(rate)).with_middleware::<StateInformationMiddleware>();
+        let burst = rate.saturating_mul(NonZeroU32::new(burst_factor).unwrap_or(NonZeroU32::MIN));
+        let quota = Quota::per_second(rate).allow_burst(burst);
+        let limiter = RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>();
         Some(Buckets { limiter, limit: per_second })
     }
 
@@ -95,6 +114,7 @@ pub struct RateLimits {
     per_key: Option<Buckets<KeyHash>>,
     per_client: Option<Buckets<IpAddr>>,
     per_public_client: Option<Buckets<IpAddr>>,
+    watch_opens_per_org: Option<Buckets<OrgId>>,
 }
 
 impl RateLimits {
@@ -105,7 +125,14 @@ impl RateLimits {
             per_key: Buckets::new(per_key),
             per_client: Buckets::new(per_client),
             per_public_client: Buckets::new(DEFAULT_PER_PUBLIC_CLIENT),
+            watch_opens_per_org: Buckets::with_burst(DEFAULT_WATCH_OPENS_PER_ORG, 10),
         }
+    }
+
+    /// These limits, with `per_second` change streams opened a second per organisation (and a burst of
+    /// ten times as many); 0 turns it off.
+    pub fn with_watch_opens(self, per_second: u32) -> Self {
+        RateLimits { watch_opens_per_org: Buckets::with_burst(per_second, 10), ..self }
     }
 
     /// These limits, with `per_client` requests a second per client address on the public routes (the
@@ -116,7 +143,12 @@ impl RateLimits {
 
     /// No limits at all (benchmarks, embedders).
     pub fn off() -> Self {
-        RateLimits::new(0, 0).with_public(0)
+        RateLimits::new(0, 0).with_public(0).with_watch_opens(0)
+    }
+
+    /// Takes one change stream's opening from `org`'s bucket.
+    pub fn take_for_watch(&self, org: OrgId) -> Result<Option<Allowance>, Exhausted> {
+        self.watch_opens_per_org.as_ref().map(|b| b.take(&org)).transpose()
     }
 
     /// Takes one request from the bucket of the API key `key`.
@@ -142,6 +174,9 @@ impl RateLimits {
         for buckets in [&self.per_client, &self.per_public_client].into_iter().flatten() {
             buckets.forget_idle();
         }
+        if let Some(buckets) = &self.watch_opens_per_org {
+            buckets.forget_idle();
+        }
     }
 }
 
@@ -157,7 +192,57 @@ impl std::fmt::Debug for RateLimits {
             .field("per_key", &self.per_key.as_ref().map(|b| b.limit))
             .field("per_client", &self.per_client.as_ref().map(|b| b.limit))
             .field("per_public_client", &self.per_public_client.as_ref().map(|b| b.limit))
+            .field("watch_opens_per_org", &self.watch_opens_per_org.as_ref().map(|b| b.limit))
             .finish()
+    }
+}
+
+/// The admin API's door: a client address that presents wrong tokens faster than
+/// [`ADMIN_GUESSES_PER_CLIENT`] a second is refused every admin call, right token or not, until its
+/// bucket has refilled, so that neither the refusals nor the answers tell a guesser anything sooner.
+pub struct AdminDoor {
+    guesses: Buckets<IpAddr>,
+    /// Until when each address is shut out.
+    shut: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
+}
+
+impl AdminDoor {
+    /// The door, with [`ADMIN_GUESSES_PER_CLIENT`].
+    pub fn new() -> Self {
+        let guesses = Buckets::new(ADMIN_GUESSES_PER_CLIENT).expect("a non-zero rate");
+        AdminDoor { guesses, shut: std::sync::Mutex::default() }
+    }
+
+    fn shut(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<IpAddr, std::time::Instant>> {
+        self.shut.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `client` may try now: else how long until it may.
+    pub fn open_to(&self, client: IpAddr) -> Result<(), Exhausted> {
+        let mut shut = self.shut();
+        match shut.get(&client).map(|until| until.saturating_duration_since(std::time::Instant::now())) {
+            Some(wait) if !wait.is_zero() => Err(Exhausted { limit: self.guesses.limit, retry_after: wait }),
+            Some(_) => {
+                shut.remove(&client);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Notes a wrong token from `client`; past its bucket, the client is shut out until it refills.
+    pub fn wrong_token(&self, client: IpAddr) {
+        if let Err(exhausted) = self.guesses.take(&client) {
+            let wait = exhausted.retry_after.max(Duration::from_secs(1));
+            self.shut().insert(client, std::time::Instant::now() + wait);
+            metrics::counter!("chatbotd_rate_limited_total", "scope" => "admin").increment(1);
+        }
+    }
+}
+
+impl Default for AdminDoor {
+    fn default() -> Self {
+        AdminDoor::new()
     }
 }
 
@@ -175,6 +260,20 @@ mod tests {
         assert_eq!(refused.limit, 3);
         assert!(refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_millis(334));
         assert!(limits.take_for_key(b).is_ok(), "another key has its own bucket");
+    }
+
+    #[test]
+    fn a_guesser_is_shut_out_right_token_or_not_and_others_are_not() {
+        let door = AdminDoor::new();
+        let (guesser, other) = (IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 3]));
+        for _ in 0..ADMIN_GUESSES_PER_CLIENT {
+            door.wrong_token(guesser);
+            assert!(door.open_to(guesser).is_ok());
+        }
+        door.wrong_token(guesser);
+        let shut = door.open_to(guesser).unwrap_err();
+        assert!(shut.retry_after >= Duration::from_millis(900), "{:?}", shut.retry_after);
+        assert!(door.open_to(other).is_ok());
     }
 
     #[test]

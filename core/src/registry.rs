@@ -310,9 +310,18 @@ impl Registry {
     /// private, inactive or unknown slug (or no slug at all) is the same [`Error::NotFound`].
     pub async fn public_chatbot(&self, slug: &str) -> Result<Chatbot> {
         let slug = Slug::parse(slug).map_err(|_| Error::NotFound)?;
-        match self.store.get_by_slug(&slug).await? {
-            Some(chatbot) if chatbot.config.is_public && chatbot.config.active => Ok(chatbot),
-            Some(_) | None => Err(Error::NotFound),
+        self.store.public_by_slug(&slug).await?.ok_or(Error::NotFound)
+    }
+
+    /// Lets a request that matches no route (or no method of one) on to its 404 or 405, or not: within
+    /// the limit of its client address, as for any request without a valid key.
+    pub fn admit_unrouted(&self, client: Option<IpAddr>) -> Result<()> {
+        match client.map(|client| self.limits.take_for_client(client)) {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(exhausted)) => {
+                metrics::counter!("chatbotd_rate_limited_total", "scope" => "client").increment(1);
+                Err(Error::RateLimited { limit: exhausted.limit, retry_after: exhausted.retry_after })
+            }
         }
     }
 
@@ -419,6 +428,10 @@ impl Registry {
     /// [`Error::TooManyWatchers`] past the limits. The stream never ends by itself unless the log
     /// fails it (the caller ends it by dropping it); it reads at its consumer's pace.
     pub async fn watch(self: &Arc<Self>, org: OrgId, resume: Option<ResumeToken>) -> Result<Watch> {
+        if let Err(exhausted) = self.limits.take_for_watch(org) {
+            metrics::counter!("chatbotd_rate_limited_total", "scope" => "watch").increment(1);
+            return Err(Error::RateLimited { limit: exhausted.limit, retry_after: exhausted.retry_after });
+        }
         let guard = Watchers::admit(&self.watchers, org)?;
         // Subscribed before the head is read, so that no advance after it goes unnoticed.
         let signal = self.store.change_signal().subscribe(org);
@@ -599,6 +612,7 @@ impl Registry {
                 let allowed = |list: &crate::AllowList, value: &str, field: crate::Field| {
                     list.check(value).map_err(|rejection| Error::invalid(rejection.at(field.json_path())))
                 };
+                storable_text(config)?;
                 allowed(&self.rules.models, config.settings.model.as_str(), crate::Field::Model)?;
                 if let Some(voice) = &config.voice {
                     allowed(&self.rules.voices, voice.voice.as_str(), crate::Field::VoiceName)?;
@@ -612,6 +626,36 @@ impl Registry {
     pub async fn is_empty(&self) -> Result<bool> {
         Ok(self.store.organisations().await?.is_empty())
     }
+}
+
+/// Refuses an imported configuration holding text that no engine may store (see
+/// [`check_storable`](crate::domain::check_storable)), naming every field that does: stores written
+/// before the rule may hold such text, and PostgreSQL cannot take it.
+fn storable_text(config: &crate::ChatbotConfig) -> Result<()> {
+    fn walk(value: &serde_json::Value, path: &mut Vec<String>, violations: &mut Vec<crate::Violation>) {
+        match value {
+            serde_json::Value::String(text) => {
+                if let Err(rejection) = crate::domain::check_storable(text, crate::domain::Lines::Many) {
+                    violations.push(rejection.at(&path.join(".")));
+                }
+            }
+            serde_json::Value::Object(fields) => {
+                for (name, value) in fields {
+                    path.push(name.clone());
+                    walk(value, path, violations);
+                    path.pop();
+                }
+            }
+            serde_json::Value::Array(_)
+            | serde_json::Value::Null
+            | serde_json::Value::Bool(_)
+            | serde_json::Value::Number(_) => {}
+        }
+    }
+    let value = serde_json::to_value(config).map_err(Error::storage)?;
+    let mut violations = Vec::new();
+    walk(&value, &mut Vec::new(), &mut violations);
+    if violations.is_empty() { Ok(()) } else { Err(Error::Invalid { violations }) }
 }
 
 impl Registry {

@@ -490,7 +490,9 @@ impl Rules {
 }
 
 /// The default of a text field (defaults are short constants, always within bounds).
-fn text<const MAX: usize>(default: &'static str) -> impl FnOnce() -> BoundedText<MAX> {
+fn text<const MAX: usize, const MULTILINE: bool>(
+    default: &'static str,
+) -> impl FnOnce() -> BoundedText<MAX, MULTILINE> {
     move || BoundedText::parse(default).unwrap_or_default()
 }
 

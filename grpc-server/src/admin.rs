@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use chatbot_core::fair_use::AdminDoor;
 use chatbot_core::{ApiKeyInfo, Error, KeyHash, KeyId, Registry};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -25,12 +26,19 @@ pub struct AdminApi {
     registry: Arc<Registry>,
     /// The SHA-256 of the token: compared digest to digest, so the comparison says nothing of the token.
     token: Option<KeyHash>,
+    /// Shuts out the client addresses that guess.
+    door: Arc<AdminDoor>,
 }
+
+/// The shortest admin token accepted at start-up: 32 characters (128 bits as hex), far beyond guessing
+/// at the few guesses a second the door lets through.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 impl AdminApi {
     /// The admin service over `registry`, open to callers presenting `token` (to none without one).
     pub fn new(registry: Arc<Registry>, token: Option<&str>) -> Self {
-        AdminApi { registry, token: token.filter(|t| !t.is_empty()).map(KeyHash::of) }
+        let token = token.filter(|t| !t.is_empty()).map(KeyHash::of);
+        AdminApi { registry, token, door: Arc::new(AdminDoor::new()) }
     }
 
     fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -40,10 +48,17 @@ impl AdminApi {
                 "the admin service is off: start chatbotd with CHATBOTD_ADMIN_TOKEN",
             ));
         };
+        let client = request.remote_addr().map(|addr| addr.ip());
+        if let Some(Err(exhausted)) = client.map(|client| self.door.open_to(client)) {
+            return Err(to_status(Error::RateLimited { limit: exhausted.limit, retry_after: exhausted.retry_after }));
+        }
         let given = request.metadata().get(ADMIN_TOKEN_METADATA).and_then(|v| v.to_str().ok()).map(KeyHash::of);
         if given == Some(expected) {
             Ok(())
         } else {
+            if let Some(client) = client {
+                self.door.wrong_token(client);
+            }
             Err(admin_refused(tonic::Code::Unauthenticated, "a valid x-admin-token is required"))
         }
     }

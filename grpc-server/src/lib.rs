@@ -23,7 +23,7 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::Connected;
 
-pub use admin::{ADMIN_TOKEN_METADATA, AdminApi};
+pub use admin::{ADMIN_TOKEN_METADATA, AdminApi, MIN_ADMIN_TOKEN_CHARS};
 pub use convert::message as message_from_draft;
 pub use service::{API_KEY_METADATA, ChatbotApi, REPLAYED_METADATA};
 pub use status::ERROR_DOMAIN;

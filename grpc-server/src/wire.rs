@@ -59,7 +59,7 @@ where
         };
         let id_value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
         request.headers_mut().insert(REQUEST_ID_METADATA, id_value.clone());
-        let method = request.uri().path().to_owned();
+        let method = route_label(request.uri().path());
         let started = std::time::Instant::now();
         let in_flight = metrics::gauge!("chatbotd_requests_in_flight", "face" => "grpc");
         in_flight.increment(1);
@@ -79,7 +79,7 @@ where
                 }
                 let _ = status.add_header(headers);
             }
-            let labels = [("face", "grpc".to_owned()), ("route", method), ("method", "POST".to_owned())];
+            let labels = [("face", "grpc".to_owned()), ("route", method.to_owned()), ("method", "POST".to_owned())];
             metrics::histogram!("chatbotd_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
             let mut labels = labels.to_vec();
             labels.push(("status", format!("{code:?}")));
@@ -87,6 +87,35 @@ where
             Ok(response)
         })
     }
+}
+
+/// A call's path as a metrics label: one of the methods served, or `unmatched` (a client may call any
+/// number of paths that do not exist, and each would be a series of its own).
+fn route_label(path: &str) -> &'static str {
+    static SERVED: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(served_methods);
+    SERVED.iter().find(|served| **served == path).copied().unwrap_or("unmatched")
+}
+
+/// Every method path served (`/chatbot.v1.ChatbotService/CreateChatbot`...), read from the descriptor
+/// sets that reflection serves, so that none is forgotten here.
+fn served_methods() -> Vec<&'static str> {
+    use prost::Message as _;
+    let mut paths = vec![
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ];
+    for set in [crate::pb::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else { continue };
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                    paths.push(Box::leak(path.into_boxed_str()));
+                }
+            }
+        }
+    }
+    paths
 }
 
 /// The span of one call, in which every log line of the call is written; the access log line ends it.
@@ -157,6 +186,17 @@ mod tests {
     use tonic_types::ErrorDetails;
 
     use super::*;
+
+    #[test]
+    fn only_served_methods_are_route_labels() {
+        assert_eq!(route_label("/chatbot.v1.ChatbotService/CreateChatbot"), "/chatbot.v1.ChatbotService/CreateChatbot");
+        assert_eq!(
+            route_label("/chatbot.admin.v1.AdminService/RevokeApiKey"),
+            "/chatbot.admin.v1.AdminService/RevokeApiKey"
+        );
+        assert_eq!(route_label("/grpc.health.v1.Health/Check"), "/grpc.health.v1.Health/Check");
+        assert_eq!(route_label("/chatbot.v1.ChatbotService/Invented123"), "unmatched");
+    }
 
     #[test]
     fn tonics_own_failures_get_their_right_codes_and_an_error_info() {

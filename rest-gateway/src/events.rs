@@ -15,12 +15,18 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chatbot_core::{ChatbotEvent, Error, Registry, ResumeToken};
+use futures_util::future::{self, BoxFuture, FutureExt as _};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::extract::Caller;
+use crate::layers::StreamingPeer;
+
+/// About how many bytes of events may wait in the kernel for a client: a client that stops reading
+/// fills it (and its own receive buffer) soon, and is then found out by the connection's write timeout.
+const STREAM_SEND_BUFFER: usize = 16 * 1024;
 
 /// How often an idle stream gets a heartbeat by default.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
@@ -86,6 +92,7 @@ pub(crate) async fn events(
     State(registry): State<Arc<Registry>>,
     Caller(org): Caller,
     Extension(watching): Extension<Watching>,
+    peer: Option<Extension<StreamingPeer>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let resume = match headers.get("last-event-id") {
@@ -102,7 +109,16 @@ pub(crate) async fn events(
         Err(err @ Error::ResyncRequired) => stream::iter([Err(err)]).boxed(),
         Err(err) => return Err(err.into()),
     };
-    let events = items.map(|item| Ok::<_, Infallible>(sse_event(item))).take_until(watching.stopping.cancelled_owned());
+    // The stream ends when the service drains, or at once when its client has gone.
+    let gone: BoxFuture<'static, ()> = match peer {
+        Some(Extension(peer)) => {
+            peer.limit_send_buffer(STREAM_SEND_BUFFER);
+            peer.gone().boxed()
+        }
+        None => future::pending().boxed(),
+    };
+    let end = future::select(watching.stopping.cancelled_owned().boxed(), gone);
+    let events = items.map(|item| Ok::<_, Infallible>(sse_event(item))).take_until(end);
     let keep_alive = KeepAlive::new().interval(watching.heartbeat).text("heartbeat");
     Ok(Sse::new(events).keep_alive(keep_alive).into_response())
 }

@@ -31,6 +31,29 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// The socket a request came on, for an answer that streams (an event stream): to notice at once
+/// that its client has gone (a reset or a close, which HTTP/1 does not read while answering), and to
+/// keep its send buffer small, so that a client that stops reading is found out by a write that waits.
+#[derive(Debug, Clone)]
+pub struct StreamingPeer(pub Arc<tokio::net::TcpStream>);
+
+impl StreamingPeer {
+    /// Completes when the client has closed or reset the connection. Bytes the client sends meanwhile
+    /// (a next request) mean it is there: then it never completes.
+    pub async fn gone(self) {
+        let mut byte = [0u8; 1];
+        match self.0.peek(&mut byte).await {
+            Ok(0) | Err(_) => {}
+            Ok(_) => std::future::pending().await,
+        }
+    }
+
+    /// Asks the kernel for a send buffer of about `bytes`.
+    pub fn limit_send_buffer(&self, bytes: usize) {
+        let _ = socket2::SockRef::from(&*self.0).set_send_buffer_size(bytes);
+    }
+}
+
 /// The organisation a request was admitted for, put in its extensions by [`admit`].
 #[derive(Debug, Clone, Copy)]
 pub struct Admitted(pub OrgId);
@@ -58,6 +81,7 @@ pub fn make_request_id() -> MakeRequestUuid {
 /// shape for its status.
 pub async fn shape_errors(request: Request, next: Next) -> Response {
     let id = request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).map(str::to_owned);
+    let closes = carries_body(&request) && request.version() <= axum::http::Version::HTTP_11;
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -79,7 +103,20 @@ pub async fn shape_errors(request: Request, next: Next) -> Response {
     let body = serde_json::to_vec(&error).unwrap_or_default();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
+    if closes {
+        // An error may come before the body was read (a key refused, the store unavailable), and HTTP/1
+        // cannot go on past an unread body: the connection is closed, and the answer says so, so that
+        // no client sends its next request into a closed connection.
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// Whether a request announces a body (a length over zero, or chunks).
+fn carries_body(request: &Request) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers.get(header::CONTENT_LENGTH).is_some_and(|length| length.as_bytes() != b"0")
 }
 
 /// Refuses a URL over [`MAX_URI_BYTES`] with a 414.
@@ -113,18 +150,25 @@ pub async fn record_route(request: Request, next: Next) -> Response {
 /// Counts every request by face, route template, method and status, with its latency, and how many
 /// are in flight.
 pub async fn observe(request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = std::time::Instant::now();
     let _in_flight = InFlight::enter("rest");
     let response = next.run(request).await;
     let route = response.extensions().get::<RouteTemplate>().map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
     let status = response.status().as_u16().to_string();
-    let labels = [("face", "rest".to_owned()), ("route", route), ("method", method)];
+    let labels = [("face", "rest".to_owned()), ("route", route), ("method", method.to_owned())];
     metrics::histogram!("chatbotd_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
     let mut labels = labels.to_vec();
     labels.push(("status", status));
     metrics::counter!("chatbotd_requests_total", &labels).increment(1);
     response
+}
+
+/// A method as a metrics label: one of HTTP's own, or `other` (a client may invent any number of
+/// methods, and each would be a series of its own).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.into_iter().find(|known| *known == method.as_str()).unwrap_or("other")
 }
 
 /// One request in flight (the `chatbotd_requests_in_flight` gauge), until dropped, however the request

@@ -17,5 +17,5 @@ mod public;
 mod query;
 mod routes;
 
-pub use layers::ClientAddr;
+pub use layers::{ClientAddr, StreamingPeer};
 pub use routes::{AppOptions, DEFAULT_REQUEST_TIMEOUT, MetricsRenderer, app, app_with};

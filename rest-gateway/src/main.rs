@@ -11,6 +11,7 @@
 //! Every flag has an environment variable (`CHATBOTD_DATA_DIR`, ...); see `chatbotd help serve`.
 
 mod commands;
+mod connections;
 mod startup;
 mod wire;
 
@@ -227,16 +228,26 @@ struct ServeArgs {
     /// How long an idempotency key (and the answer it replays) is kept.
     #[arg(long, env = "CHATBOTD_IDEMPOTENCY_TTL", default_value = "24h")]
     idempotency_ttl: Span,
-    /// Most connections open at once, per face; past it new ones are refused (REST: 503).
+    /// Most connections open at once, per face; past it the connection quiet for longest is closed to
+    /// make room, or, if every one is busy, new ones are refused (REST: 503).
     #[arg(long, env = "CHATBOTD_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
+    /// Most connections open at once from one client address, per face; past it new ones from that
+    /// address are refused (REST: 503).
+    #[arg(long, env = "CHATBOTD_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    max_connections_per_client: usize,
     /// How long a client may take to send a request's head; also how long an idle HTTP/1 keep-alive
     /// connection waits for the next request.
     #[arg(long, env = "CHATBOTD_HEADER_TIMEOUT", default_value = "10s")]
     header_timeout: Span,
-    /// How long a connection may stay silent before it is closed.
+    /// How long a connection may stay silent before it is closed (one that has not sent a byte yet
+    /// gets the header timeout).
     #[arg(long, env = "CHATBOTD_IDLE_TIMEOUT", default_value = "60s")]
     idle_timeout: Span,
+    /// How long a write may wait for a client that does not read (a change stream nobody reads, once
+    /// the socket's buffers are full) before its connection is closed.
+    #[arg(long, env = "CHATBOTD_WRITE_TIMEOUT", default_value = "30s")]
+    write_timeout: Span,
     /// How long one request may take, from its first byte to its answer (REST 408, gRPC
     /// DEADLINE_EXCEEDED).
     #[arg(long, env = "CHATBOTD_REQUEST_TIMEOUT", default_value = "30s")]
@@ -270,6 +281,10 @@ struct ServeArgs {
     /// Most change streams open at once per organisation.
     #[arg(long, env = "CHATBOTD_MAX_WATCHERS_PER_ORG", default_value_t = chatbot_core::DEFAULT_MAX_WATCHERS_PER_ORG)]
     max_watchers_per_org: usize,
+    /// Change streams an organisation may open a second (with a burst of ten times as many), so that a
+    /// client reconnecting in a loop is slowed (REST 429, gRPC RESOURCE_EXHAUSTED); 0 turns it off.
+    #[arg(long, env = "CHATBOTD_WATCH_RATE_LIMIT", default_value_t = fair_use::DEFAULT_WATCH_OPENS_PER_ORG)]
+    watch_rate_limit: u32,
     /// How often an idle change stream gets a heartbeat.
     #[arg(long, env = "CHATBOTD_HEARTBEAT", default_value = "15s")]
     heartbeat: Span,
@@ -350,6 +365,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(token) = args.admin_token.as_deref().filter(|token| !token.is_empty()) {
+        let chars = token.chars().count();
+        anyhow::ensure!(
+            chars >= grpc_server::MIN_ADMIN_TOKEN_CHARS,
+            "CHATBOTD_ADMIN_TOKEN must be at least {} characters (it has {chars}): make one with \
+             `openssl rand -hex 32`",
+            grpc_server::MIN_ADMIN_TOKEN_CHARS
+        );
+    }
     let stop = shutdown_signal()?;
     let config = Config {
         rules: args.store.rules(),
@@ -357,12 +381,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rest_addr: args.rest_addr,
         grpc_addr: args.grpc_addr,
         api_key: args.api_key,
-        rate_limits: RateLimits::new(args.rate_limit, args.client_rate_limit).with_public(args.public_rate_limit),
+        rate_limits: RateLimits::new(args.rate_limit, args.client_rate_limit)
+            .with_public(args.public_rate_limit)
+            .with_watch_opens(args.watch_rate_limit),
         idempotency_ttl: args.idempotency_ttl.into(),
         connections: ConnectionLimits {
             max_connections: args.max_connections.max(1),
+            max_connections_per_client: args.max_connections_per_client.max(1),
             header_timeout: args.header_timeout.into(),
             idle_timeout: args.idle_timeout.into(),
+            write_timeout: args.write_timeout.into(),
             max_headers: args.max_headers.max(1),
             max_streams: args.max_streams.max(1),
         },

@@ -102,8 +102,14 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
     }
     router
         .route_layer(middleware::from_fn(layers::record_route))
-        .fallback(|| async { ApiError::NoSuchRoute })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|State(registry): State<Arc<Registry>>, client: Option<Extension<layers::ClientAddr>>| async move {
+            unrouted(&registry, client, ApiError::NoSuchRoute)
+        })
+        .method_not_allowed_fallback(
+            |State(registry): State<Arc<Registry>>, client: Option<Extension<layers::ClientAddr>>| async move {
+                unrouted(&registry, client, ApiError::MethodNotAllowed)
+            },
+        )
         .with_state(registry)
         .layer(Extension(options.watching))
         // Outermost last: the request id is set first and echoed last; every request is traced and
@@ -124,6 +130,15 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([HeaderName::from_static(crate::layers::API_KEY_HEADER)]))
         .layer(SetRequestIdLayer::new(layers::REQUEST_ID_HEADER, layers::make_request_id()))
         .layer(middleware::from_fn(layers::sanitize_request_id))
+}
+
+/// The answer to a request no route takes (`answer`: 404 or 405), once it has passed its client
+/// address's limit like any request without a key (429 past it).
+fn unrouted(registry: &Registry, client: Option<Extension<layers::ClientAddr>>, answer: ApiError) -> ApiError {
+    match registry.admit_unrouted(client.map(|Extension(addr)| addr.0.ip())) {
+        Ok(()) => answer,
+        Err(err) => err.into(),
+    }
 }
 
 /// Readiness: both servers accept connections and the store can serve (503 `unavailable` while its

@@ -18,37 +18,36 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
+
+use crate::connections::{self, ConnectionTable, Shared, Silences, Tracked};
 
 use rest_gateway::error::error_json;
 
 /// The limits every connection of a face is held to (each has a flag; see `chatbotd help serve`).
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
-    /// Most connections open at once; past it new ones are answered 503 and closed.
+    /// Most connections open at once; past it the one quiet for longest is closed to make room, and if
+    /// none is quiet, new ones are answered 503 and closed.
     pub max_connections: usize,
+    /// Most connections open at once from one client address; past it new ones are refused.
+    pub max_connections_per_client: usize,
     /// How long a client may take to send a request's head, and (HTTP/1) how long an idle keep-alive
     /// connection waits for the next one.
     pub header_timeout: Duration,
     /// How long a connection may stay silent (nothing read or written) before it is closed.
     pub idle_timeout: Duration,
+    /// How long a write may wait for a client that does not read before the connection is closed.
+    pub write_timeout: Duration,
     /// Most header lines in a request.
     pub max_headers: usize,
     /// Most concurrent streams on one HTTP/2 connection.
     pub max_streams: u32,
 }
 
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        ConnectionLimits {
-            max_connections: 4_096,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_headers: 64,
-            max_streams: 128,
-        }
+impl ConnectionLimits {
+    fn silences(&self) -> Silences {
+        Silences { first_byte: self.header_timeout, idle: self.idle_timeout, write: self.write_timeout }
     }
 }
 
@@ -61,7 +60,8 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
     grace: Duration,
 ) -> io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let table = ConnectionTable::new("rest", limits.max_connections, limits.max_connections_per_client);
+    let silences = limits.silences();
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -71,12 +71,12 @@ pub async fn serve(
         // A client may close its side once it has sent the request; the answer still goes back.
         .half_close(true)
         .max_headers(limits.max_headers)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_streams)
-        .max_header_list_size(64 * 1024)
+        .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX))
         .keep_alive_interval(limits.idle_timeout / 2)
         .keep_alive_timeout(limits.header_timeout);
     tokio::pin!(stop);
@@ -94,24 +94,26 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
-        let _ = stream.set_nodelay(true);
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tokio::spawn(refuse(stream));
-            continue;
+        connections::tune(&stream);
+        let place = match table.admit(peer.ip()) {
+            Ok(place) => place,
+            Err(_) => {
+                tokio::spawn(refuse(stream));
+                continue;
+            }
         };
+        let stream = Arc::new(stream);
+        let streaming = rest_gateway::StreamingPeer(Arc::clone(&stream));
         let app = app.clone().map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(rest_gateway::ClientAddr(peer));
+            request.extensions_mut().insert(streaming.clone());
             request
         });
-        let io = TokioIo::new(ShapedRejections::new(IdleTimeout::new(stream, limits.idle_timeout)));
+        let io = TokioIo::new(ShapedRejections::new(Tracked::new(Shared(stream), place, silences)));
         let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app)).into_owned();
         let connection = graceful.watch(connection);
-        let open = metrics::gauge!("chatbotd_open_connections", "face" => "rest");
-        open.increment(1);
         tokio::spawn(async move {
             let _ = connection.await;
-            open.decrement(1);
-            drop(slot);
         });
     }
     drop(listener);
@@ -156,16 +158,33 @@ fn hyper_rejection(bytes: &[u8]) -> Option<StatusCode> {
     bare.then_some(status)
 }
 
+/// The most bytes of a request's head (its request line and headers) hyper buffers; a head over it is
+/// refused (431, or 414 when its request line alone never ended).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Rewrites hyper's own bare rejections into responses in the error shape, as they are written.
 struct ShapedRejections<IO> {
     inner: IO,
     /// A rewritten response not yet fully written, and how much of it is.
     pending: Option<(Vec<u8>, usize)>,
+    /// Whether the first line of the request being read has ended: hyper calls a head over its buffer
+    /// 431 even when the URL alone made it so, which is a 414.
+    request_line_ended: bool,
 }
 
 impl<IO> ShapedRejections<IO> {
     fn new(inner: IO) -> Self {
-        ShapedRejections { inner, pending: None }
+        ShapedRejections { inner, pending: None, request_line_ended: false }
+    }
+
+    /// The response for hyper's bare rejection `status`.
+    fn shaped(&self, status: StatusCode) -> Vec<u8> {
+        match status {
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE if !self.request_line_ended => {
+                shaped_response(StatusCode::URI_TOO_LONG)
+            }
+            status => shaped_response(status),
+        }
     }
 }
 
@@ -189,7 +208,12 @@ impl<IO: AsyncWrite + Unpin> ShapedRejections<IO> {
 
 impl<IO: AsyncRead + Unpin> AsyncRead for ShapedRejections<IO> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if !self.request_line_ended && buf.filled()[before..].contains(&b'\n') {
+            self.request_line_ended = true;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -197,10 +221,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ShapedRejections<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         ready!(self.poll_pending(cx))?;
         if let Some(status) = hyper_rejection(buf) {
-            self.pending = Some((shaped_response(status), 0));
+            let shaped = self.shaped(status);
+            self.pending = Some((shaped, 0));
             ready!(self.poll_pending(cx))?;
             return Poll::Ready(Ok(buf.len()));
         }
+        // An answer: the next request (HTTP/1 answers in order) starts with a new request line.
+        self.request_line_ended = false;
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -215,115 +242,15 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ShapedRejections<IO> {
     }
 }
 
-/// Closes a connection on which nothing has been read or written for a while.
-pub struct IdleTimeout<IO> {
-    inner: IO,
-    timeout: Duration,
-    deadline: Pin<Box<Sleep>>,
-}
-
-impl<IO> IdleTimeout<IO> {
-    /// `inner`, closed after `timeout` of silence.
-    pub fn new(inner: IO, timeout: Duration) -> Self {
-        IdleTimeout { inner, timeout, deadline: Box::pin(tokio::time::sleep(timeout)) }
-    }
-
-    fn active(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.timeout);
-    }
-
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for IdleTimeout<IO> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                self.active();
-                Poll::Ready(result)
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<IO> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let written = ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
-        self.active();
-        Poll::Ready(written)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected for IdleTimeout<IO> {
-    type ConnectInfo = IO::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
-    }
-}
-
-/// A gRPC connection holding one of the face's connection slots until it closes.
-pub struct Slotted<IO> {
-    inner: IO,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-    open: metrics::Gauge,
-}
-
-impl<IO> Drop for Slotted<IO> {
-    fn drop(&mut self) {
-        self.open.decrement(1);
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Slotted<IO> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Slotted<IO> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected for Slotted<IO> {
-    type ConnectInfo = IO::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
-    }
-}
-
-/// The gRPC face's connections: accepted with `TCP_NODELAY` (tonic sets it only on listeners it binds
-/// itself, and without it every small unary reply waits 40 ms), under the cap (a connection over it is
-/// closed at once), each closed after `limits.idle_timeout` of silence.
+/// The gRPC face's connections: accepted with `TCP_NODELAY` and keepalive, each within its client
+/// address's share and the face's cap (a connection over either is closed at once), each closed after
+/// its silences.
 pub fn grpc_incoming(
     listener: TcpListener,
     limits: &ConnectionLimits,
-) -> impl tokio_stream::Stream<Item = io::Result<Slotted<IdleTimeout<tokio::net::TcpStream>>>> + use<> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let idle = limits.idle_timeout;
+) -> impl tokio_stream::Stream<Item = io::Result<Tracked<tokio::net::TcpStream>>> + use<> {
+    let table = ConnectionTable::new("grpc", limits.max_connections, limits.max_connections_per_client);
+    let silences = limits.silences();
     let accepted = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio_stream::StreamExt::filter_map(accepted, move |stream| {
         let stream = match stream {
@@ -333,12 +260,10 @@ pub fn grpc_incoming(
                 return None;
             }
         };
-        let _ = stream.set_nodelay(true);
-        // Over the cap, the connection is dropped, which closes it.
-        let slot = Arc::clone(&slots).try_acquire_owned().ok()?;
-        let open = metrics::gauge!("chatbotd_open_connections", "face" => "grpc");
-        open.increment(1);
-        Some(Ok(Slotted { inner: IdleTimeout::new(stream, idle), _slot: slot, open }))
+        connections::tune(&stream);
+        // Refused, the connection is dropped, which closes it.
+        let place = table.admit(stream.peer_addr().ok()?.ip()).ok()?;
+        Some(Ok(Tracked::new(stream, place, silences)))
     })
 }
 

@@ -17,6 +17,7 @@ on_every_engine!(
     a_key_made_through_the_admin_api_works_at_once_and_stops_at_once_when_revoked,
     the_admin_api_refuses_callers_without_its_token_and_is_off_without_one,
     an_export_under_a_write_load_is_one_moment_and_imports_into_an_empty_store,
+    wrong_admin_tokens_are_throttled_and_a_short_token_is_refused_at_start_up,
 );
 
 const TOKEN: &str = "admin-token-for-tests-0123456789";
@@ -53,6 +54,46 @@ async fn a_key_made_through_the_admin_api_works_at_once_and_stops_at_once_when_r
     assert_eq!((refused.status, refused.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"), "refused at once");
     assert!(!cli(&app, &["keys", "list"]).await.contains(&key_id));
     assert_eq!(app.list("").await.status, StatusCode::OK, "other keys go on working");
+}
+
+/// A `ListApiKeys` call presenting `token`.
+fn list_keys_with(token: &str) -> tonic::Request<ListApiKeysRequest> {
+    let mut request = tonic::Request::new(ListApiKeysRequest::default());
+    request.metadata_mut().insert("x-admin-token", token.parse().expect("ASCII"));
+    request
+}
+
+async fn wrong_admin_tokens_are_throttled_and_a_short_token_is_refused_at_start_up(engine: Engine) {
+    use tonic_types::StatusExt as _;
+    let app = spawn_with_admin(engine).await;
+    let mut client = AdminServiceClient::connect(app.grpc.clone()).await.expect("connects");
+    let started = std::time::Instant::now();
+    let mut guesses = 0;
+    let shut = loop {
+        let status = client.list_api_keys(list_keys_with(&format!("guess-{guesses}"))).await.expect_err("wrong");
+        if status.code() != tonic::Code::Unauthenticated {
+            break status;
+        }
+        guesses += 1;
+        assert!(guesses < 100, "100 wrong tokens and never throttled");
+    };
+    println!("throttled after {guesses} wrong admin tokens in {:?}", started.elapsed());
+    assert_eq!(shut.code(), tonic::Code::ResourceExhausted, "{shut:?}");
+    let retry = shut.get_error_details().retry_info().and_then(|r| r.retry_delay).expect("RetryInfo");
+    assert!(retry > std::time::Duration::ZERO);
+    let right = client.list_api_keys(list_keys_with(TOKEN)).await.expect_err("the right token is refused too");
+    assert_eq!(right.code(), tonic::Code::ResourceExhausted, "a shut door says nothing of the token");
+    tokio::time::sleep(retry + std::time::Duration::from_millis(200)).await;
+    assert!(client.list_api_keys(list_keys_with(TOKEN)).await.is_ok(), "open again once the bucket refills");
+
+    let short = Command::new(binary())
+        .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--admin-token", "x"])
+        .args(Storage::new(engine).args())
+        .output();
+    let short = tokio::time::timeout(PROCESS_TIMEOUT, short).await.expect("in time").expect("runs");
+    assert!(!short.status.success(), "a one-character admin token is refused");
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(stderr.contains("at least 32 characters"), "{stderr}");
 }
 
 async fn the_admin_api_refuses_callers_without_its_token_and_is_off_without_one(engine: Engine) {

@@ -319,7 +319,10 @@ async fn the_number_of_watchers_is_limited(engine: Engine) {
 
 async fn a_watcher_that_stops_reading_holds_no_writer_back_and_misses_nothing(engine: Engine) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = TestApp::spawn(engine).await;
+    // A watcher may stop reading for as long as the write timeout (past it, it is cut off: see
+    // `shares::a_stream_nobody_reads_is_closed_and_gives_its_slot_back`).
+    let flags = ["--write-timeout", "10m"];
+    let app = TestApp::spawn_on(Storage::new(engine), "stalled-key-0123456789abcdef".into(), &flags).await;
     // A watcher with a tiny receive window that reads nothing while the writes go on.
     let addr: std::net::SocketAddr = app.rest.trim_start_matches("http://").parse().expect("an address");
     let socket = tokio::net::TcpSocket::new_v4().expect("a socket");

@@ -133,15 +133,7 @@ async fn rejections_below_the_handlers_come_in_the_error_shape() {
     tokio::task::spawn_blocking(move || {
         let wait = Duration::from_secs(10);
         let long_url = format!("GET /api/external/chatbots?{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100 * 1024));
-        let answer = exchange(addr, long_url.as_bytes(), false, wait);
-        let status = answer.as_ref().map(|a| a.0);
-        assert!(matches!(status, Some(414 | 431)), "{status:?}");
-        shaped(
-            answer,
-            status.unwrap_or_default(),
-            if status == Some(414) { "uri_too_long" } else { "headers_too_large" },
-            "a 100 KB URL",
-        );
+        shaped(exchange(addr, long_url.as_bytes(), false, wait), 414, "uri_too_long", "a 100 KB URL");
 
         let medium_url = format!("GET /healthz?{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(10 * 1024));
         shaped(exchange(addr, medium_url.as_bytes(), false, wait), 414, "uri_too_long", "a 10 KB URL");
@@ -165,7 +157,7 @@ async fn rejections_below_the_handlers_come_in_the_error_shape() {
 }
 
 #[tokio::test]
-async fn connections_past_the_cap_are_refused_and_the_service_keeps_answering() {
+async fn connections_past_the_cap_make_room_by_closing_silent_ones_and_the_service_keeps_answering() {
     let app =
         TestApp::spawn_on(crate::helpers::Storage::new(Engine::Sled), "k".repeat(32), &["--max-connections", "8"])
             .await;
@@ -182,12 +174,8 @@ async fn connections_past_the_cap_are_refused_and_the_service_keeps_answering() 
         assert!(healthz());
         let flood: Vec<TcpStream> = (0..40).filter_map(|_| TcpStream::connect(addr).ok()).collect();
         std::thread::sleep(Duration::from_millis(300));
-        shaped(
-            exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", false, Duration::from_secs(5)),
-            503,
-            "unavailable",
-            "a connection over the cap",
-        );
+        let over = exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", false, Duration::from_secs(5));
+        assert_eq!(over.map(|a| a.0), Some(200), "a connection over the cap is served: a silent one made room");
         assert!(healthz(), "a connection made before the flood still answers");
         drop(flood);
         std::thread::sleep(Duration::from_millis(300));
@@ -268,7 +256,7 @@ async fn arbitrary_bytes_on_the_socket_never_get_a_5xx_or_a_hang() {
 
 /// A codec that sends bytes as they are, to put a malformed message on the wire.
 #[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
 impl tonic::codec::Codec for RawCodec {
     type Encode = bytes::Bytes;

@@ -22,4 +22,6 @@ mod public;
 mod races;
 mod replicas;
 mod retries;
+mod shares;
+mod text;
 mod widgets;

@@ -16,7 +16,7 @@ on_every_engine!(
 );
 
 /// Runs `chatbotd import` on `target` with `input` on stdin; returns whether it succeeded and its stderr.
-async fn import(target: &Storage, input: &[u8]) -> (bool, String) {
+pub(crate) async fn import(target: &Storage, input: &[u8]) -> (bool, String) {
     let mut child = Command::new(binary())
         .arg("import")
         .args(target.args())

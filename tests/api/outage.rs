@@ -43,11 +43,14 @@ async fn a_database_outage_is_a_fast_503_and_the_service_recovers_without_losing
                     .expect("the service answers even while its database is down");
                 slowest = slowest.max(started.elapsed());
                 let status = response.status();
+                let connection = response.headers().get("connection").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let body: serde_json::Value = response.json().await.expect("a JSON answer");
                 match status {
                     StatusCode::CREATED => acknowledged.push(body["chatbot"]["id"].as_str().expect("an id").to_owned()),
                     StatusCode::SERVICE_UNAVAILABLE => {
                         assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                        // Its body may be unread: the connection closes, and the answer says so.
+                        assert_eq!(connection.as_deref(), Some("close"), "a 503 to a POST says it closes");
                         unavailable += 1;
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }

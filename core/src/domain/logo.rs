@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::limits::LOGO_MAX_BYTES;
-use super::{Rejection, string_newtype};
+use super::{Lines, Rejection, check_storable, string_newtype};
 use crate::ViolationCode;
 
 /// An absolute `http` or `https` URL with a host, at most 2,048 bytes, kept exactly as written.
@@ -20,6 +20,7 @@ impl LogoUrl {
                 format!("must be at most {} bytes (got {})", LOGO_MAX_BYTES, value.len()),
             ));
         }
+        check_storable(value, Lines::One)?;
         let invalid = |why: &str| Rejection::new(ViolationCode::InvalidFormat, why);
         let url = url::Url::parse(value).map_err(|e| invalid(&format!("must be an absolute http(s) URL ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") {

@@ -72,6 +72,29 @@ fn check_chars(value: &str, min: usize, max: usize) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Whether text may hold line breaks and tabs (a prompt, a description) or is one line (a label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// Tab, line feed and carriage return are allowed; other control characters are not.
+    Many,
+    /// No control character at all.
+    One,
+}
+
+/// Refuses the C0 control characters (U+0000 to U+001F), except tab, line feed and carriage return
+/// where `lines` allows them. NUL is among them: PostgreSQL cannot store it, so no engine may hold it,
+/// and the others have no place in configuration text either.
+pub fn check_storable(value: &str, lines: Lines) -> Result<(), Rejection> {
+    let allowed = |c: char| lines == Lines::Many && matches!(c, '\t' | '\n' | '\r');
+    match value.chars().find(|&c| c <= '\u{1f}' && !allowed(c)) {
+        None => Ok(()),
+        Some(c) => Err(Rejection::new(
+            ViolationCode::InvalidFormat,
+            format!("must not contain the control character U+{:04X}", u32::from(c)),
+        )),
+    }
+}
+
 /// Implements `Display`, `AsRef<str>`, `From<T> for String` and `TryFrom<String>` (via `parse`) for a
 /// string newtype, so that serde can store it and re-check it when it is read back.
 macro_rules! string_newtype {

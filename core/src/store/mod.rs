@@ -146,8 +146,10 @@ pub trait Store: Send + Sync {
     /// The chatbot `id` if `org` owns it, else [`NotFound`](crate::Error::NotFound).
     fn get(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, Chatbot>;
 
-    /// The chatbot whose slug is `slug`, whoever owns it (for the public widget).
-    fn get_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>>;
+    /// The public and active chatbot whose slug is `slug`, whoever owns it (for the public widget). A
+    /// private, inactive or unknown slug is `None` after the same lookups, so that the time it takes
+    /// does not tell them apart.
+    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>>;
 
     /// Up to `limit` chatbots of `org` that pass `filter`, after `after`.
     fn list(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> StoreFuture<'_, Listing>;

@@ -107,9 +107,18 @@ impl Failure {
 
     /// A retry after `err`, described by its SQLSTATE and message.
     fn retry(err: &tokio_postgres::Error) -> Self {
-        Failure::Retry(
-            err.as_db_error().map_or_else(|| err.to_string(), |db| format!("{}: {}", db.code().code(), db.message())),
-        )
+        Failure::Retry(described(err))
+    }
+}
+
+/// `err` as the database said it: `SQLSTATE 22P05: unsupported Unicode escape sequence (detail)`.
+fn described(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        None => err.to_string(),
+        Some(db) => {
+            let detail = db.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+            format!("SQLSTATE {}: {}{detail}", db.code().code(), db.message())
+        }
     }
 }
 
@@ -126,7 +135,8 @@ impl From<tokio_postgres::Error> for Failure {
                 Failure::retry(&err)
             }
             Some(code) if is_unavailability(code) => Failure::Fail(Error::unavailable(err)),
-            Some(_) => Failure::Fail(Error::storage(err)),
+            // The database's own words (SQLSTATE and message), not tokio-postgres' bare "db error".
+            Some(_) => Failure::Fail(Error::storage(described(&err))),
             // No SQLSTATE: the connection broke or timed out on the way.
             None => Failure::Fail(Error::unavailable(err)),
         }
@@ -528,13 +538,14 @@ impl Store for PostgresStore {
         })
     }
 
-    fn get_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>> {
+    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>> {
         let slug = slug.as_str().to_owned();
         Box::pin(async move {
             self.with_retries(|_| async {
                 let client = self.client().await?;
-                let statement =
-                    client.prepare_cached(&format!("SELECT {COLUMNS} FROM chatbots WHERE slug = $1")).await?;
+                let statement = client
+                    .prepare_cached(&format!("SELECT {COLUMNS} FROM chatbots WHERE slug = $1 AND is_public AND active"))
+                    .await?;
                 let row = client.query_opt(&statement, &[&slug]).await?;
                 Ok(row.map(|row| chatbot_from_row(&row)).transpose()?)
             })

@@ -16,6 +16,15 @@ pub(super) fn encode(chatbot: &Chatbot) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A typical record (the contract's defaults), decoded where no record was found so that a miss
+/// costs what a hit does.
+pub(super) static STAND_IN: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    let draft = crate::ChatbotDraft { name: Some("stand-in".into()), ..Default::default() };
+    let rules = crate::Rules::default();
+    let proposal = rules.check(None, &draft, crate::Rules::create_mask(&draft)).expect("a valid draft");
+    encode(&Chatbot::new(crate::OrgId::new_random(), proposal.config)).unwrap_or_default()
+});
+
 /// The bytes stored for an avatar image: version, type, the 32-byte digest, the image.
 pub(super) fn encode_avatar(avatar: &StoredAvatar) -> Result<Vec<u8>> {
     let digest = hex::decode(&avatar.digest).map_err(Error::storage)?;

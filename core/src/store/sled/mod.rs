@@ -304,13 +304,26 @@ impl Store for SledStore {
         Box::pin(async move { self.read_chatbot(org, id) })
     }
 
-    fn get_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>> {
+    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>> {
         let key = slug_key(slug);
         Box::pin(async move {
-            let Some(owner) = self.chatbots.get(key)? else { return Ok(None) };
-            let id = <[u8; 16]>::try_from(owner.as_ref()).map_err(|_| Error::storage("a slug owner is not an id"))?;
+            // An unknown slug reads a record that is not there, and decodes a stand-in, as a private
+            // one reads and decodes its own.
+            let id = match self.chatbots.get(key)? {
+                Some(owner) => {
+                    <[u8; 16]>::try_from(owner.as_ref()).map_err(|_| Error::storage("a slug owner is not an id"))?
+                }
+                None => [0; 16],
+            };
             // A chatbot deleted between the two reads is simply not found.
-            self.chatbots.get(record_key(ChatbotId::from_bytes(id)))?.map(|record| codec::decode(&record)).transpose()
+            let chatbot = match self.chatbots.get(record_key(ChatbotId::from_bytes(id)))? {
+                Some(record) => Some(codec::decode(&record)?),
+                None => {
+                    std::hint::black_box(codec::decode(&codec::STAND_IN)?);
+                    None
+                }
+            };
+            Ok(chatbot.filter(|chatbot| chatbot.config.is_public && chatbot.config.active))
         })
     }
 
