@@ -301,13 +301,7 @@ async fn the_number_of_watchers_is_limited(engine: Engine) {
     // The place is given back once the server sees the stream closed.
     let mut reopened = None;
     for _ in 0..100 {
-        let response = app
-            .http
-            .get(format!("{}/api/external/chatbots/events", app.rest))
-            .header("x-api-key", &app.key)
-            .send()
-            .await
-            .expect("answered");
+        let response = app.open_events().await;
         if response.status() == StatusCode::OK {
             reopened = Some(response);
             break;

@@ -304,6 +304,13 @@ impl TestApp {
         answer.body["chatbot"]["id"].as_str().expect("an id").to_owned()
     }
 
+    /// Opens the caller's event stream (SSE) and returns the answer as it starts, its body unread.
+    pub async fn open_events(&self) -> reqwest::Response {
+        let request =
+            self.http.get(format!("{}/api/external/chatbots/events", self.rest)).header("x-api-key", &self.key);
+        request.send().await.expect("answered")
+    }
+
     /// A gRPC client.
     pub async fn grpc_client(&self) -> ChatbotServiceClient<Channel> {
         ChatbotServiceClient::connect(self.grpc.clone()).await.expect("gRPC connects")

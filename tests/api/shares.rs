@@ -227,13 +227,7 @@ async fn open_raw_stream(app: &TestApp, recv_buffer: Option<u32>) -> TcpStream {
 async fn slot_back_within(app: &TestApp, within: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        let answer = app
-            .http
-            .get(format!("{}/api/external/chatbots/events", app.rest))
-            .header("x-api-key", &app.key)
-            .send()
-            .await
-            .expect("answered");
+        let answer = app.open_events().await;
         if answer.status() == StatusCode::OK {
             return started.elapsed();
         }
@@ -309,13 +303,7 @@ async fn a_client_reconnecting_in_a_loop_is_slowed_with_429(engine: Engine) {
     let app = TestApp::spawn_on(Storage::new(engine), "storm-key-0123456789abcdef".into(), &flags).await;
     let mut refused = None;
     for _ in 0..30 {
-        let answer = app
-            .http
-            .get(format!("{}/api/external/chatbots/events", app.rest))
-            .header("x-api-key", &app.key)
-            .send()
-            .await
-            .expect("answered");
+        let answer = app.open_events().await;
         if answer.status() == StatusCode::TOO_MANY_REQUESTS {
             refused = Some(answer);
             break;
