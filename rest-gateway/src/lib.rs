@@ -4,7 +4,8 @@
 //! the contract's JSON ([`contract::response`]); every error takes one shape, mapped in one place
 //! ([`error`]). No rule lives here.
 //!
-//! The `chatbotd` binary (`src/main.rs`) serves this gateway and the gRPC service over one store.
+//! The `chatbotd` binary (`src/bin/chatbotd/`) serves this gateway and the gRPC service over one store;
+//! none of its modules is part of this library.
 
 pub mod contract;
 pub mod error;

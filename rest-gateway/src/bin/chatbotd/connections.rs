@@ -182,6 +182,33 @@ impl Drop for Place {
     }
 }
 
+/// The limits every connection of a face is held to (each has a flag; see `chatbotd help serve`).
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Most connections open at once; past it the one quiet for longest is closed to make room, and if
+    /// none is quiet, new ones are answered 503 and closed.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address; past it new ones are refused.
+    pub max_connections_per_client: usize,
+    /// How long a client may take to send a request's head, and (HTTP/1) how long an idle keep-alive
+    /// connection waits for the next one.
+    pub header_timeout: Duration,
+    /// How long a connection may stay silent (nothing read or written) before it is closed.
+    pub idle_timeout: Duration,
+    /// How long a write may wait for a client that does not read before the connection is closed.
+    pub write_timeout: Duration,
+    /// Most header lines in a request.
+    pub max_headers: usize,
+    /// Most concurrent streams on one HTTP/2 connection.
+    pub max_streams: u32,
+}
+
+impl ConnectionLimits {
+    pub(crate) fn silences(&self) -> Silences {
+        Silences { first_byte: self.header_timeout, idle: self.idle_timeout, write: self.write_timeout }
+    }
+}
+
 /// How long a connection may stay silent, and how long a write may wait for the client.
 #[derive(Debug, Clone, Copy)]
 pub struct Silences {

@@ -18,7 +18,8 @@ use grpc_server::CallLimits;
 use rest_gateway::events::Watching;
 use rest_gateway::{AppOptions, MetricsRenderer};
 
-use crate::wire::{self, ConnectionLimits};
+use crate::connections::ConnectionLimits;
+use crate::{grpc, rest};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -200,7 +201,7 @@ impl Application {
         let api =
             grpc_server::ChatbotApi::new(Arc::clone(&self.registry)).with_watching(self.heartbeat, watches_end.clone());
         let admin = grpc_server::AdminApi::new(Arc::clone(&self.registry), self.admin_token.as_deref());
-        let incoming = wire::grpc_incoming(self.grpc, &self.connections);
+        let incoming = grpc::incoming(self.grpc, &self.connections);
         let grpc = tokio::spawn(grpc_server::serve(incoming, api, admin, self.calls.clone(), until_stopped()));
         let maintenance = tokio::spawn(maintain(Arc::clone(&self.registry), self.change_retention));
         let publisher =
@@ -214,7 +215,7 @@ impl Application {
         let watching = Watching { heartbeat: self.heartbeat, stopping: watches_end };
         let options = AppOptions { request_timeout: self.calls.request_timeout, draining, metrics: on_rest, watching };
         let app = rest_gateway::app_with(Arc::clone(&self.registry), options);
-        wire::serve(self.rest, app, self.connections, until_stopped(), self.shutdown_grace).await?;
+        rest::serve(self.rest, app, self.connections, until_stopped(), self.shutdown_grace).await?;
         grpc.await??;
         maintenance.abort();
         if let Some(publisher) = publisher {

@@ -1,7 +1,7 @@
-//! Connections, for both faces: each accepted under a cap and closed after a silence; REST served by
-//! hyper with limits and timeouts, with every rejection hyper makes on its own (a bad request line, a
-//! too-long URL, too many headers, a header it cannot parse) rewritten into the one error shape, since
-//! hyper answers those with an empty body before any of our code runs.
+//! The REST face's connections: each accepted within its fair share (see [`crate::connections`]) and
+//! served by hyper with limits and timeouts, with every rejection hyper makes on its own (a bad request
+//! line, a too-long URL, too many headers, a header it cannot parse) rewritten into the one error shape,
+//! since hyper answers those with an empty body before any of our code runs.
 
 use std::future::Future;
 use std::io;
@@ -20,36 +20,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
-use crate::connections::{self, ConnectionTable, Shared, Silences, Tracked};
+use crate::connections::{self, ConnectionLimits, ConnectionTable, Shared, Tracked};
 
 use rest_gateway::error::error_json;
-
-/// The limits every connection of a face is held to (each has a flag; see `chatbotd help serve`).
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    /// Most connections open at once; past it the one quiet for longest is closed to make room, and if
-    /// none is quiet, new ones are answered 503 and closed.
-    pub max_connections: usize,
-    /// Most connections open at once from one client address; past it new ones are refused.
-    pub max_connections_per_client: usize,
-    /// How long a client may take to send a request's head, and (HTTP/1) how long an idle keep-alive
-    /// connection waits for the next one.
-    pub header_timeout: Duration,
-    /// How long a connection may stay silent (nothing read or written) before it is closed.
-    pub idle_timeout: Duration,
-    /// How long a write may wait for a client that does not read before the connection is closed.
-    pub write_timeout: Duration,
-    /// Most header lines in a request.
-    pub max_headers: usize,
-    /// Most concurrent streams on one HTTP/2 connection.
-    pub max_streams: u32,
-}
-
-impl ConnectionLimits {
-    fn silences(&self) -> Silences {
-        Silences { first_byte: self.header_timeout, idle: self.idle_timeout, write: self.write_timeout }
-    }
-}
 
 /// Serves `app` on `listener` within `limits` until `stop` completes, then lets the requests in flight
 /// finish (for at most `grace`).
@@ -240,31 +213,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ShapedRejections<IO> {
         ready!(self.poll_pending(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-}
-
-/// The gRPC face's connections: accepted with `TCP_NODELAY` and keepalive, each within its client
-/// address's share and the face's cap (a connection over either is closed at once), each closed after
-/// its silences.
-pub fn grpc_incoming(
-    listener: TcpListener,
-    limits: &ConnectionLimits,
-) -> impl tokio_stream::Stream<Item = io::Result<Tracked<tokio::net::TcpStream>>> + use<> {
-    let table = ConnectionTable::new("grpc", limits.max_connections, limits.max_connections_per_client);
-    let silences = limits.silences();
-    let accepted = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tokio_stream::StreamExt::filter_map(accepted, move |stream| {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot accept a gRPC connection");
-                return None;
-            }
-        };
-        connections::tune(&stream);
-        // Refused, the connection is dropped, which closes it.
-        let place = table.admit(stream.peer_addr().ok()?.ip()).ok()?;
-        Some(Ok(Tracked::new(stream, place, silences)))
-    })
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@
 
 mod commands;
 mod connections;
+mod grpc;
+mod rest;
 mod startup;
-mod wire;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -25,10 +26,10 @@ use chatbot_core::store::postgres::{Isolation, PostgresOptions};
 use chatbot_core::{AllowList, Rules};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use commands::{Remote, Target};
+use connections::ConnectionLimits;
 use grpc_server::CallLimits;
 use humantime::Duration as Span;
 use startup::{Application, Config, DEFAULT_ORG, StoreConfig};
-use wire::ConnectionLimits;
 
 #[derive(Parser)]
 #[command(name = "chatbotd", version, about = "Creates and manages chatbot configurations over REST and gRPC.")]
