@@ -145,6 +145,35 @@ pub struct Claim {
     pub expired_before: Timestamp,
 }
 
+/// What the stored record of a claimed key means for a new write claiming it.
+#[derive(Debug)]
+pub enum Verdict {
+    /// No record: nothing stops the write.
+    Unclaimed,
+    /// A record made before the claim's horizon: it no longer counts, and the write replaces it (an
+    /// engine that indexes records by time drops the old entry, made `at`).
+    Expired {
+        /// When the expired record was made.
+        at: Timestamp,
+    },
+    /// The same request claimed the key: its outcome is given again, and nothing is written.
+    Replay(Outcome),
+}
+
+impl Claim {
+    /// What `stored`, the record of this claim's key if there is one, means for this claim; another
+    /// request's unexpired record is [`IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused). The
+    /// one rule every engine (and the registry's quick look before a write) follows.
+    pub fn verdict(&self, stored: Option<Record>) -> crate::Result<Verdict> {
+        match stored {
+            None => Ok(Verdict::Unclaimed),
+            Some(record) if record.at < self.expired_before => Ok(Verdict::Expired { at: record.at }),
+            Some(record) if record.fingerprint == self.fingerprint => Ok(Verdict::Replay(record.outcome)),
+            Some(_) => Err(crate::Error::IdempotencyKeyReused),
+        }
+    }
+}
+
 /// What was written with a key, kept so that a retry gets it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

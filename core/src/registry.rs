@@ -15,7 +15,7 @@ use crate::domain::limits::MAX_PAGE_SIZE;
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result};
 use crate::fair_use::{Allowance, RateLimits};
-use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Operation, Outcome, Written};
+use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Operation, Outcome, Verdict, Written};
 use crate::rules::{Proposal, Rules, SlugChoice};
 use crate::store::sled::SledStore;
 use crate::store::{Change, ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Record, Snapshot, Store};
@@ -580,15 +580,9 @@ impl Registry {
     /// check before any work (the store checks again, atomically, as it writes).
     async fn earlier_outcome(&self, org: OrgId, claim: Option<&Claim>) -> Result<Option<Outcome>> {
         let Some(claim) = claim else { return Ok(None) };
-        match self.store.claimed(org, &claim.key).await? {
-            Some(record) if record.at >= claim.expired_before => {
-                if record.fingerprint == claim.fingerprint {
-                    Ok(Some(record.outcome))
-                } else {
-                    Err(Error::IdempotencyKeyReused)
-                }
-            }
-            Some(_) | None => Ok(None),
+        match claim.verdict(self.store.claimed(org, &claim.key).await?)? {
+            Verdict::Replay(outcome) => Ok(Some(outcome)),
+            Verdict::Unclaimed | Verdict::Expired { .. } => Ok(None),
         }
     }
 }

@@ -65,6 +65,29 @@ pub struct ChatbotUpdate {
     pub avatar: Option<StoredAvatar>,
 }
 
+impl ChatbotUpdate {
+    /// The chatbot this update makes of `current` (the stored chatbot, which the engine has found that
+    /// `org` owns: 404 comes first), and how its slug must be resolved. An invalid change is refused
+    /// before a stale tag (400, then 412); the next revision and etag follow from `current`. The one
+    /// update algorithm every engine runs, inside its own atomic write.
+    pub fn apply(&self, current: &Chatbot) -> Result<(Chatbot, crate::rules::SlugChoice)> {
+        let proposal = (self.change)(current)?;
+        current.check_etag(self.expected_etag.as_deref())?;
+        Ok((current.next(proposal.config), proposal.slug))
+    }
+}
+
+/// The slugs a chatbot may take when it wants `wanted`, in the order to try them: `wanted` alone when
+/// kept or exact, else `wanted`, `wanted-1`, `wanted-2`, ... up to
+/// [`MAX_SLUG_SUFFIX`](crate::domain::limits::MAX_SLUG_SUFFIX).
+pub fn slug_candidates(wanted: &Slug, choice: crate::rules::SlugChoice) -> impl Iterator<Item = Slug> + '_ {
+    let last = match choice {
+        crate::rules::SlugChoice::Kept | crate::rules::SlugChoice::Exact => 0,
+        crate::rules::SlugChoice::Derived => crate::domain::limits::MAX_SLUG_SUFFIX,
+    };
+    (0..=last).map(move |n| if n == 0 { wanted.clone() } else { wanted.with_suffix(n) })
+}
+
 /// The removal of one chatbot.
 pub struct ChatbotDeletion {
     /// The owner.

@@ -28,19 +28,17 @@ use crate::auth::{ApiKeyInfo, KeyHash};
 use crate::avatar::{AvatarId, AvatarRef, ImageType, StoredAvatar};
 use crate::changes::{ChangeKind, ChangeSignal, ChatbotEvent};
 use crate::chatbot::{Chatbot, ChatbotConfig};
-use crate::domain::limits::MAX_SLUG_SUFFIX;
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
-use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Outcome, Record as ClaimRecord, Written};
+use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Outcome, Record as ClaimRecord, Verdict, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
-    ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Record, Store, StoreFuture,
-};
+    ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Record, Store, StoreFuture, slug_candidates};
 
 /// Most attempts of one transaction before its serialization failures are reported as unavailability.
 const MAX_ATTEMPTS: u32 = 8;
 /// How many derived-slug candidates are looked up in one query.
-const SLUG_BATCH: u32 = 64;
+const SLUG_BATCH: usize = 64;
 /// The columns a chatbot is read from, in [`chatbot_from_row`]'s order.
 const COLUMNS: &str = "id, organisation_id, config, created_at, updated_at, revision";
 
@@ -319,12 +317,9 @@ impl PostgresStore {
         {
             return Ok(outcome.replayed_chatbot()?);
         }
-        // An invalid change is refused before a stale tag: 404, then 400, then 412.
         let current = Self::lock_owned(&tx, update.org, update.id, None).await?;
-        let proposal = (update.change)(&current)?;
-        current.check_etag(update.expected_etag.as_deref())?;
-        let mut next = current.next(proposal.config);
-        next.config.slug = match proposal.slug {
+        let (mut next, slug) = update.apply(&current)?;
+        next.config.slug = match slug {
             SlugChoice::Kept | SlugChoice::Exact => next.config.slug,
             SlugChoice::Derived => first_free_slug(&tx, &next.config.slug, Some(next.id))
                 .await?
@@ -356,7 +351,7 @@ impl PostgresStore {
             Ok(1) => {}
             Ok(_) => return Err(Failure::Fail(Error::storage("a locked chatbot changed under its lock"))),
             Err(err) if is_slug_conflict(&err) => {
-                return Err(match proposal.slug {
+                return Err(match slug {
                     // A derived slug found free was taken since: look again.
                     SlugChoice::Derived => Failure::retry(&err),
                     SlugChoice::Kept | SlugChoice::Exact => {
@@ -704,7 +699,7 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 /// The first of `wanted`, `wanted-1`, `wanted-2`... that no chatbot but `owner` has, looked up
-/// [`SLUG_BATCH`] at a time; `None` when all [`MAX_SLUG_SUFFIX`] are taken.
+/// [`SLUG_BATCH`] at a time; `None` when every candidate ([`slug_candidates`]) is taken.
 async fn first_free_slug(
     client: &impl GenericClient,
     wanted: &Slug,
@@ -712,10 +707,9 @@ async fn first_free_slug(
 ) -> Result<Option<Slug>, Failure> {
     let owner = owner.map(|id| *id.as_uuid()).unwrap_or_else(Uuid::nil);
     let statement = client.prepare_cached("SELECT slug FROM chatbots WHERE slug = ANY($1) AND id <> $2").await?;
-    for first in (0..=MAX_SLUG_SUFFIX).step_by(SLUG_BATCH as usize) {
-        let candidates: Vec<Slug> = (first..(first + SLUG_BATCH).min(MAX_SLUG_SUFFIX + 1))
-            .map(|n| if n == 0 { wanted.clone() } else { wanted.with_suffix(n) })
-            .collect();
+    let mut all = slug_candidates(wanted, SlugChoice::Derived).peekable();
+    while all.peek().is_some() {
+        let candidates: Vec<Slug> = all.by_ref().take(SLUG_BATCH).collect();
         let names: Vec<&str> = candidates.iter().map(Slug::as_str).collect();
         let taken: Vec<String> = client
             .query(&statement, &[&names, &owner])
@@ -988,20 +982,18 @@ async fn check_claim(
             "SELECT fingerprint, created_at, outcome FROM idempotency_keys WHERE organisation_id = $1 AND key = $2 FOR UPDATE",
         )
         .await?;
-    let Some(row) = tx.query_opt(&statement, &[org.as_uuid(), &claim.key.as_str()]).await? else { return Ok(None) };
-    let record = claim_from_row(&row)?;
-    if record.at < claim.expired_before {
-        tx.execute(
-            "DELETE FROM idempotency_keys WHERE organisation_id = $1 AND key = $2",
-            &[org.as_uuid(), &claim.key.as_str()],
-        )
-        .await?;
-        return Ok(None);
-    }
-    if record.fingerprint == claim.fingerprint {
-        Ok(Some(record.outcome))
-    } else {
-        Err(Failure::Fail(Error::IdempotencyKeyReused))
+    let row = tx.query_opt(&statement, &[org.as_uuid(), &claim.key.as_str()]).await?;
+    match claim.verdict(row.as_ref().map(claim_from_row).transpose()?)? {
+        Verdict::Unclaimed => Ok(None),
+        Verdict::Expired { .. } => {
+            tx.execute(
+                "DELETE FROM idempotency_keys WHERE organisation_id = $1 AND key = $2",
+                &[org.as_uuid(), &claim.key.as_str()],
+            )
+            .await?;
+            Ok(None)
+        }
+        Verdict::Replay(outcome) => Ok(Some(outcome)),
     }
 }
 

@@ -30,14 +30,12 @@ use crate::auth::{ApiKeyInfo, KeyHash};
 use crate::avatar::{AvatarId, AvatarRef, StoredAvatar};
 use crate::changes::{ChangeKind, ChangeSignal, ChatbotEvent};
 use crate::chatbot::Chatbot;
-use crate::domain::limits::MAX_SLUG_SUFFIX;
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
-use crate::idempotency::{Claim, IdempotencyKey, Outcome, Record as ClaimRecord, Written};
+use crate::idempotency::{Claim, IdempotencyKey, Outcome, Record as ClaimRecord, Verdict, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
-    ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Store, StoreFuture,
-};
+    ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Store, StoreFuture, slug_candidates};
 use writer::{BatchWriter, Tx};
 
 impl From<sled::Error> for Error {
@@ -117,13 +115,15 @@ fn decode_claim(bytes: &[u8]) -> Result<ClaimRecord> {
 /// index entry is dropped since the write replaces the record), the outcome to replay when the same
 /// request claimed it, [`Error::IdempotencyKeyReused`] when another did.
 fn check_claim(tx: &mut Tx<'_>, org: OrgId, claim: &Claim) -> Result<Option<Outcome>> {
-    let Some(bytes) = tx.get(&claim_key(org, &claim.key))? else { return Ok(None) };
-    let record = decode_claim(&bytes)?;
-    if record.at < claim.expired_before {
-        tx.remove(claim_time_key(record.at, org, &claim.key));
-        return Ok(None);
+    let stored = tx.get(&claim_key(org, &claim.key))?.map(|bytes| decode_claim(&bytes)).transpose()?;
+    match claim.verdict(stored)? {
+        Verdict::Unclaimed => Ok(None),
+        Verdict::Expired { at } => {
+            tx.remove(claim_time_key(at, org, &claim.key));
+            Ok(None)
+        }
+        Verdict::Replay(outcome) => Ok(Some(outcome)),
     }
-    if record.fingerprint == claim.fingerprint { Ok(Some(record.outcome)) } else { Err(Error::IdempotencyKeyReused) }
 }
 
 /// Records `outcome` under the claimed key, in the same batch as the write.
@@ -338,12 +338,9 @@ impl Store for SledStore {
             {
                 return outcome.replayed_chatbot();
             }
-            // An invalid change is refused before a stale tag: 404, then 400, then 412.
             let current = owned(tx, update.org, update.id, None)?;
-            let proposal = (update.change)(&current)?;
-            current.check_etag(update.expected_etag.as_deref())?;
-            let mut next = current.next(proposal.config);
-            next.config.slug = claim_slug(tx, next.id, &next.config.slug, proposal.slug)?;
+            let (mut next, slug) = update.apply(&current)?;
+            next.config.slug = claim_slug(tx, next.id, &next.config.slug, slug)?;
             if next.config.slug != current.config.slug {
                 tx.remove(slug_key(&current.config.slug));
             }
@@ -580,12 +577,7 @@ fn owned(tx: &Tx<'_>, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) ->
 /// Points the slug index at `id` and returns the slug used: `wanted` itself if kept or exact (it must
 /// be free or already `id`'s), or its first free `-n` variant if derived.
 fn claim_slug(tx: &mut Tx<'_>, id: ChatbotId, wanted: &Slug, choice: SlugChoice) -> Result<Slug> {
-    let attempts = match choice {
-        SlugChoice::Kept | SlugChoice::Exact => 0,
-        SlugChoice::Derived => MAX_SLUG_SUFFIX,
-    };
-    for n in 0..=attempts {
-        let candidate = if n == 0 { wanted.clone() } else { wanted.with_suffix(n) };
+    for candidate in slug_candidates(wanted, choice) {
         let key = slug_key(&candidate);
         match tx.get(&key)? {
             Some(owner) if owner.as_slice() != id.as_bytes() => continue,
