@@ -26,24 +26,15 @@ use std::collections::VecDeque;
 /// write is durable. (Embedders without an async runtime use [`blocking::Registry`](crate::blocking::Registry).)
 pub struct Registry {
     rules: Arc<Rules>,
-    store: Box<dyn Store>,
-    idempotency_ttl: Duration,
+    pub(crate) store: Box<dyn Store>,
     limits: RateLimits,
     /// What the service's public URLs start with (`https://bots.example.com`); empty for relative URLs.
     public_url: String,
-    /// Notified after every write, for the change publisher.
-    written: event_listener::Event,
-    /// How long the change log keeps events.
-    change_retention: Duration,
     /// The watches open now.
     watchers: Arc<Watchers>,
     /// When each key's use was last noted in the store.
     last_use_noted: std::sync::Mutex<std::collections::HashMap<KeyHash, std::time::Instant>>,
 }
-
-/// How long the change log keeps events by default: a day, long enough for a watcher to be down over a
-/// weekend night and come back without a resync.
-pub const DEFAULT_CHANGE_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Most watches open at once by default, in all.
 pub const DEFAULT_MAX_WATCHERS: usize = 1024;
@@ -54,9 +45,6 @@ pub const DEFAULT_MAX_WATCHERS_PER_ORG: usize = 64;
 
 /// A stream of an organisation's changes, in log order; it ends after an error.
 pub type Watch = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<ChatbotEvent>> + Send>>;
-
-/// How long an idempotency key is kept by default: a day, as Stripe does.
-pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What to list.
 #[derive(Debug, Clone, Default)]
@@ -86,11 +74,8 @@ impl Registry {
         Registry {
             rules: Arc::new(rules),
             store: Box::new(store),
-            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             limits: RateLimits::off(),
             public_url: String::new(),
-            written: event_listener::Event::new(),
-            change_retention: DEFAULT_CHANGE_RETENTION,
             watchers: Arc::new(Watchers::new(DEFAULT_MAX_WATCHERS, DEFAULT_MAX_WATCHERS_PER_ORG)),
             last_use_noted: std::sync::Mutex::default(),
         }
@@ -114,10 +99,9 @@ impl Registry {
         self
     }
 
-    /// This registry, keeping change log events for `retention`, and allowing `max_watchers` watches
-    /// at once in all, `max_per_org` of them per organisation.
-    pub fn with_change_log(mut self, retention: Duration, max_watchers: usize, max_per_org: usize) -> Self {
-        self.change_retention = retention;
+    /// This registry, allowing `max_watchers` watches at once in all, `max_per_org` of them per
+    /// organisation.
+    pub fn with_watchers(mut self, max_watchers: usize, max_per_org: usize) -> Self {
         self.watchers = Arc::new(Watchers::new(max_watchers, max_per_org));
         self
     }
@@ -125,12 +109,6 @@ impl Registry {
     /// The rate limits, e.g. to forget idle buckets now and then.
     pub fn rate_limits(&self) -> &RateLimits {
         &self.limits
-    }
-
-    /// This registry, keeping idempotency keys for `ttl` (after which a key may be used again).
-    pub fn with_idempotency_ttl(mut self, ttl: Duration) -> Self {
-        self.idempotency_ttl = ttl;
-        self
     }
 
     /// A registry over the embedded sled store in `dir`, created if needed. Fails if another process
@@ -477,40 +455,6 @@ impl Registry {
         Ok(Box::pin(stream))
     }
 
-    /// Publishes committed changes to watchers: gives positions to those that have none (PostgreSQL)
-    /// and brings the log's head up to date (other replicas' changes). Meant to run in the background
-    /// after every write ([`Registry::written`]) and now and then.
-    pub async fn publish_changes(&self) -> Result<()> {
-        self.store.publish_changes().await
-    }
-
-    /// Whether [`Registry::publish_changes`] needs running at all (not on sled, whose writer
-    /// publishes as it writes).
-    pub fn needs_publishing(&self) -> bool {
-        self.store.needs_publishing()
-    }
-
-    /// Resolves after the next write through this registry.
-    pub fn written(&self) -> event_listener::EventListener {
-        self.written.listen()
-    }
-
-    /// Forgets change log events older than the retention; returns how many. Meant to run in the
-    /// background, a few hundred at a time.
-    pub async fn prune_changes(&self) -> Result<usize> {
-        const BATCH: usize = 500;
-        let retention = i64::try_from(self.change_retention.as_micros()).unwrap_or(i64::MAX);
-        let before = Timestamp::from_micros(Timestamp::now().as_micros().saturating_sub(retention));
-        let mut pruned = 0;
-        loop {
-            let count = self.store.prune_changes(before, BATCH).await?;
-            pruned += count;
-            if count < BATCH {
-                return Ok(pruned);
-            }
-        }
-    }
-
     /// Checks an update of the chatbot `id` without changing anything (AIP-163 `validate_only`).
     pub async fn validate_update(
         &self,
@@ -549,31 +493,10 @@ impl Registry {
         .await
     }
 
-    /// Forgets idempotency keys older than the time they are kept for; returns how many. Meant to run
-    /// in the background, a few hundred at a time so that writers never wait long behind it.
-    pub async fn prune_expired_claims(&self) -> Result<usize> {
-        const BATCH: usize = 500;
-        let before = self.claim_horizon(Timestamp::now());
-        let mut pruned = 0;
-        loop {
-            let count = self.store.prune_claims(before, BATCH).await?;
-            pruned += count;
-            if count < BATCH {
-                return Ok(pruned);
-            }
-        }
-    }
-
     /// The claim of `key` for a request with `fingerprint`, made now.
     fn claim(&self, key: IdempotencyKey, fingerprint: Fingerprint) -> Claim {
         let at = Timestamp::now();
-        Claim { key, fingerprint, at, expired_before: self.claim_horizon(at) }
-    }
-
-    /// Claims made before this have expired.
-    fn claim_horizon(&self, now: Timestamp) -> Timestamp {
-        let ttl = i64::try_from(self.idempotency_ttl.as_micros()).unwrap_or(i64::MAX);
-        Timestamp::from_micros(now.as_micros().saturating_sub(ttl))
+        Claim { key, fingerprint, at, expired_before: self.store.retention().claims_before(at) }
     }
 
     /// The outcome to replay for `claim`, if its key was already claimed by the same request; a quick
@@ -655,7 +578,7 @@ fn storable_text(config: &crate::ChatbotConfig) -> Result<()> {
 impl Registry {
     /// Runs `write` (which stores `claim` with its change), unless `claim`'s key already holds the
     /// outcome of the same request: then that outcome is given again through `replay`. Then counts what
-    /// became of the key (`chatbotd_idempotency_total`) and tells the change publisher of a fresh write.
+    /// became of the key (`chatbotd_idempotency_total`).
     async fn at_most_once<T, W>(
         &self,
         org: OrgId,
@@ -672,9 +595,6 @@ impl Registry {
             Ok(None) => write(claim).await,
             Err(err) => Err(err),
         };
-        if matches!(&written, Ok(w) if !w.replayed) {
-            self.written.notify(usize::MAX);
-        }
         if keyed {
             let outcome = match &written {
                 Ok(written) if written.replayed => "replayed",

@@ -9,6 +9,8 @@
 //! Futures are `Send` and completed by the engine itself, so the core needs no async runtime: an
 //! embedded engine answers from its own thread, a networked one from its driver.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod page;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -144,6 +146,52 @@ impl Record {
     }
 }
 
+/// How long an engine keeps what it forgets by itself. An engine prunes in the background, from the
+/// moment it is opened until it is dropped, so that an embedder gets the same store as the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Change-log events: a watcher resuming from an older token is told to resync.
+    pub changes: std::time::Duration,
+    /// Idempotency keys, and the answers they replay.
+    pub claims: std::time::Duration,
+}
+
+impl Default for Retention {
+    /// A day each: long enough for a watcher to be down over a weekend night, and as Stripe keeps
+    /// idempotency keys.
+    fn default() -> Self {
+        let day = std::time::Duration::from_secs(24 * 60 * 60);
+        Retention { changes: day, claims: day }
+    }
+}
+
+impl Retention {
+    /// Most records an engine forgets in one go, so that writers never wait long behind it.
+    pub const BATCH: usize = 500;
+
+    /// How often an engine prunes: four times per the shorter retention, so that nothing is kept much
+    /// past it, between a quarter of a second and a minute.
+    pub fn upkeep_every(&self) -> std::time::Duration {
+        (self.changes.min(self.claims) / 4)
+            .clamp(std::time::Duration::from_millis(250), std::time::Duration::from_secs(60))
+    }
+
+    /// Claims made before this, seen at `now`, have expired.
+    pub fn claims_before(&self, now: Timestamp) -> Timestamp {
+        before(now, self.claims)
+    }
+
+    /// Events written before this, seen at `now`, are past retention.
+    pub fn changes_before(&self, now: Timestamp) -> Timestamp {
+        before(now, self.changes)
+    }
+}
+
+fn before(now: Timestamp, kept: std::time::Duration) -> Timestamp {
+    let kept = i64::try_from(kept.as_micros()).unwrap_or(i64::MAX);
+    Timestamp::from_micros(now.as_micros().saturating_sub(kept))
+}
+
 /// One page of a listing, as an engine reads it.
 #[derive(Debug, Clone)]
 pub struct Listing {
@@ -153,15 +201,21 @@ pub struct Listing {
     pub more: bool,
 }
 
-/// Where chatbots, organisations and API key hashes are kept. Each write is atomic with everything it
-/// implies (the slug index, the listing order, the claim of its idempotency key) and durable before its
-/// future completes.
+/// Where chatbots, organisations and API key hashes are kept: every concern's trait, in one engine. Each
+/// write is atomic with everything it implies and durable before its future completes.
 ///
 /// A write with a [`Claim`] first looks for an unexpired record of its key: with the same fingerprint,
 /// it changes nothing and returns the recorded outcome as a replay; with another, it fails with
 /// [`IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused). Otherwise it writes, and records its
 /// outcome under the key in the same atomic write; a write that fails records nothing.
-pub trait Store: Send + Sync {
+pub trait Store: ChatbotStore + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle {}
+
+impl<T: ChatbotStore + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle> Store for T {}
+
+/// Chatbots and their avatar images. Each write is atomic with everything it implies (the slug
+/// index, the listing order, its change-log event, the claim of its idempotency key) and durable
+/// before its future completes.
+pub trait ChatbotStore: Send + Sync {
     /// Stores a new chatbot, resolving its slug; [`SlugTaken`](crate::Error::SlugTaken) when an exact
     /// slug, or every variant of a derived one, is taken. Returns the chatbot as stored.
     fn create(&self, new: NewChatbot) -> StoreFuture<'_, Written<Chatbot>>;
@@ -186,18 +240,15 @@ pub trait Store: Send + Sync {
 
     /// The stored avatar image `reference` names, if it is stored.
     fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>>;
+}
 
-    /// Stores an avatar image exactly as given (for imports).
-    fn import_avatar(&self, avatar: StoredAvatar) -> StoreFuture<'_, ()>;
-
-    /// The record of `org`'s idempotency key `key`, if one is stored (expired or not).
-    fn claimed(&self, org: OrgId, key: &IdempotencyKey) -> StoreFuture<'_, Option<ClaimRecord>>;
-
-    /// Removes up to `limit` records of idempotency keys claimed before `before`; returns how many.
-    fn prune_claims(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize>;
-
+/// Organisations and the hashes of their API keys (never a key).
+pub trait KeyStore: Send + Sync {
     /// The organisation called `name`, created if needed.
     fn ensure_org(&self, name: &str) -> StoreFuture<'_, OrgId>;
+
+    /// Every organisation.
+    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>>;
 
     /// Makes the key valid for its organisation. Adding a key its organisation already has is harmless;
     /// a key of another organisation is refused.
@@ -219,7 +270,20 @@ pub trait Store: Send + Sync {
 
     /// Notes that the key with this hash let a request in at `at`.
     fn touch_api_key(&self, key: KeyHash, at: Timestamp) -> StoreFuture<'_, ()>;
+}
 
+/// The records of claimed idempotency keys, which [`ChatbotStore`]'s writes make; see [`Store`].
+pub trait ClaimStore: Send + Sync {
+    /// The record of `org`'s idempotency key `key`, if one is stored (expired or not).
+    fn claimed(&self, org: OrgId, key: &IdempotencyKey) -> StoreFuture<'_, Option<ClaimRecord>>;
+
+    /// Removes up to `limit` records of idempotency keys claimed before `before`; returns how many.
+    fn prune_claims(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize>;
+}
+
+/// The change log: one event per committed create, update and delete, written in the change's own
+/// atomic write, read by watchers from a position.
+pub trait ChangeLog: Send + Sync {
     /// The signal of the change log: the last position watchers may read, and a wake-up when it
     /// advances. Every create, update and delete adds one event to the log in its own atomic write.
     fn change_signal(&self) -> &ChangeSignal;
@@ -230,29 +294,16 @@ pub trait Store: Send + Sync {
     fn changes(&self, org: OrgId, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>>;
 
     /// Gives log positions to committed events that have none yet, and brings the signal's head up to
-    /// the log's (other replicas' changes). An engine that positions events as it writes them has
-    /// nothing to do.
+    /// the log's (other replicas' changes): what a new watcher starts from. The engine also does it by
+    /// itself, in the background; one that positions events as it writes them has nothing to do.
     fn publish_changes(&self) -> StoreFuture<'_, ()>;
-
-    /// Whether [`Store::publish_changes`] has anything to do: false for an engine that positions and
-    /// publishes events as it writes them, so that nobody needs to call it.
-    fn needs_publishing(&self) -> bool {
-        true
-    }
 
     /// Forgets up to `limit` of the oldest events written before `before`; returns how many.
     fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize>;
+}
 
-    /// Whether the store can serve requests now (`Unavailable` if its database cannot be reached).
-    fn ready(&self) -> StoreFuture<'_, ()>;
-
-    /// Makes everything written durable and lets go of the store's resources (files, connections):
-    /// the last call before a process exits.
-    fn close(&self) -> StoreFuture<'_, ()>;
-
-    /// Every organisation.
-    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>>;
-
+/// Everything a store holds, out (a snapshot while writes go on) and in (records stored as given).
+pub trait Archive: Send + Sync {
     /// A snapshot of everything, to export while the service keeps taking writes.
     fn snapshot(&self) -> StoreFuture<'_, Box<dyn Snapshot + '_>>;
 
@@ -262,4 +313,20 @@ pub trait Store: Send + Sync {
     /// Stores a chatbot exactly as given, id, slug, times and revision included (for imports); a taken
     /// slug is [`SlugTaken`](crate::Error::SlugTaken).
     fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()>;
+
+    /// Stores an avatar image exactly as given (for imports).
+    fn import_avatar(&self, avatar: StoredAvatar) -> StoreFuture<'_, ()>;
+}
+
+/// Whether the engine can serve, and its orderly end.
+pub trait Lifecycle: Send + Sync {
+    /// How long the engine keeps what it prunes by itself.
+    fn retention(&self) -> Retention;
+
+    /// Whether the store can serve requests now (`Unavailable` if its database cannot be reached).
+    fn ready(&self) -> StoreFuture<'_, ()>;
+
+    /// Makes everything written durable and lets go of the store's resources (files, connections):
+    /// the last call before a process exits.
+    fn close(&self) -> StoreFuture<'_, ()>;
 }

@@ -12,6 +12,7 @@
 //!
 //! Futures of this engine need a tokio runtime: its connections are driven by tokio.
 
+mod background;
 mod changes;
 mod schema;
 
@@ -33,7 +34,9 @@ use crate::error::{Error, Result, Violation, ViolationCode};
 use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Outcome, Record as ClaimRecord, Verdict, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
-    ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Record, Store, StoreFuture, slug_candidates};
+    Archive, ChangeLog, ChatbotDeletion, ChatbotStore, ChatbotUpdate, ClaimStore, Filter, KeyStore, Lifecycle, Listing,
+    NewChatbot, Organisation, PageCursor, Record, Retention, StoreFuture, slug_candidates,
+};
 
 /// Most attempts of one transaction before its serialization failures are reported as unavailability.
 const MAX_ATTEMPTS: u32 = 8;
@@ -65,6 +68,8 @@ pub struct PostgresOptions {
     /// For tests of the retry path: make the first attempt of every transaction fail with a real
     /// serialization failure (SQLSTATE 40001), raised by the server just before the commit.
     pub inject_serialization_failures: bool,
+    /// How long change-log events and idempotency keys are kept before the engine prunes them.
+    pub retention: Retention,
 }
 
 impl Default for PostgresOptions {
@@ -74,16 +79,23 @@ impl Default for PostgresOptions {
             timeout: Duration::from_secs(3),
             isolation: Isolation::ReadCommitted,
             inject_serialization_failures: false,
+            retention: Retention::default(),
         }
     }
 }
 
-/// The PostgreSQL engine: a connection pool and the options it runs with.
+/// The PostgreSQL engine: a connection pool, the options it runs with, and its own background work
+/// (publishing the change log, pruning), which runs from [`PostgresStore::connect`] until the store is
+/// dropped.
 pub struct PostgresStore {
     pool: Pool,
     options: PostgresOptions,
     /// The change log's head as this replica last saw it.
     signal: std::sync::Arc<ChangeSignal>,
+    /// Notified after every write through this replica, for the publisher.
+    written: std::sync::Arc<event_listener::Event>,
+    /// The background tasks, stopped when the store is dropped; `None` in the tasks' own handles.
+    background: Option<background::Tasks>,
 }
 
 /// Why one attempt of an operation failed: worth another attempt, or final.
@@ -209,11 +221,38 @@ impl PostgresStore {
             .recycle_timeout(Some(options.timeout))
             .build()
             .map_err(Error::storage)?;
-        let store = PostgresStore { pool, options, signal: std::sync::Arc::default() };
+        let mut store = PostgresStore {
+            pool,
+            options,
+            signal: std::sync::Arc::default(),
+            written: std::sync::Arc::default(),
+            background: None,
+        };
         store.migrate().await?;
         store.with_retries(|_| store.publish_now()).await?;
         store.warn_unless_durable().await;
+        store.background = Some(background::Tasks::start(&store));
         Ok(store)
+    }
+
+    /// Another handle on this store's pool and signal, without its background tasks: what those tasks
+    /// work through.
+    fn handle(&self) -> PostgresStore {
+        PostgresStore {
+            pool: self.pool.clone(),
+            options: self.options.clone(),
+            signal: std::sync::Arc::clone(&self.signal),
+            written: std::sync::Arc::clone(&self.written),
+            background: None,
+        }
+    }
+
+    /// `outcome`, after telling the publisher of a fresh write.
+    fn written<T>(&self, outcome: Result<Written<T>>) -> Result<Written<T>> {
+        if matches!(&outcome, Ok(written) if !written.replayed) {
+            self.written.notify(usize::MAX);
+        }
+        outcome
     }
 
     /// A pooled connection.
@@ -515,9 +554,9 @@ impl PostgresStore {
     }
 }
 
-impl Store for PostgresStore {
+impl ChatbotStore for PostgresStore {
     fn create(&self, new: NewChatbot) -> StoreFuture<'_, Written<Chatbot>> {
-        Box::pin(async move { self.with_retries(|attempt| self.create_attempt(&new, attempt)).await })
+        Box::pin(async move { self.written(self.with_retries(|attempt| self.create_attempt(&new, attempt)).await) })
     }
 
     fn get(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, Chatbot> {
@@ -553,25 +592,37 @@ impl Store for PostgresStore {
     }
 
     fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Written<Chatbot>> {
-        Box::pin(async move { self.with_retries(|attempt| self.update_attempt(&update, attempt)).await })
+        Box::pin(async move { self.written(self.with_retries(|attempt| self.update_attempt(&update, attempt)).await) })
     }
 
     fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, Written<()>> {
-        Box::pin(async move { self.with_retries(|attempt| self.delete_attempt(&deletion, attempt)).await })
+        Box::pin(
+            async move { self.written(self.with_retries(|attempt| self.delete_attempt(&deletion, attempt)).await) },
+        )
     }
 
-    fn claimed(&self, org: OrgId, key: &IdempotencyKey) -> StoreFuture<'_, Option<ClaimRecord>> {
-        let key = key.clone();
-        Box::pin(async move { self.with_retries(|_| self.claimed_now(org, &key)).await })
+    fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>> {
+        Box::pin(async move {
+            self.with_retries(|_| async {
+                let client = self.client().await?;
+                let statement =
+                    client.prepare_cached("SELECT id, image_type, digest, bytes FROM avatars WHERE id = $1").await?;
+                let row = client.query_opt(&statement, &[reference.id.as_uuid()]).await?;
+                Ok(row.map(|row| avatar_from_row(&row)).transpose()?)
+            })
+            .await
+        })
     }
+}
 
-    fn prune_claims(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
-        Box::pin(async move { self.with_retries(|_| self.prune_claims_now(before, limit)).await })
-    }
-
+impl KeyStore for PostgresStore {
     fn ensure_org(&self, name: &str) -> StoreFuture<'_, OrgId> {
         let name = name.to_owned();
         Box::pin(async move { self.with_retries(|_| self.ensure_org_now(&name, OrgId::new_random())).await })
+    }
+
+    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>> {
+        Box::pin(async move { self.with_retries(|_| self.organisations_now()).await })
     }
 
     fn add_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, ()> {
@@ -597,44 +648,20 @@ impl Store for PostgresStore {
     fn touch_api_key(&self, key: KeyHash, at: Timestamp) -> StoreFuture<'_, ()> {
         Box::pin(async move { self.with_retries(|_| self.touch_now(key, at)).await })
     }
+}
 
-    fn ready(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let client = self.client().await.map_err(Failure::into_error)?;
-            client.simple_query("SELECT 1").await.map_err(|err| Failure::from(err).into_error())?;
-            Ok(())
-        })
+impl ClaimStore for PostgresStore {
+    fn claimed(&self, org: OrgId, key: &IdempotencyKey) -> StoreFuture<'_, Option<ClaimRecord>> {
+        let key = key.clone();
+        Box::pin(async move { self.with_retries(|_| self.claimed_now(org, &key)).await })
     }
 
-    fn close(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            self.pool.close();
-            Ok(())
-        })
+    fn prune_claims(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
+        Box::pin(async move { self.with_retries(|_| self.prune_claims_now(before, limit)).await })
     }
+}
 
-    fn snapshot(&self) -> StoreFuture<'_, Box<dyn crate::store::Snapshot + '_>> {
-        Box::pin(async move {
-            let snapshot: Box<dyn crate::store::Snapshot + '_> = Box::new(PgSnapshot::take(self).await?);
-            Ok(snapshot)
-        })
-    }
-
-    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>> {
-        Box::pin(async move { self.with_retries(|_| self.organisations_now()).await })
-    }
-
-    fn import_organisation(&self, organisation: Organisation) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let id = self.with_retries(|_| self.ensure_org_now(&organisation.name, organisation.id)).await?;
-            if id == organisation.id {
-                Ok(())
-            } else {
-                Err(Error::storage(format!("another organisation is already called '{}'", organisation.name)))
-            }
-        })
-    }
-
+impl ChangeLog for PostgresStore {
     fn change_signal(&self) -> &ChangeSignal {
         &self.signal
     }
@@ -650,24 +677,25 @@ impl Store for PostgresStore {
     fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
         Box::pin(async move { self.with_retries(|_| self.prune_changes_now(before, limit)).await })
     }
+}
 
-    fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>> {
+impl Archive for PostgresStore {
+    fn snapshot(&self) -> StoreFuture<'_, Box<dyn crate::store::Snapshot + '_>> {
         Box::pin(async move {
-            self.with_retries(|_| async {
-                let client = self.client().await?;
-                let statement =
-                    client.prepare_cached("SELECT id, image_type, digest, bytes FROM avatars WHERE id = $1").await?;
-                let row = client.query_opt(&statement, &[reference.id.as_uuid()]).await?;
-                Ok(row.map(|row| avatar_from_row(&row)).transpose()?)
-            })
-            .await
+            let snapshot: Box<dyn crate::store::Snapshot + '_> = Box::new(PgSnapshot::take(self).await?);
+            Ok(snapshot)
         })
     }
 
-    fn import_avatar(&self, avatar: StoredAvatar) -> StoreFuture<'_, ()> {
-        Box::pin(
-            async move { self.with_retries(|_| async { insert_avatar(&self.client().await?, &avatar).await }).await },
-        )
+    fn import_organisation(&self, organisation: Organisation) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let id = self.with_retries(|_| self.ensure_org_now(&organisation.name, organisation.id)).await?;
+            if id == organisation.id {
+                Ok(())
+            } else {
+                Err(Error::storage(format!("another organisation is already called '{}'", organisation.name)))
+            }
+        })
     }
 
     fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()> {
@@ -679,6 +707,36 @@ impl Store for PostgresStore {
             } else {
                 Err(Error::SlugTaken { slug: slug.to_string() })
             }
+        })
+    }
+
+    fn import_avatar(&self, avatar: StoredAvatar) -> StoreFuture<'_, ()> {
+        Box::pin(
+            async move { self.with_retries(|_| async { insert_avatar(&self.client().await?, &avatar).await }).await },
+        )
+    }
+}
+
+impl Lifecycle for PostgresStore {
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let client = self.client().await.map_err(Failure::into_error)?;
+            client.simple_query("SELECT 1").await.map_err(|err| Failure::from(err).into_error())?;
+            Ok(())
+        })
+    }
+
+    fn retention(&self) -> Retention {
+        self.options.retention
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(background) = &self.background {
+                background.stop();
+            }
+            self.pool.close();
+            Ok(())
         })
     }
 }

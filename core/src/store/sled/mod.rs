@@ -19,6 +19,7 @@ mod changes;
 mod codec;
 mod listing;
 mod snapshot;
+mod upkeep;
 mod writer;
 
 use std::path::Path;
@@ -35,7 +36,9 @@ use crate::error::{Error, Result, Violation, ViolationCode};
 use crate::idempotency::{Claim, IdempotencyKey, Outcome, Record as ClaimRecord, Verdict, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
-    ChatbotDeletion, ChatbotUpdate, Filter, Listing, NewChatbot, Organisation, PageCursor, Store, StoreFuture, slug_candidates};
+    Archive, ChangeLog, ChatbotDeletion, ChatbotStore, ChatbotUpdate, ClaimStore, Filter, KeyStore, Lifecycle, Listing,
+    NewChatbot, Organisation, PageCursor, Retention, StoreFuture, slug_candidates,
+};
 use writer::{BatchWriter, Tx};
 
 impl From<sled::Error> for Error {
@@ -144,28 +147,48 @@ pub struct SledStore {
     writer: BatchWriter,
     /// The change log's head on disk, advanced by the writer.
     signal: std::sync::Arc<ChangeSignal>,
+    /// How long the writer keeps change-log events and idempotency keys.
+    retention: Retention,
+}
+
+/// How the sled engine runs.
+#[derive(Debug, Clone, Copy)]
+pub struct SledOptions {
+    /// The most memory sled's page cache may take, in bytes: what bounds the memory the store uses
+    /// however much it holds (sled's own default is a gigabyte).
+    pub cache_bytes: u64,
+    /// How long the writer keeps what it prunes between batches.
+    pub retention: Retention,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions { cache_bytes: DEFAULT_CACHE_BYTES, retention: Retention::default() }
+    }
 }
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`, with sled's page cache at [`DEFAULT_CACHE_BYTES`]. Fails if
     /// another process has it open.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        SledStore::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+        SledStore::open_with(dir, SledOptions::default())
     }
 
-    /// [`SledStore::open`], with sled's page cache at most `cache_bytes`: what bounds the memory the
-    /// store uses however much it holds (sled's own default is a gigabyte).
-    pub fn open_with_cache(dir: impl AsRef<Path>, cache_bytes: u64) -> Result<Self> {
+    /// [`SledStore::open`], with `options`. Its writer thread also forgets, between batches, the
+    /// change-log events and idempotency keys past their [`Retention`].
+    pub fn open_with(dir: impl AsRef<Path>, options: SledOptions) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir.as_ref())
             .mode(sled::Mode::HighThroughput)
-            .cache_capacity(cache_bytes)
+            .cache_capacity(options.cache_bytes)
             .open()?;
         let chatbots = db.open_tree("chatbots")?;
         let signal = std::sync::Arc::new(ChangeSignal::default());
+        let upkeep = upkeep::Upkeep::new(options.retention);
         Ok(SledStore {
-            writer: BatchWriter::new(db.clone(), chatbots.clone(), std::sync::Arc::clone(&signal))?,
+            writer: BatchWriter::new(db.clone(), chatbots.clone(), std::sync::Arc::clone(&signal), upkeep)?,
             signal,
+            retention: options.retention,
             chatbots,
             orgs: db.open_tree("orgs")?,
             org_names: db.open_tree("org_names")?,
@@ -280,7 +303,7 @@ fn decode_key(hash: &[u8], record: &[u8]) -> Result<ApiKeyInfo> {
     serde_json::from_slice(record).map_err(Error::storage)
 }
 
-impl Store for SledStore {
+impl ChatbotStore for SledStore {
     fn create(&self, new: NewChatbot) -> StoreFuture<'_, Written<Chatbot>> {
         self.write(move |tx| {
             let NewChatbot { mut chatbot, slug, claim } = new;
@@ -382,83 +405,24 @@ impl Store for SledStore {
             stored.map(|bytes| codec::decode_avatar(reference.id, &bytes)).transpose()
         })
     }
+}
 
-    fn import_avatar(&self, avatar: StoredAvatar) -> StoreFuture<'_, ()> {
-        self.write(move |tx| {
-            tx.insert(avatar_key(avatar.reference.id), codec::encode_avatar(&avatar)?);
-            Ok(())
-        })
-    }
-
-    fn change_signal(&self) -> &ChangeSignal {
-        &self.signal
-    }
-
-    fn changes(&self, org: OrgId, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>> {
-        Box::pin(async move { changes::read(&self.chatbots, org, after, self.signal.head(), limit) })
-    }
-
-    fn publish_changes(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn needs_publishing(&self) -> bool {
-        // The writer positions events as it writes them and advances the signal once they are on disk.
-        false
-    }
-
-    fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
-        Box::pin(async move {
-            // Find them with a read, so that the writer only spends the time to remove them.
-            let keys = changes::prunable(&self.chatbots, before, self.signal.head(), limit)?;
-            let Some(last) = keys.iter().filter_map(|key| changes::position_of(key)).max() else { return Ok(0) };
-            let count = keys.len() / 2;
-            self.write(move |tx| {
-                keys.into_iter().for_each(|key| tx.remove(key));
-                tx.insert(changes::KEPT_FROM_KEY, (last + 1).to_be_bytes().to_vec());
-                Ok(count)
-            })
-            .await
-        })
-    }
-
-    fn claimed(&self, org: OrgId, key: &IdempotencyKey) -> StoreFuture<'_, Option<ClaimRecord>> {
-        let key = claim_key(org, key);
-        Box::pin(async move { self.chatbots.get(key)?.map(|bytes| decode_claim(&bytes)).transpose() })
-    }
-
-    fn prune_claims(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
-        Box::pin(async move {
-            // Find them with a read, so that the writer only spends the time to remove them.
-            let stale = self.chatbots.range(claim_time_prefix(Timestamp::from_micros(0))..claim_time_prefix(before));
-            let stale: Vec<sled::IVec> = stale.keys().take(limit).collect::<sled::Result<_>>()?;
-            let count = stale.len();
-            if count == 0 {
-                return Ok(0);
-            }
-            self.write(move |tx| {
-                for time_key in stale {
-                    // `t` | time (8) | organisation (16) | key: the record it indexes is pruned unless a
-                    // newer claim of the same key has replaced it.
-                    let (at, rest) = time_key[1..].split_at(8);
-                    let at = Timestamp::from_micros(u64::from_be_bytes(at.try_into().map_err(Error::storage)?) as i64);
-                    let record_key = [b"i".as_slice(), rest].concat();
-                    if let Some(bytes) = tx.get(&record_key)?
-                        && decode_claim(&bytes)?.at == at
-                    {
-                        tx.remove(record_key);
-                    }
-                    tx.remove(time_key.to_vec());
-                }
-                Ok(count)
-            })
-            .await
-        })
-    }
-
+impl KeyStore for SledStore {
     fn ensure_org(&self, name: &str) -> StoreFuture<'_, OrgId> {
         let name = name.to_owned();
         Box::pin(async move { self.ensure_org_now(&name, OrgId::new_random()) })
+    }
+
+    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>> {
+        Box::pin(async move {
+            let mut all = Vec::new();
+            for entry in &self.orgs {
+                let (id, name) = entry?;
+                let name = String::from_utf8(name.to_vec()).map_err(Error::storage)?;
+                all.push(Organisation { id: org_from_bytes(&id)?, name });
+            }
+            Ok(all)
+        })
     }
 
     fn add_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, ()> {
@@ -508,30 +472,48 @@ impl Store for SledStore {
             Ok(())
         })
     }
+}
 
-    fn ready(&self) -> StoreFuture<'_, ()> {
-        Box::pin(std::future::ready(Ok(())))
+impl ClaimStore for SledStore {
+    fn claimed(&self, org: OrgId, key: &IdempotencyKey) -> StoreFuture<'_, Option<ClaimRecord>> {
+        let key = claim_key(org, key);
+        Box::pin(async move { self.chatbots.get(key)?.map(|bytes| decode_claim(&bytes)).transpose() })
     }
 
-    fn close(&self) -> StoreFuture<'_, ()> {
+    fn prune_claims(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
         Box::pin(async move {
-            self.db.flush()?;
-            Ok(())
-        })
-    }
-
-    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>> {
-        Box::pin(async move {
-            let mut all = Vec::new();
-            for entry in &self.orgs {
-                let (id, name) = entry?;
-                let name = String::from_utf8(name.to_vec()).map_err(Error::storage)?;
-                all.push(Organisation { id: org_from_bytes(&id)?, name });
+            match upkeep::prune_claims(&self.chatbots, before, limit)? {
+                Some((_, prune)) => self.write(prune).await,
+                None => Ok(0),
             }
-            Ok(all)
         })
     }
+}
 
+impl ChangeLog for SledStore {
+    fn change_signal(&self) -> &ChangeSignal {
+        &self.signal
+    }
+
+    fn changes(&self, org: OrgId, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>> {
+        Box::pin(async move { changes::read(&self.chatbots, org, after, self.signal.head(), limit) })
+    }
+
+    fn publish_changes(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            match upkeep::prune_changes(&self.chatbots, before, self.signal.head(), limit)? {
+                Some((_, prune)) => self.write(prune).await,
+                None => Ok(0),
+            }
+        })
+    }
+}
+
+impl Archive for SledStore {
     fn snapshot(&self) -> StoreFuture<'_, Box<dyn crate::store::Snapshot + '_>> {
         Box::pin(async move {
             let snapshot: Box<dyn crate::store::Snapshot + '_> = Box::new(snapshot::SledSnapshot::take(self).await?);
@@ -553,6 +535,30 @@ impl Store for SledStore {
         self.write(move |tx| {
             claim_slug(tx, chatbot.id, &chatbot.config.slug, SlugChoice::Exact)?;
             put(tx, &chatbot)
+        })
+    }
+
+    fn import_avatar(&self, avatar: StoredAvatar) -> StoreFuture<'_, ()> {
+        self.write(move |tx| {
+            tx.insert(avatar_key(avatar.reference.id), codec::encode_avatar(&avatar)?);
+            Ok(())
+        })
+    }
+}
+
+impl Lifecycle for SledStore {
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.db.flush()?;
+            Ok(())
         })
     }
 }
@@ -618,25 +624,41 @@ mod tests {
     }
 
     #[test]
-    fn expired_idempotency_keys_are_pruned_and_may_be_used_again() {
+    fn the_writer_forgets_expired_idempotency_keys_by_itself_and_they_may_be_used_again() {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let registry = Registry::open(dir.path(), Rules::default()).expect("opens");
-        let org = block_on(registry.create_api_key("acme")).expect("a key").0;
         let key = || Some(IdempotencyKey::parse("k").expect("a key"));
+        let open = |claims: Duration| {
+            let retention = Retention { claims, ..Retention::default() };
+            let store = SledStore::open_with(dir.path(), SledOptions { retention, ..SledOptions::default() });
+            Registry::new(store.expect("opens"), Rules::default())
+        };
 
-        let kept = registry.with_idempotency_ttl(Duration::from_secs(3600));
+        let kept = open(Duration::from_secs(3600));
+        let org = block_on(kept.create_api_key("acme")).expect("a key").0;
         let first = block_on(kept.create_with(org, named("First"), key())).expect("created");
         assert!(!first.replayed);
-        assert_eq!(block_on(kept.prune_expired_claims()).expect("pruned"), 0, "an hour is not over");
         let reused = block_on(kept.create_with(org, named("Second"), key()));
-        assert!(matches!(reused, Err(Error::IdempotencyKeyReused)));
+        assert!(matches!(reused, Err(Error::IdempotencyKeyReused)), "an hour is not over");
+        drop(kept);
 
-        let expiring = kept.with_idempotency_ttl(Duration::ZERO);
-        std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(block_on(expiring.prune_expired_claims()).expect("pruned"), 1);
+        // Kept for no time at all: the writer's upkeep (due every quarter of a second) forgets it.
+        let expiring = open(Duration::ZERO);
+        let claimed = || block_on(expiring.store.claimed(org, &IdempotencyKey::parse("k").expect("a key")));
+        let started = std::time::Instant::now();
+        while claimed().expect("readable").is_some() {
+            assert!(started.elapsed() < Duration::from_secs(10), "the expired key is still stored");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let again = block_on(expiring.create_with(org, named("Second"), key())).expect("the key is free again");
         assert!(!again.replayed);
         assert_eq!(again.value.config.name.as_str(), "Second");
+    }
+
+    #[test]
+    fn the_sled_engine_conforms() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = SledStore::open(dir.path()).expect("opens");
+        block_on(crate::store::conformance::run(&store));
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! writer. A crash leaves each change wholly applied or wholly absent, concurrent writers share one
 //! fsync, and since only this thread writes, changes are serializable without locks or retries.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use super::changes;
+use super::upkeep::Upkeep;
 use crate::changes::{ChangeSignal, ChatbotEvent};
 use crate::domain::OrgId;
 use crate::error::{Error, Result};
@@ -56,7 +57,23 @@ impl Tx<'_> {
 /// What the writer thread does with one change once the batch is on disk.
 type Done = Box<dyn FnOnce(Result<()>) + Send>;
 /// One change: it runs on the writer thread and says whether it commits.
-type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Option<Done> + Send>;
+pub(super) type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Option<Done> + Send>;
+
+/// `change` as a job: if it returns `Ok`, its writes are applied atomically with the rest of their
+/// batch and flushed before `done` receives the outcome; if it returns `Err`, nothing it wrote is
+/// applied. `done` runs on the writer thread, so it must be quick (e.g. complete a channel).
+pub(super) fn job<T: Send + 'static>(
+    change: impl FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    done: impl FnOnce(Result<T>) + Send + 'static,
+) -> Job {
+    Box::new(move |tx| match change(tx) {
+        Ok(value) => Some(Box::new(move |flushed: Result<()>| done(flushed.map(|()| value)))),
+        Err(err) => {
+            done(Err(err));
+            None
+        }
+    })
+}
 
 /// Serializes and batches every write to one sled tree; see the module documentation.
 pub(super) struct BatchWriter {
@@ -84,8 +101,9 @@ pub(super) struct UndoLog {
 }
 
 impl BatchWriter {
-    /// Starts the writer thread for `tree` of `db`; it advances `signal` as logged changes reach disk.
-    pub(super) fn new(db: sled::Db, tree: sled::Tree, signal: Arc<ChangeSignal>) -> Result<Self> {
+    /// Starts the writer thread for `tree` of `db`; it advances `signal` as logged changes reach disk,
+    /// and runs `upkeep` between batches whenever it is due.
+    pub(super) fn new(db: sled::Db, tree: sled::Tree, signal: Arc<ChangeSignal>, upkeep: Upkeep) -> Result<Self> {
         let head = changes::counter(&tree, changes::HEAD_KEY)?;
         signal.advance_all(head);
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -95,27 +113,18 @@ impl BatchWriter {
         let log = Log { head, signal };
         let thread = std::thread::Builder::new()
             .name("chatbotd-writer".into())
-            .spawn(move || run(&db, &tree, &queue, &taken, &kept, log))
+            .spawn(move || run(&db, &tree, &queue, &taken, &kept, log, upkeep))
             .expect("the writer thread starts");
         Ok(BatchWriter { jobs: Some(jobs), thread: Some(thread), waiting, undo })
     }
 
-    /// Queues `change` to run on the writer thread. If it returns `Ok`, its writes are applied atomically
-    /// with the rest of their batch and flushed before `done` receives the outcome; if it returns `Err`,
-    /// nothing it wrote is applied. `done` runs on the writer thread, so it must be quick (e.g. complete
-    /// a channel a task awaits).
+    /// Queues `change` to run on the writer thread, as a [`job`].
     pub(super) fn submit<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
         done: impl FnOnce(Result<T>) + Send + 'static,
     ) {
-        let job: Job = Box::new(move |tx| match change(tx) {
-            Ok(value) => Some(Box::new(move |flushed: Result<()>| done(flushed.map(|()| value)))),
-            Err(err) => {
-                done(Err(err));
-                None
-            }
-        });
+        let job = job(change, done);
         // If the writer is gone (only while the store is being dropped), the job and its `done` are
         // dropped unanswered: the caller sees a closed channel.
         if let Some(jobs) = &self.jobs {
@@ -148,7 +157,8 @@ struct Log {
     signal: Arc<ChangeSignal>,
 }
 
-/// The writer thread: batch, apply, flush, answer; until every sender is gone.
+/// The writer thread: batch, apply, flush, answer; until every sender is gone. Between batches, the
+/// upkeep's changes when it is due, batched like any other.
 fn run(
     db: &sled::Db,
     tree: &sled::Tree,
@@ -156,8 +166,26 @@ fn run(
     waiting: &AtomicUsize,
     undo: &Undo,
     mut log: Log,
+    mut upkeep: Upkeep,
 ) {
-    while let Ok(first) = queue.recv() {
+    let mut own: VecDeque<Job> = VecDeque::new();
+    loop {
+        // Jobs taken from the queue (not the upkeep's own), for the queue's depth.
+        let mut queued = 0;
+        let first = match own.pop_front() {
+            Some(job) => job,
+            None => match queue.recv_timeout(upkeep.due_in()) {
+                Ok(job) => {
+                    queued += 1;
+                    job
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    own.extend(upkeep.jobs(tree, log.head));
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            },
+        };
         let mut earlier: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         let mut batch = sled::Batch::default();
         let mut done: Vec<Done> = Vec::new();
@@ -196,11 +224,11 @@ fn run(
                 done.push(finish);
             }
             if taken < MAX_BATCH {
-                next = queue.try_recv().ok();
+                next = own.pop_front().or_else(|| queue.try_recv().ok().inspect(|_| queued += 1));
             }
         }
-        let queued = waiting.fetch_sub(taken, Ordering::Relaxed).saturating_sub(taken);
-        metrics::gauge!("chatbotd_store_queue_depth").set(queued as f64);
+        let depth = waiting.fetch_sub(queued, Ordering::Relaxed).saturating_sub(queued);
+        metrics::gauge!("chatbotd_store_queue_depth").set(depth as f64);
         if done.is_empty() {
             continue;
         }
@@ -269,7 +297,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let db = sled::Config::new().path(dir.path()).open().expect("sled opens");
         let tree = db.open_tree("t").expect("a tree");
-        (dir, tree.clone(), BatchWriter::new(db, tree, Arc::default()).expect("the writer starts"))
+        (
+            dir,
+            tree.clone(),
+            BatchWriter::new(db, tree, Arc::default(), Upkeep::new(crate::store::Retention::default()))
+                .expect("the writer starts"),
+        )
     }
 
     #[test]

@@ -22,7 +22,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chatbot_core::fair_use::{self, RateLimits};
+use chatbot_core::store::Retention;
 use chatbot_core::store::postgres::{Isolation, PostgresOptions};
+use chatbot_core::store::sled::SledOptions;
 use chatbot_core::{AllowList, Rules};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use commands::{Remote, Target};
@@ -179,9 +181,13 @@ impl StoreArgs {
         Rules { models: AllowList::models(&self.models), voices: AllowList::voices(&self.voices) }
     }
 
-    fn store(&self) -> StoreConfig {
+    /// Where the store is, and how its engine runs, keeping what it prunes for `retention`.
+    fn store(&self, retention: Retention) -> StoreConfig {
         match &self.database_url {
-            None => StoreConfig::Sled { data_dir: self.data_dir.clone(), cache_bytes: self.cache_size.as_u64() },
+            None => StoreConfig::Sled {
+                data_dir: self.data_dir.clone(),
+                options: SledOptions { cache_bytes: self.cache_size.as_u64(), retention },
+            },
             Some(url) => StoreConfig::Postgres {
                 url: url.clone(),
                 options: PostgresOptions {
@@ -192,13 +198,15 @@ impl StoreArgs {
                         IsolationArg::Serializable => Isolation::Serializable,
                     },
                     inject_serialization_failures: self.database_fault_injection,
+                    retention,
                 },
             },
         }
     }
 
+    /// The store, for an operator's command (which prunes nothing it would not prune serving).
     async fn open(&self) -> anyhow::Result<chatbot_core::Registry> {
-        self.store().open(self.rules()).await
+        self.store(Retention::default()).open(self.rules()).await
     }
 }
 
@@ -378,14 +386,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stop = shutdown_signal()?;
     let config = Config {
         rules: args.store.rules(),
-        store: args.store.store(),
+        store: args
+            .store
+            .store(Retention { changes: args.change_retention.into(), claims: args.idempotency_ttl.into() }),
         rest_addr: args.rest_addr,
         grpc_addr: args.grpc_addr,
         api_key: args.api_key,
         rate_limits: RateLimits::new(args.rate_limit, args.client_rate_limit)
             .with_public(args.public_rate_limit)
             .with_watch_opens(args.watch_rate_limit),
-        idempotency_ttl: args.idempotency_ttl.into(),
         connections: ConnectionLimits {
             max_connections: args.max_connections.max(1),
             max_connections_per_client: args.max_connections_per_client.max(1),
@@ -405,7 +414,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics_addr: args.metrics_addr,
         admin_token: args.admin_token,
         public_url: args.public_url,
-        change_retention: args.change_retention.into(),
         max_watchers: args.max_watchers,
         max_watchers_per_org: args.max_watchers_per_org,
         heartbeat: args.heartbeat.into(),

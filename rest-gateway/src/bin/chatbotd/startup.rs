@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chatbot_core::fair_use::RateLimits;
 use chatbot_core::store::postgres::{PostgresOptions, PostgresStore};
-use chatbot_core::store::sled::SledStore;
+use chatbot_core::store::sled::{SledOptions, SledStore};
 use chatbot_core::{ApiKey, Registry, Rules};
 use grpc_server::CallLimits;
 use rest_gateway::events::Watching;
@@ -34,8 +34,8 @@ pub enum StoreConfig {
     Sled {
         /// Its directory.
         data_dir: PathBuf,
-        /// The most memory sled's page cache may take, in bytes.
-        cache_bytes: u64,
+        /// Its cache and retention.
+        options: SledOptions,
     },
     /// A PostgreSQL database, shared by any number of replicas.
     Postgres {
@@ -50,8 +50,8 @@ impl StoreConfig {
     /// A registry enforcing `rules` over this store.
     pub async fn open(&self, rules: Rules) -> anyhow::Result<Registry> {
         match self {
-            StoreConfig::Sled { data_dir, cache_bytes } => {
-                let store = SledStore::open_with_cache(data_dir, *cache_bytes).with_context(|| {
+            StoreConfig::Sled { data_dir, options } => {
+                let store = SledStore::open_with(data_dir, *options).with_context(|| {
                     format!("cannot open the store in {} (is another chatbotd using it?)", data_dir.display())
                 })?;
                 Ok(Registry::new(store, rules))
@@ -78,8 +78,6 @@ pub struct Config {
     pub api_key: Option<String>,
     /// Requests a second per API key, and per client address without a valid key.
     pub rate_limits: RateLimits,
-    /// How long idempotency keys are kept.
-    pub idempotency_ttl: Duration,
     /// What every connection of either face is held to.
     pub connections: ConnectionLimits,
     /// What every call is held to: how long it may take, how many may share a connection.
@@ -94,8 +92,6 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// What public URLs (avatar images) start with; by default `http://` and the REST address.
     pub public_url: Option<String>,
-    /// How long the change log keeps events.
-    pub change_retention: Duration,
     /// Most watches open at once.
     pub max_watchers: usize,
     /// Most watches open at once per organisation.
@@ -117,7 +113,6 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     admin_token: Option<String>,
     heartbeat: Duration,
-    change_retention: Duration,
 }
 
 impl Application {
@@ -131,9 +126,8 @@ impl Application {
         let registry = config.store.open(config.rules).await?;
         let registry = registry
             .with_rate_limits(config.rate_limits)
-            .with_idempotency_ttl(config.idempotency_ttl)
             .with_public_url(&public_url)
-            .with_change_log(config.change_retention, config.max_watchers, config.max_watchers_per_org);
+            .with_watchers(config.max_watchers, config.max_watchers_per_org);
         let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
         Ok(Application {
             registry: Arc::new(registry),
@@ -150,7 +144,6 @@ impl Application {
             metrics: config.metrics,
             admin_token: config.admin_token,
             heartbeat: config.heartbeat,
-            change_retention: config.change_retention,
         })
     }
 
@@ -203,9 +196,7 @@ impl Application {
         let admin = grpc_server::AdminApi::new(Arc::clone(&self.registry), self.admin_token.as_deref());
         let incoming = grpc::incoming(self.grpc, &self.connections);
         let grpc = tokio::spawn(grpc_server::serve(incoming, api, admin, self.calls.clone(), until_stopped()));
-        let maintenance = tokio::spawn(maintain(Arc::clone(&self.registry), self.change_retention));
-        let publisher =
-            self.registry.needs_publishing().then(|| tokio::spawn(publish_changes(Arc::clone(&self.registry))));
+        let maintenance = tokio::spawn(forget_idle_buckets(Arc::clone(&self.registry)));
         let on_rest = self.metrics.clone().filter(|_| self.metrics_listener.is_none());
         if let (Some(listener), Some(render)) = (self.metrics_listener, self.metrics.clone()) {
             let metrics =
@@ -218,50 +209,19 @@ impl Application {
         rest::serve(self.rest, app, self.connections, until_stopped(), self.shutdown_grace).await?;
         grpc.await??;
         maintenance.abort();
-        if let Some(publisher) = publisher {
-            publisher.abort();
-        }
         self.registry.close().await.context("cannot flush the store")?;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// Background upkeep, once a minute (more often for a short change retention): forget expired
-/// idempotency keys, idle rate-limit buckets and change log events past their retention.
-async fn maintain(registry: Arc<Registry>, change_retention: Duration) {
-    // At least four times per retention, so that nothing is kept much past it.
-    let every = (change_retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
-    let mut ticks = tokio::time::interval(every);
+/// Forgets, once a minute, the rate-limit buckets of callers that have been quiet (the store's own
+/// upkeep, pruning the change log and idempotency keys, is the engine's).
+async fn forget_idle_buckets(registry: Arc<Registry>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(60));
     loop {
         ticks.tick().await;
-        match registry.prune_expired_claims().await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "forgot expired idempotency keys"),
-            Err(err) => tracing::warn!(error = %err, "cannot prune idempotency keys"),
-        }
         registry.rate_limits().forget_idle();
-        match registry.prune_changes().await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "forgot change log events past their retention"),
-            Err(err) => tracing::warn!(error = %err, "cannot prune the change log"),
-        }
-    }
-}
-
-/// How often the change log is published when nothing is written here: what bounds how late a
-/// watcher on one replica sees a change made through another (PostgreSQL).
-const PUBLISH_EVERY: Duration = Duration::from_millis(100);
-
-/// Publishes the change log to watchers after every write through this replica, and every
-/// [`PUBLISH_EVERY`] for the others' (PostgreSQL; sled's writer publishes as it writes).
-async fn publish_changes(registry: Arc<Registry>) {
-    loop {
-        let written = registry.written();
-        if let Err(err) = registry.publish_changes().await {
-            tracing::warn!(error = %err, "cannot publish the change log");
-        }
-        let _ = tokio::time::timeout(PUBLISH_EVERY, written).await;
     }
 }
 

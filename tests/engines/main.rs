@@ -1,0 +1,84 @@
+//! The storage engines through the core crate alone (no binary, no face): the conformance suite on
+//! PostgreSQL, and an embedder's view of an engine, whose background work (publishing the change log,
+//! pruning) needs no code of the embedder's.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chatbot_core::store::postgres::{PostgresOptions, PostgresStore};
+use chatbot_core::store::{Retention, conformance};
+use chatbot_core::{ChatbotDraft, IdempotencyKey, Registry, Rules};
+use chatbotd_tests::postgres;
+use futures::StreamExt as _;
+
+/// A new, empty database of the shared cluster; `None` with a loud note where PostgreSQL is missing
+/// (a failure where `CHATBOTD_TEST_REQUIRE_POSTGRES` is set, as in CI).
+fn database() -> Option<String> {
+    match postgres::shared() {
+        Ok(cluster) => Some(cluster.create_database().expect("a fresh database")),
+        Err(why) => {
+            assert!(std::env::var_os(postgres::REQUIRE_VAR).is_none(), "PostgreSQL is required: {why}");
+            eprintln!("\n!!! SKIPPED on PostgreSQL: {why}\n");
+            None
+        }
+    }
+}
+
+async fn connect(url: &str, retention: Retention) -> PostgresStore {
+    let options = PostgresOptions { retention, ..PostgresOptions::default() };
+    PostgresStore::connect(url, options).await.expect("connects")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_engine_conforms() {
+    let Some(url) = database() else { return };
+    conformance::run(&connect(&url, Retention::default()).await).await;
+}
+
+fn named(name: &str) -> ChatbotDraft {
+    ChatbotDraft { name: Some(name.into()), ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedders_watcher_on_postgres_sees_every_replicas_changes_with_no_loop_of_its_own() {
+    let Some(url) = database() else { return };
+    let watching = Arc::new(Registry::new(connect(&url, Retention::default()).await, Rules::default()));
+    let writing = Registry::new(connect(&url, Retention::default()).await, Rules::default());
+    let (org, _) = writing.create_api_key("embedder").await.expect("a key");
+    let mut watch = watching.watch(org, None).await.expect("a watch");
+
+    let mut created = Vec::new();
+    for n in 0..3 {
+        created.push(writing.create(org, named(&format!("Embedded {n}"))).await.expect("created").id);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < created.len() {
+        let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("the other replica's change is published within 10 s, with no publisher of the embedder's")
+            .expect("the watch goes on")
+            .expect("an event");
+        seen.push(event.chatbot_id);
+    }
+    assert_eq!(seen, created, "in commit order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_engine_forgets_expired_idempotency_keys_by_itself() {
+    use chatbot_core::store::ClaimStore as _;
+    let Some(url) = database() else { return };
+    let retention = Retention { claims: Duration::ZERO, ..Retention::default() };
+    let registry = Registry::new(connect(&url, retention).await, Rules::default());
+    let (org, _) = registry.create_api_key("expiring").await.expect("a key");
+    let key = IdempotencyKey::parse("k").expect("a key");
+    registry.create_with(org, named("First"), Some(key.clone())).await.expect("created");
+    // Another replica, which keeps keys a day, watches the first one's upkeep (every quarter of a
+    // second) forget the key, which expired at once.
+    let observer = connect(&url, Retention::default()).await;
+    assert!(observer.claimed(org, &key).await.expect("read").is_some(), "stored with the write");
+    let started = Instant::now();
+    while observer.claimed(org, &key).await.expect("read").is_some() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the expired key is still stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
