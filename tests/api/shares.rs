@@ -289,7 +289,10 @@ async fn a_stream_nobody_reads_is_closed_and_gives_its_slot_back(engine: Engine)
     let _unread = open_raw_stream(&app, Some(4096)).await;
     // Far more events than the stream's buffers hold, while its client reads nothing.
     let created: Vec<StatusCode> = futures::stream::iter(0..800)
-        .map(|_| async { app.post(&json!({ "name": "Unread" })).await.status })
+        .map(|n| {
+            let app = &app;
+            async move { app.post(&json!({ "name": format!("Unread {n}") })).await.status }
+        })
         .buffered(16)
         .collect()
         .await;

@@ -13,9 +13,10 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::{Failure, PostgresStore, column};
-use crate::changes::{ChangeKind, ChatbotEvent};
+use crate::changes::{ChangeKind, ChangeSignal, ChatbotEvent};
 use crate::domain::{ChatbotId, OrgId, Timestamp};
 use crate::error::{Error, Result};
+use crate::store::{ChangeLog, StoreFuture};
 
 /// Events published per run, at most.
 const PUBLISH_BATCH: i64 = 1000;
@@ -184,5 +185,23 @@ impl PostgresStore {
         tx.execute("UPDATE chatbotd_change_log SET kept_from = $1 WHERE singleton", &[&(last + 1)]).await?;
         tx.commit().await?;
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+    }
+}
+
+impl ChangeLog for PostgresStore {
+    fn change_signal(&self) -> &ChangeSignal {
+        &self.signal
+    }
+
+    fn changes(&self, org: OrgId, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>> {
+        Box::pin(async move { self.with_retries(|_| self.changes_now(org, after, limit)).await })
+    }
+
+    fn publish_changes(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.with_retries(|_| self.publish_now()).await })
+    }
+
+    fn prune_changes(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
+        Box::pin(async move { self.with_retries(|_| self.prune_changes_now(before, limit)).await })
     }
 }

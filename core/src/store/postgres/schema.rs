@@ -8,72 +8,13 @@ use tokio_postgres::error::SqlState;
 use super::{Failure, PostgresStore};
 use crate::error::{Error, Result};
 
-/// Every migration, in order; the schema's version is how many have been applied. Never edit one that
-/// has shipped: add another.
+/// Every migration, in order (`migrations/NNNN_*.sql`); the schema's version is how many have been
+/// applied. Never edit one that has shipped: add another.
 const MIGRATIONS: &[&str] = &[
-    // 1: organisations, their API key hashes, and chatbots with their slug and listing indexes.
-    "CREATE TABLE organisations (
-        id UUID PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-    );
-    CREATE TABLE api_keys (
-        hash BYTEA PRIMARY KEY,
-        id UUID NOT NULL UNIQUE,
-        organisation_id UUID NOT NULL REFERENCES organisations (id),
-        prefix TEXT NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL,
-        last_used_at TIMESTAMPTZ
-    );
-    CREATE TABLE chatbots (
-        id UUID PRIMARY KEY,
-        organisation_id UUID NOT NULL REFERENCES organisations (id),
-        slug TEXT NOT NULL,
-        is_public BOOL NOT NULL,
-        active BOOL NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL,
-        updated_at TIMESTAMPTZ NOT NULL,
-        revision BIGINT NOT NULL,
-        config JSONB NOT NULL,
-        CONSTRAINT chatbots_slug_key UNIQUE (slug)
-    );
-    CREATE INDEX chatbots_listing ON chatbots (organisation_id, is_public, active, created_at DESC, id);",
-    // 2: idempotency keys, claimed in the same transaction as the write they belong to.
-    "CREATE TABLE idempotency_keys (
-        organisation_id UUID NOT NULL,
-        key TEXT NOT NULL,
-        fingerprint BYTEA NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL,
-        outcome JSONB NOT NULL,
-        PRIMARY KEY (organisation_id, key)
-    );
-    CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_at);",
-    // 3: avatar images, stored and removed in the same transaction as their chatbot's change.
-    "CREATE TABLE avatars (
-        id UUID PRIMARY KEY,
-        image_type TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        bytes BYTEA NOT NULL
-    );",
-    // 4: the change log: events inserted with their change, positioned once committed (see changes.rs).
-    "CREATE TABLE chatbotd_changes (
-        id BIGSERIAL PRIMARY KEY,
-        position BIGINT UNIQUE,
-        organisation_id UUID NOT NULL,
-        chatbot_id UUID NOT NULL,
-        kind TEXT NOT NULL,
-        revision BIGINT NOT NULL,
-        etag TEXT,
-        changed_at TIMESTAMPTZ NOT NULL
-    );
-    CREATE INDEX chatbotd_changes_unpublished ON chatbotd_changes (id) WHERE position IS NULL;
-    CREATE INDEX chatbotd_changes_by_organisation ON chatbotd_changes (organisation_id, position);
-    CREATE TABLE chatbotd_change_log (
-        singleton BOOL PRIMARY KEY DEFAULT true CHECK (singleton),
-        head BIGINT NOT NULL,
-        kept_from BIGINT NOT NULL
-    );
-    INSERT INTO chatbotd_change_log (singleton, head, kept_from) VALUES (true, 0, 1);",
+    include_str!("migrations/0001_organisations_keys_chatbots.sql"),
+    include_str!("migrations/0002_idempotency_keys.sql"),
+    include_str!("migrations/0003_avatars.sql"),
+    include_str!("migrations/0004_change_log.sql"),
 ];
 
 impl PostgresStore {

@@ -1,0 +1,145 @@
+//! Everything the database holds, out (one REPEATABLE READ snapshot, read a batch at a time while
+//! writes go on) and in (records stored as given).
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::avatar::StoredAvatar;
+use crate::chatbot::Chatbot;
+use crate::domain::OrgId;
+use crate::error::{Error, Result};
+use crate::store::{Archive, Organisation, Record, StoreFuture};
+
+use super::avatars::{AVATAR_COLUMNS, avatar_from_row, insert_avatar};
+use super::chatbots::{COLUMNS, Logged, chatbot_from_row, insert};
+use super::failure::Failure;
+use super::keys::{KEY_COLUMNS, key_from_row};
+use super::{PostgresStore, column};
+
+impl Archive for PostgresStore {
+    fn snapshot(&self) -> StoreFuture<'_, Box<dyn crate::store::Snapshot + '_>> {
+        Box::pin(async move {
+            let snapshot: Box<dyn crate::store::Snapshot + '_> = Box::new(PgSnapshot::take(self).await?);
+            Ok(snapshot)
+        })
+    }
+
+    fn import_organisation(&self, organisation: Organisation) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let id = self.with_retries(|_| self.ensure_org_now(&organisation.name, organisation.id)).await?;
+            if id == organisation.id {
+                Ok(())
+            } else {
+                Err(Error::storage(format!("another organisation is already called '{}'", organisation.name)))
+            }
+        })
+    }
+
+    fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let slug = chatbot.config.slug.clone();
+            let insert = || async { insert(&self.client().await?, &chatbot, &slug, Logged::No).await };
+            if self.with_retries(|_| insert()).await? {
+                Ok(())
+            } else {
+                Err(Error::SlugTaken { slug: slug.to_string() })
+            }
+        })
+    }
+
+    fn import_avatar(&self, avatar: StoredAvatar) -> StoreFuture<'_, ()> {
+        Box::pin(
+            async move { self.with_retries(|_| async { insert_avatar(&self.client().await?, &avatar).await }).await },
+        )
+    }
+}
+
+/// Chatbots read per batch of an export.
+pub(super) const EXPORT_BATCH: i64 = 500;
+
+/// Avatar images read per batch of an export (up to a megabyte each).
+pub(super) const AVATAR_EXPORT_BATCH: i64 = 8;
+
+/// A snapshot of the database: one REPEATABLE READ, READ ONLY transaction on a connection of its own,
+/// read in id order, a batch at a time.
+pub(super) struct PgSnapshot {
+    /// `None` once the transaction is committed (and the connection back in the pool).
+    client: Option<deadpool_postgres::Object>,
+    head_read: bool,
+    /// Whether every chatbot has been read (avatar images come next).
+    chatbots_read: bool,
+    /// The last chatbot, then the last avatar image, read.
+    after: Option<Uuid>,
+}
+
+impl PgSnapshot {
+    async fn take(store: &PostgresStore) -> Result<Self> {
+        let client = store.client().await.map_err(Failure::into_error)?;
+        // The snapshot is taken by the transaction's first statement.
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT 1")
+            .await
+            .map_err(|err| Failure::from(err).into_error())?;
+        Ok(PgSnapshot { client: Some(client), head_read: false, chatbots_read: false, after: None })
+    }
+
+    async fn next_now(&mut self) -> Result<Option<Vec<Record>>, Failure> {
+        let Some(client) = &self.client else { return Ok(None) };
+        let mut batch = Vec::new();
+        if !self.head_read {
+            self.head_read = true;
+            for row in client.query("SELECT id, name FROM organisations ORDER BY id", &[]).await? {
+                batch.push(Record::Organisation(Organisation {
+                    id: OrgId::from_uuid(column(&row, 0)?),
+                    name: column(&row, 1)?,
+                }));
+            }
+            let keys = format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id");
+            for row in client.query(&keys, &[]).await? {
+                batch.push(Record::ApiKey(key_from_row(&row)?));
+            }
+            return Ok(Some(batch));
+        }
+        if !self.chatbots_read {
+            let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2");
+            let rows = client.query(&sql, &[&self.after, &EXPORT_BATCH]).await?;
+            for row in &rows {
+                let chatbot = chatbot_from_row(row)?;
+                self.after = Some(*chatbot.id.as_uuid());
+                batch.push(Record::Chatbot(Box::new(chatbot)));
+            }
+            if rows.len() < EXPORT_BATCH as usize {
+                (self.chatbots_read, self.after) = (true, None);
+            }
+            return Ok(Some(batch));
+        }
+        let sql =
+            &format!("SELECT {AVATAR_COLUMNS} FROM avatars WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2");
+        let rows = client.query(sql, &[&self.after, &AVATAR_EXPORT_BATCH]).await?;
+        for row in &rows {
+            let avatar = avatar_from_row(row)?;
+            self.after = Some(*avatar.reference.id.as_uuid());
+            batch.push(Record::Avatar(avatar));
+        }
+        if rows.len() < AVATAR_EXPORT_BATCH as usize {
+            client.batch_execute("COMMIT").await?;
+            self.client = None;
+        }
+        Ok(Some(batch))
+    }
+}
+
+impl crate::store::Snapshot for PgSnapshot {
+    fn next_batch(&mut self) -> StoreFuture<'_, Option<Vec<Record>>> {
+        Box::pin(async move { self.next_now().await.map_err(Failure::into_error) })
+    }
+}
+
+impl Drop for PgSnapshot {
+    fn drop(&mut self) {
+        // Left mid-transaction: close the connection rather than hand it back to the pool in one.
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}

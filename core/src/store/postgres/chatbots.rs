@@ -1,0 +1,400 @@
+//! The `chatbots` table: records with their slug and listing indexes, written with their change-log
+//! event, their avatar and their idempotency claim in one transaction.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use crate::avatar::{AvatarRef, StoredAvatar};
+use crate::changes::{ChangeKind, ChatbotEvent};
+use crate::chatbot::{Chatbot, ChatbotConfig};
+use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
+use crate::error::{Error, Result};
+use crate::idempotency::{Outcome, Written};
+use crate::rules::SlugChoice;
+use crate::store::{
+    ChatbotDeletion, ChatbotStore, ChatbotUpdate, Filter, Listing, NewChatbot, PageCursor, StoreFuture, slug_candidates,
+};
+
+use super::avatars::{AVATAR_COLUMNS, avatar_from_row, replace_avatar};
+use super::claims::{check_claim, record_claim};
+use super::failure::Failure;
+use super::{PostgresStore, changes, column};
+
+/// How many derived-slug candidates are looked up in one query.
+pub(super) const SLUG_BATCH: usize = 64;
+/// The columns a chatbot is read from, in [`chatbot_from_row`]'s order.
+pub(super) const COLUMNS: &str = "id, organisation_id, config, created_at, updated_at, revision";
+
+/// A chatbot from a row of [`COLUMNS`]; its configuration is re-checked by the types' own parsers.
+pub(super) fn chatbot_from_row(row: &Row) -> Result<Chatbot> {
+    let Json(config): Json<ChatbotConfig> = column(row, 2)?;
+    Ok(Chatbot {
+        id: ChatbotId::from_uuid(column(row, 0)?),
+        organization_id: OrgId::from_uuid(column(row, 1)?),
+        config,
+        created_at: Timestamp::from_datetime(column(row, 3)?),
+        updated_at: Timestamp::from_datetime(column(row, 4)?),
+        revision: u64::try_from(column::<i64>(row, 5)?).map_err(Error::storage)?,
+    })
+}
+
+/// The revision as stored.
+pub(super) fn revision(chatbot: &Chatbot) -> Result<i64> {
+    i64::try_from(chatbot.revision).map_err(Error::storage)
+}
+
+impl PostgresStore {
+    async fn create_attempt(&self, new: &NewChatbot, attempt: u32) -> Result<Written<Chatbot>, Failure> {
+        let mut client = self.client().await?;
+        let Some(claim) = &new.claim else {
+            // Without a key, one statement: nothing to make atomic beyond it.
+            return Ok(Written::fresh(insert_resolving_slug(&client, new).await?));
+        };
+        let org = new.chatbot.organization_id;
+        let tx = client.transaction().await?;
+        if let Some(outcome) = check_claim(&tx, org, claim).await? {
+            return Ok(outcome.replayed_chatbot()?);
+        }
+        let chatbot = insert_resolving_slug(&tx, new).await?;
+        record_claim(&tx, org, claim, Outcome::Chatbot(Box::new(chatbot.clone()))).await?;
+        self.maybe_inject_failure(&tx, attempt).await?;
+        tx.commit().await?;
+        Ok(Written::fresh(chatbot))
+    }
+
+    /// The stored chatbot, locked for this transaction, if `org` owns it and it has `expected_etag`.
+    async fn lock_owned(
+        tx: &deadpool_postgres::Transaction<'_>,
+        org: OrgId,
+        id: ChatbotId,
+        expected_etag: Option<&str>,
+    ) -> Result<Chatbot, Failure> {
+        let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2 FOR UPDATE");
+        let statement = tx.prepare_cached(&sql).await?;
+        let row = tx.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await?.ok_or(Error::NotFound)?;
+        let current = chatbot_from_row(&row)?;
+        current.check_etag(expected_etag)?;
+        Ok(current)
+    }
+
+    async fn update_attempt(&self, update: &ChatbotUpdate, attempt: u32) -> Result<Written<Chatbot>, Failure> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if let Some(claim) = &update.claim
+            && let Some(outcome) = check_claim(&tx, update.org, claim).await?
+        {
+            return Ok(outcome.replayed_chatbot()?);
+        }
+        let current = Self::lock_owned(&tx, update.org, update.id, None).await?;
+        let (mut next, slug) = update.apply(&current)?;
+        next.config.slug = match slug {
+            SlugChoice::Kept | SlugChoice::Exact => next.config.slug,
+            SlugChoice::Derived => first_free_slug(&tx, &next.config.slug, Some(next.id))
+                .await?
+                .ok_or_else(|| Error::SlugTaken { slug: next.config.slug.to_string() })?,
+        };
+        let statement = tx
+            .prepare_cached(
+                "UPDATE chatbots SET slug = $3, is_public = $4, active = $5, updated_at = $6, revision = $7, config = $8
+                 WHERE id = $1 AND revision = $2",
+            )
+            .await?;
+        let config = &next.config;
+        let changed = tx
+            .execute(
+                &statement,
+                &[
+                    next.id.as_uuid(),
+                    &revision(&current)?,
+                    &config.slug.as_str(),
+                    &config.is_public,
+                    &config.active,
+                    &next.updated_at.to_datetime(),
+                    &revision(&next)?,
+                    &Json(config),
+                ],
+            )
+            .await;
+        match changed {
+            Ok(1) => {}
+            Ok(_) => return Err(Failure::Fail(Error::storage("a locked chatbot changed under its lock"))),
+            Err(err) if is_slug_conflict(&err) => {
+                return Err(match slug {
+                    // A derived slug found free was taken since: look again.
+                    SlugChoice::Derived => Failure::retry(&err),
+                    SlugChoice::Kept | SlugChoice::Exact => {
+                        Failure::Fail(Error::SlugTaken { slug: config.slug.to_string() })
+                    }
+                });
+            }
+            Err(err) => return Err(err.into()),
+        }
+        let (before, after) = (current.config.settings.avatar, next.config.settings.avatar);
+        replace_avatar(&tx, before, after, update.avatar.as_ref()).await?;
+        changes::log(&tx, &ChatbotEvent::of(ChangeKind::Updated, &next)).await?;
+        if let Some(claim) = &update.claim {
+            record_claim(&tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone()))).await?;
+        }
+        self.maybe_inject_failure(&tx, attempt).await?;
+        tx.commit().await?;
+        Ok(Written::fresh(next))
+    }
+
+    async fn delete_attempt(&self, deletion: &ChatbotDeletion, attempt: u32) -> Result<Written<()>, Failure> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if let Some(claim) = &deletion.claim
+            && let Some(outcome) = check_claim(&tx, deletion.org, claim).await?
+        {
+            return Ok(outcome.replayed_deletion()?);
+        }
+        let current = Self::lock_owned(&tx, deletion.org, deletion.id, deletion.expected_etag.as_deref()).await?;
+        let statement = tx.prepare_cached("DELETE FROM chatbots WHERE id = $1").await?;
+        tx.execute(&statement, &[current.id.as_uuid()]).await?;
+        replace_avatar(&tx, current.config.settings.avatar, None, None).await?;
+        changes::log(&tx, &ChatbotEvent::of(ChangeKind::Deleted, &current)).await?;
+        if let Some(claim) = &deletion.claim {
+            record_claim(&tx, deletion.org, claim, Outcome::Deleted).await?;
+        }
+        self.maybe_inject_failure(&tx, attempt).await?;
+        tx.commit().await?;
+        Ok(Written::fresh(()))
+    }
+
+    async fn list_now(
+        &self,
+        org: OrgId,
+        filter: Filter,
+        after: Option<PageCursor>,
+        limit: usize,
+    ) -> Result<Listing, Failure> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&list_sql(filter, after.is_some())).await?;
+        // One more than the page, to know whether more follow.
+        let fetch = i64::try_from(limit + 1).map_err(Error::storage)?;
+        let rows = match after {
+            Some(cursor) => {
+                let at = cursor.created_at().to_datetime();
+                client.query(&statement, &[org.as_uuid(), &at, cursor.id().as_uuid(), &fetch]).await?
+            }
+            None => client.query(&statement, &[org.as_uuid(), &fetch]).await?,
+        };
+        let mut items = rows.iter().map(chatbot_from_row).collect::<Result<Vec<_>>>()?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Ok(Listing { items, more })
+    }
+}
+
+impl ChatbotStore for PostgresStore {
+    fn create(&self, new: NewChatbot) -> StoreFuture<'_, Written<Chatbot>> {
+        Box::pin(async move { self.written(self.with_retries(|attempt| self.create_attempt(&new, attempt)).await) })
+    }
+
+    fn get(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, Chatbot> {
+        Box::pin(async move {
+            self.with_retries(|_| async {
+                let client = self.client().await?;
+                let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2");
+                let statement = client.prepare_cached(&sql).await?;
+                let row = client.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await?.ok_or(Error::NotFound)?;
+                Ok(chatbot_from_row(&row)?)
+            })
+            .await
+        })
+    }
+
+    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>> {
+        let slug = slug.as_str().to_owned();
+        Box::pin(async move {
+            self.with_retries(|_| async {
+                let client = self.client().await?;
+                let statement = client
+                    .prepare_cached(&format!("SELECT {COLUMNS} FROM chatbots WHERE slug = $1 AND is_public AND active"))
+                    .await?;
+                let row = client.query_opt(&statement, &[&slug]).await?;
+                Ok(row.map(|row| chatbot_from_row(&row)).transpose()?)
+            })
+            .await
+        })
+    }
+
+    fn list(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> StoreFuture<'_, Listing> {
+        Box::pin(async move { self.with_retries(|_| self.list_now(org, filter, after, limit)).await })
+    }
+
+    fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Written<Chatbot>> {
+        Box::pin(async move { self.written(self.with_retries(|attempt| self.update_attempt(&update, attempt)).await) })
+    }
+
+    fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, Written<()>> {
+        Box::pin(
+            async move { self.written(self.with_retries(|attempt| self.delete_attempt(&deletion, attempt)).await) },
+        )
+    }
+
+    fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>> {
+        Box::pin(async move {
+            self.with_retries(|_| async {
+                let client = self.client().await?;
+                let statement =
+                    client.prepare_cached(&format!("SELECT {AVATAR_COLUMNS} FROM avatars WHERE id = $1")).await?;
+                let row = client.query_opt(&statement, &[reference.id.as_uuid()]).await?;
+                Ok(row.map(|row| avatar_from_row(&row)).transpose()?)
+            })
+            .await
+        })
+    }
+}
+
+/// The first of `wanted`, `wanted-1`, `wanted-2`... that no chatbot but `owner` has, looked up
+/// [`SLUG_BATCH`] at a time; `None` when every candidate ([`slug_candidates`]) is taken.
+pub(super) async fn first_free_slug(
+    client: &impl GenericClient,
+    wanted: &Slug,
+    owner: Option<ChatbotId>,
+) -> Result<Option<Slug>, Failure> {
+    let owner = owner.map(|id| *id.as_uuid()).unwrap_or_else(Uuid::nil);
+    let statement = client.prepare_cached("SELECT slug FROM chatbots WHERE slug = ANY($1) AND id <> $2").await?;
+    let mut all = slug_candidates(wanted, SlugChoice::Derived).peekable();
+    while all.peek().is_some() {
+        let candidates: Vec<Slug> = all.by_ref().take(SLUG_BATCH).collect();
+        let names: Vec<&str> = candidates.iter().map(Slug::as_str).collect();
+        let taken: Vec<String> = client
+            .query(&statement, &[&names, &owner])
+            .await?
+            .iter()
+            .map(|row| column(row, 0))
+            .collect::<Result<_>>()?;
+        if let Some(free) = candidates.into_iter().find(|slug| !taken.iter().any(|t| t == slug.as_str())) {
+            return Ok(Some(free));
+        }
+    }
+    Ok(None)
+}
+
+/// Inserts `chatbot` with `slug` unless the slug is taken; whether it did.
+pub(super) async fn insert(
+    client: &impl GenericClient,
+    chatbot: &Chatbot,
+    slug: &Slug,
+    logged: Logged,
+) -> Result<bool, Failure> {
+    let sql = match logged {
+        Logged::No => {
+            "INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING"
+        }
+        // One statement, so that a create stays one round trip: its event exactly when it is inserted.
+        Logged::Yes => {
+            "WITH inserted AS (
+                INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING RETURNING id
+             )
+             INSERT INTO chatbotd_changes (organisation_id, chatbot_id, kind, revision, etag, changed_at)
+             SELECT $2, id, 'created', $8, $10, $7 FROM inserted"
+        }
+    };
+    let statement = client.prepare_cached(sql).await?;
+    let config = &chatbot.config;
+    let (created, updated) = (chatbot.created_at.to_datetime(), chatbot.updated_at.to_datetime());
+    let (revision, etag) = (revision(chatbot)?, chatbot.etag());
+    let stored = Json(ChatbotConfig { slug: slug.clone(), ..config.clone() });
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+        chatbot.id.as_uuid(),
+        chatbot.organization_id.as_uuid(),
+        &slug.as_str(),
+        &config.is_public,
+        &config.active,
+        &created,
+        &updated,
+        &revision,
+        &stored,
+        &etag,
+    ];
+    let given = if logged == Logged::Yes { &params[..] } else { &params[..9] };
+    let inserted = client.execute(&statement, given).await?;
+    Ok(inserted == 1)
+}
+
+/// Whether an insert adds its event to the change log (a create) or not (an import).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Logged {
+    Yes,
+    No,
+}
+
+/// Inserts a new chatbot, resolving its slug as the proposal says; returns it as stored.
+pub(super) async fn insert_resolving_slug(client: &impl GenericClient, new: &NewChatbot) -> Result<Chatbot, Failure> {
+    let wanted = &new.chatbot.config.slug;
+    let taken = || Failure::Fail(Error::SlugTaken { slug: wanted.to_string() });
+    // Each lost race means another chatbot just took a candidate; a few are plenty.
+    for _ in 0..16 {
+        let slug = match new.slug {
+            SlugChoice::Kept | SlugChoice::Exact => wanted.clone(),
+            SlugChoice::Derived => first_free_slug(client, wanted, None).await?.ok_or_else(taken)?,
+        };
+        // The unique index decides between concurrent creates.
+        if insert(client, &new.chatbot, &slug, Logged::Yes).await? {
+            let mut chatbot = new.chatbot.clone();
+            chatbot.config.slug = slug;
+            return Ok(chatbot);
+        }
+        if new.slug != SlugChoice::Derived {
+            break;
+        }
+    }
+    Err(taken())
+}
+
+/// Whether `err` is the unique slug index refusing a slug.
+pub(super) fn is_slug_conflict(err: &tokio_postgres::Error) -> bool {
+    err.as_db_error()
+        .is_some_and(|db| *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some("chatbots_slug_key"))
+}
+
+/// The listing query for `filter`: per flag combination, an index scan of at most the page in listing
+/// order (newest first, ties by ascending id), after the cursor when there is one; the scans merged
+/// with `UNION ALL` and cut to the page. Parameters: `$1` organisation, then (with a cursor) `$2` its
+/// creation time and `$3` its id, then the row limit.
+pub(super) fn list_sql(filter: Filter, with_cursor: bool) -> String {
+    let (after, limit) =
+        if with_cursor { (" AND (created_at < $2 OR (created_at = $2 AND id > $3))", "$4") } else { ("", "$2") };
+    let scans: Vec<String> = filter
+        .flag_combinations()
+        .into_iter()
+        .map(|(is_public, active)| {
+            format!(
+                "(SELECT id, created_at FROM chatbots \
+                 WHERE organisation_id = $1 AND is_public = {is_public} AND active = {active}{after} \
+                 ORDER BY created_at DESC, id LIMIT {limit})"
+            )
+        })
+        .collect();
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+    format!(
+        "SELECT {} FROM ({}) AS page JOIN chatbots AS c ON c.id = page.id \
+         ORDER BY page.created_at DESC, page.id LIMIT {limit}",
+        columns.join(", "),
+        scans.join(" UNION ALL ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_scans_one_range_per_flag_combination() {
+        let all = list_sql(Filter::default(), false);
+        assert_eq!(all.matches("UNION ALL").count(), 3);
+        assert!(all.ends_with("LIMIT $2"));
+        let one = list_sql(Filter { is_public: Some(true), active: Some(false) }, true);
+        assert_eq!(one.matches("UNION ALL").count(), 0);
+        assert!(one.contains("is_public = true AND active = false AND (created_at < $2"));
+        assert!(one.ends_with("LIMIT $4"));
+    }
+}
