@@ -71,6 +71,26 @@ pub enum Error {
 }
 
 impl Error {
+    /// The stable, machine-readable code of this kind of error, as both faces send it (REST's
+    /// `error.code`, gRPC's `ErrorInfo.reason`): one spelling for both.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Invalid { .. } | Error::NothingToUpdate => "invalid_argument",
+            Error::Unauthenticated => "unauthenticated",
+            Error::NotFound => "not_found",
+            Error::SlugTaken { .. } => "slug_taken",
+            Error::EtagMismatch => "etag_mismatch",
+            Error::ImageTooLarge { .. } => "payload_too_large",
+            Error::UnsupportedImage => "unsupported_media_type",
+            Error::ResyncRequired => "resync_required",
+            Error::TooManyWatchers { .. } => "too_many_watchers",
+            Error::IdempotencyKeyReused => "idempotency_key_reused",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Unavailable(_) => "unavailable",
+            Error::Storage(_) => "internal",
+        }
+    }
+
     /// An [`Error::Invalid`] with a single violation.
     pub fn invalid(violation: Violation) -> Self {
         Error::Invalid { violations: vec![violation] }

@@ -29,41 +29,41 @@ pub(crate) fn to_status(err: Error) -> Status {
     let mut violations = Vec::new();
     let mut retry = None;
     let mut message = err.to_string();
-    let (code, reason) = match err {
+    let reason = err.reason();
+    let code = match err {
         Error::Invalid { violations: found } => {
             violations = found;
-            (Code::InvalidArgument, "invalid_argument")
+            Code::InvalidArgument
         }
         Error::NothingToUpdate => {
             violations.push(Violation::new("update_mask", ViolationCode::Required, "names no field to change"));
-            (Code::InvalidArgument, "invalid_argument")
+            Code::InvalidArgument
         }
-        Error::Unauthenticated => (Code::Unauthenticated, "unauthenticated"),
-        Error::NotFound => (Code::NotFound, "not_found"),
+        Error::Unauthenticated => Code::Unauthenticated,
+        Error::NotFound => Code::NotFound,
         Error::SlugTaken { slug } => {
             metadata.insert("slug".to_owned(), slug);
-            (Code::AlreadyExists, "slug_taken")
+            Code::AlreadyExists
         }
-        Error::EtagMismatch => (Code::Aborted, "etag_mismatch"),
-        Error::ResyncRequired => (Code::FailedPrecondition, "resync_required"),
-        Error::TooManyWatchers { .. } => (Code::ResourceExhausted, "too_many_watchers"),
-        Error::ImageTooLarge { .. } => (Code::ResourceExhausted, "payload_too_large"),
-        Error::UnsupportedImage => (Code::InvalidArgument, "unsupported_media_type"),
-        Error::IdempotencyKeyReused => (Code::FailedPrecondition, "idempotency_key_reused"),
+        Error::EtagMismatch => Code::Aborted,
+        Error::ResyncRequired => Code::FailedPrecondition,
+        Error::TooManyWatchers { .. } | Error::ImageTooLarge { .. } => Code::ResourceExhausted,
+        Error::UnsupportedImage => Code::InvalidArgument,
+        Error::IdempotencyKeyReused => Code::FailedPrecondition,
         Error::RateLimited { retry_after, .. } => {
             retry = Some(retry_after);
-            (Code::ResourceExhausted, "rate_limited")
+            Code::ResourceExhausted
         }
         Error::Unavailable(source) => {
             tracing::warn!(error = %source, "the store is unavailable");
             message = "the store is unavailable right now; retry later".to_owned();
-            (Code::Unavailable, "unavailable")
+            Code::Unavailable
         }
         Error::Storage(source) => {
             // The cause stays in the log; the client learns only that it was not its fault.
             tracing::error!(error = %source, "storage failure");
             message = "the service could not complete the request; the cause has been logged".to_owned();
-            (Code::Internal, "internal")
+            Code::Internal
         }
     };
     let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);

@@ -115,50 +115,42 @@ impl ApiError {
         let mut violations: Vec<Violation> = Vec::new();
         let mut rate_limited = None;
         let (status, code, message) = match self {
-            ApiError::Core(Error::Invalid { violations: found }) => {
-                let fields: Vec<&str> = found.iter().map(|v| v.field.as_str()).collect();
-                let message = format!("the request is invalid: check {}", fields.join(", "));
-                violations = found;
-                (StatusCode::BAD_REQUEST, "invalid_argument", message)
-            }
-            ApiError::Core(Error::NothingToUpdate) => {
-                (StatusCode::BAD_REQUEST, "invalid_argument", "the body names no field to change".to_owned())
-            }
-            ApiError::Core(err @ Error::Unauthenticated) => {
-                (StatusCode::UNAUTHORIZED, "unauthenticated", err.to_string())
-            }
-            ApiError::Core(err @ Error::NotFound) => (StatusCode::NOT_FOUND, "not_found", err.to_string()),
-            ApiError::Core(err @ Error::SlugTaken { .. }) => (StatusCode::CONFLICT, "slug_taken", err.to_string()),
-            ApiError::Core(err @ Error::EtagMismatch) => {
-                (StatusCode::PRECONDITION_FAILED, "etag_mismatch", err.to_string())
-            }
-            ApiError::Core(err @ Error::ImageTooLarge { .. }) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", err.to_string())
-            }
-            ApiError::Core(err @ Error::UnsupportedImage) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", err.to_string())
-            }
-            ApiError::Core(err @ Error::IdempotencyKeyReused) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", err.to_string())
-            }
-            ApiError::Core(err @ Error::RateLimited { limit, retry_after }) => {
-                rate_limited = Some((limit, retry_after));
-                (StatusCode::TOO_MANY_REQUESTS, "rate_limited", err.to_string())
-            }
-            ApiError::Core(err @ Error::TooManyWatchers { .. }) => {
-                (StatusCode::TOO_MANY_REQUESTS, "too_many_watchers", err.to_string())
-            }
-            ApiError::Core(err @ Error::ResyncRequired) => (StatusCode::GONE, "resync_required", err.to_string()),
-            ApiError::Core(Error::Unavailable(source)) => {
-                tracing::warn!(error = %source, "the store is unavailable");
-                let message = "the store is unavailable right now; retry later";
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message.to_owned())
-            }
-            ApiError::Core(Error::Storage(source)) => {
-                // The cause stays in the log; the client learns only that it was not its fault.
-                tracing::error!(error = %source, "storage failure");
-                let message = "the service could not complete the request; the cause has been logged";
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", message.to_owned())
+            ApiError::Core(err) => {
+                let code = err.reason();
+                let said = err.to_string();
+                let (status, message) = match err {
+                    Error::Invalid { violations: found } => {
+                        let fields: Vec<&str> = found.iter().map(|v| v.field.as_str()).collect();
+                        let message = format!("the request is invalid: check {}", fields.join(", "));
+                        violations = found;
+                        (StatusCode::BAD_REQUEST, message)
+                    }
+                    Error::NothingToUpdate => (StatusCode::BAD_REQUEST, "the body names no field to change".to_owned()),
+                    Error::Unavailable(source) => {
+                        tracing::warn!(error = %source, "the store is unavailable");
+                        (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable right now; retry later".to_owned())
+                    }
+                    Error::Storage(source) => {
+                        // The cause stays in the log; the client learns only that it was not its fault.
+                        tracing::error!(error = %source, "storage failure");
+                        let message = "the service could not complete the request; the cause has been logged";
+                        (StatusCode::INTERNAL_SERVER_ERROR, message.to_owned())
+                    }
+                    Error::RateLimited { limit, retry_after } => {
+                        rate_limited = Some((limit, retry_after));
+                        (StatusCode::TOO_MANY_REQUESTS, said)
+                    }
+                    Error::Unauthenticated => (StatusCode::UNAUTHORIZED, said),
+                    Error::NotFound => (StatusCode::NOT_FOUND, said),
+                    Error::SlugTaken { .. } => (StatusCode::CONFLICT, said),
+                    Error::EtagMismatch => (StatusCode::PRECONDITION_FAILED, said),
+                    Error::ImageTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, said),
+                    Error::UnsupportedImage => (StatusCode::UNSUPPORTED_MEDIA_TYPE, said),
+                    Error::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, said),
+                    Error::TooManyWatchers { .. } => (StatusCode::TOO_MANY_REQUESTS, said),
+                    Error::ResyncRequired => (StatusCode::GONE, said),
+                };
+                (status, code, message)
             }
             ApiError::MalformedJson(err) => {
                 let message =
