@@ -28,19 +28,19 @@ impl Registry {
         self.0
     }
 
-    /// See [`crate::Registry::authenticate`].
+    /// See [`crate::Admission::authenticate`].
     pub fn authenticate(&self, api_key: &str) -> Result<OrgId> {
-        block_on(self.0.authenticate(api_key))
+        block_on(self.0.admission().authenticate(api_key))
     }
 
-    /// See [`crate::Registry::create_api_key`].
+    /// See [`crate::Admission::create_api_key`].
     pub fn create_api_key(&self, org_name: &str) -> Result<(OrgId, ApiKey)> {
-        block_on(self.0.create_api_key(org_name))
+        block_on(self.0.admission().create_api_key(org_name))
     }
 
-    /// See [`crate::Registry::add_api_key`].
+    /// See [`crate::Admission::add_api_key`].
     pub fn add_api_key(&self, org_name: &str, key: &ApiKey) -> Result<OrgId> {
-        block_on(self.0.add_api_key(org_name, key))
+        block_on(self.0.admission().add_api_key(org_name, key))
     }
 
     /// See [`crate::Registry::create`].

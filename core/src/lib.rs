@@ -17,6 +17,7 @@
 //! # Ok::<(), chatbot_core::Error>(())
 //! ```
 
+pub mod admission;
 mod auth;
 pub mod avatar;
 pub mod blocking;
@@ -30,7 +31,10 @@ pub mod idempotency;
 mod registry;
 mod rules;
 pub mod store;
+pub mod transfer;
+pub mod watching;
 
+pub use admission::Admission;
 pub use auth::{ApiKey, ApiKeyInfo, KeyHash};
 pub use avatar::{AvatarImage, AvatarRef, StoredAvatar};
 pub use catalog::{Field, FieldMask, Form, Kind, Limit, Slot, Spec, Value};
@@ -42,9 +46,11 @@ pub use chatbot::{
 pub use domain::{ChatbotId, KeyId, OrgId, Rejection, Timestamp};
 pub use error::{Error, Result, Violation, ViolationCode};
 pub use idempotency::{IdempotencyKey, Written};
-pub use registry::{DEFAULT_MAX_WATCHERS, DEFAULT_MAX_WATCHERS_PER_ORG, ListQuery, Page, Registry, Watch};
+pub use registry::{ListQuery, Page, Registry, RegistryOptions};
 pub use rules::{AllowList, Proposal, Rules, SlugChoice, defaults};
 pub use store::{Organisation, PageCursor, Record, Snapshot, Store};
+pub use transfer::Transfer;
+pub use watching::{DEFAULT_MAX_WATCHERS, DEFAULT_MAX_WATCHERS_PER_ORG, Watch, Watching};
 
 /// Whether a client's request id (REST `x-request-id`, gRPC metadata of the same name) is one to keep:
 /// 1 to 128 printable ASCII characters. Another is replaced by one the service makes up.

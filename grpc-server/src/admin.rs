@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chatbot_core::fair_use::AdminDoor;
-use chatbot_core::{ApiKeyInfo, Error, KeyHash, KeyId, Registry};
+use chatbot_core::{Admission, ApiKeyInfo, Error, KeyHash, KeyId, Transfer};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -19,11 +19,12 @@ use crate::status::{admin_refused, to_status};
 /// The metadata entry that carries the admin token.
 pub const ADMIN_TOKEN_METADATA: &str = "x-admin-token";
 
-/// The admin service over a shared [`Registry`]; it refuses every call unless built with a token, and
-/// then every call without that token.
+/// The admin service over what it needs of the core (keys, exports); it refuses every call unless built
+/// with a token, and then every call without that token.
 #[derive(Clone)]
 pub struct AdminApi {
-    registry: Arc<Registry>,
+    admission: Arc<Admission>,
+    transfer: Arc<Transfer>,
     /// The SHA-256 of the token: compared digest to digest, so the comparison says nothing of the token.
     token: Option<KeyHash>,
     /// Shuts out the client addresses that guess.
@@ -35,10 +36,11 @@ pub struct AdminApi {
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 impl AdminApi {
-    /// The admin service over `registry`, open to callers presenting `token` (to none without one).
-    pub fn new(registry: Arc<Registry>, token: Option<&str>) -> Self {
+    /// The admin service over `admission` (keys) and `transfer` (exports), open to callers presenting
+    /// `token` (to none without one).
+    pub fn new(admission: Arc<Admission>, transfer: Arc<Transfer>, token: Option<&str>) -> Self {
         let token = token.filter(|t| !t.is_empty()).map(KeyHash::of);
-        AdminApi { registry, token, door: Arc::new(AdminDoor::new()) }
+        AdminApi { admission, transfer, token, door: Arc::new(AdminDoor::new()) }
     }
 
     fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -90,7 +92,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<Organisation>, Status> {
         self.check(&request)?;
         let name = request.into_inner().name;
-        let id = self.registry.create_organisation(&name).await.map_err(to_status)?;
+        let id = self.admission.create_organisation(&name).await.map_err(to_status)?;
         Ok(Response::new(Organisation { id: id.to_string(), name }))
     }
 
@@ -100,7 +102,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<CreateApiKeyResponse>, Status> {
         self.check(&request)?;
         let organisation = request.into_inner().organisation;
-        let (info, key) = self.registry.issue_api_key(&organisation).await.map_err(to_status)?;
+        let (info, key) = self.admission.issue_api_key(&organisation).await.map_err(to_status)?;
         Ok(Response::new(CreateApiKeyResponse {
             key: Some(api_key(&info, organisation)),
             secret: key.expose().to_owned(),
@@ -114,14 +116,14 @@ impl AdminService for AdminApi {
         self.check(&request)?;
         let organisation = request.into_inner().organisation;
         let filter = (!organisation.is_empty()).then_some(organisation.as_str());
-        let keys = self.registry.list_api_keys(filter).await.map_err(to_status)?;
+        let keys = self.admission.list_api_keys(filter).await.map_err(to_status)?;
         Ok(Response::new(ListApiKeysResponse { keys: keys.into_iter().map(|(key, org)| api_key(&key, org)).collect() }))
     }
 
     async fn revoke_api_key(&self, request: Request<RevokeApiKeyRequest>) -> Result<Response<()>, Status> {
         self.check(&request)?;
         let id: KeyId = request.into_inner().id.parse().map_err(|_| to_status(Error::NotFound))?;
-        self.registry.revoke_api_key(id).await.map_err(to_status)?;
+        self.admission.revoke_api_key(id).await.map_err(to_status)?;
         Ok(Response::new(()))
     }
 
@@ -130,10 +132,10 @@ impl AdminService for AdminApi {
     async fn export(&self, request: Request<ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
         self.check(&request)?;
         let (chunks, stream) = tokio::sync::mpsc::channel(4);
-        let registry = Arc::clone(&self.registry);
+        let transfer = Arc::clone(&self.transfer);
         tokio::spawn(async move {
             let failed = |err: Error| Err(to_status(err));
-            let mut snapshot = match registry.snapshot().await {
+            let mut snapshot = match transfer.snapshot().await {
                 Ok(snapshot) => snapshot,
                 Err(err) => return drop(chunks.send(failed(err)).await),
             };

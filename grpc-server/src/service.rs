@@ -53,7 +53,7 @@ impl ChatbotApi {
     async fn authenticate<T>(&self, request: &Request<T>) -> Result<OrgId, Status> {
         let key = request.metadata().get(API_KEY_METADATA).and_then(|v| v.to_str().ok());
         let client = request.remote_addr().map(|addr| addr.ip());
-        let org = self.registry.admit(key, client).await.0.map_err(to_status)?;
+        let org = self.registry.admission().admit(key, client).await.0.map_err(to_status)?;
         tracing::Span::current().record("org", tracing::field::display(org));
         Ok(org)
     }
@@ -117,7 +117,7 @@ impl ChatbotService for ChatbotApi {
             "" => None,
             token => Some(ResumeToken::parse(token).map_err(|r| invalid("resume_token", r))?),
         };
-        let watch = self.registry.watch(org, resume).await.map_err(to_status)?;
+        let watch = self.registry.watching().watch(org, resume).await.map_err(to_status)?;
         let changes = watch.map(|item| item.map(convert::change).map_err(to_status));
         let mut every = tokio::time::interval(self.heartbeat);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -104,7 +104,7 @@ pub(crate) async fn events(
             Some(parsed)
         }
     };
-    let items: BoxStream<'static, Result<ChatbotEvent, Error>> = match registry.watch(org, resume).await {
+    let items: BoxStream<'static, Result<ChatbotEvent, Error>> = match registry.watching().watch(org, resume).await {
         Ok(watch) => watch,
         Err(err @ Error::ResyncRequired) => stream::iter([Err(err)]).boxed(),
         Err(err) => return Err(err.into()),

@@ -217,7 +217,7 @@ pub fn access_log(response: &axum::http::Response<axum::body::Body>, latency: Du
 pub async fn admit(State(registry): State<Arc<Registry>>, mut request: Request, next: Next) -> Response {
     let key = request.headers().get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
     let client = request.extensions().get::<ClientAddr>().map(|addr| addr.0.ip());
-    let (admitted, allowance) = registry.admit(key, client).await;
+    let (admitted, allowance) = registry.admission().admit(key, client).await;
     let mut response = match admitted {
         Ok(org) => {
             Span::current().record("org", tracing::field::display(org));

@@ -71,7 +71,7 @@ async fn no_content() -> StatusCode {
 /// Lets a request in within its client address's public limit (429 `rate_limited` past it).
 async fn admit_public(State(registry): State<Arc<Registry>>, request: Request, next: Next) -> Response {
     let client = request.extensions().get::<ClientAddr>().map(|addr| addr.0.ip());
-    let (admitted, allowance) = registry.admit_public(client);
+    let (admitted, allowance) = registry.admission().admit_public(client);
     let mut response = match admitted {
         Ok(()) => next.run(request).await,
         Err(err) => ApiError::from(err).into_response(),

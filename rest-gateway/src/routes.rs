@@ -135,7 +135,7 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
 /// The answer to a request no route takes (`answer`: 404 or 405), once it has passed its client
 /// address's limit like any request without a key (429 past it).
 fn unrouted(registry: &Registry, client: Option<Extension<layers::ClientAddr>>, answer: ApiError) -> ApiError {
-    match registry.admit_unrouted(client.map(|Extension(addr)| addr.0.ip())) {
+    match registry.admission().admit_unrouted(client.map(|Extension(addr)| addr.0.ip())) {
         Ok(()) => answer,
         Err(err) => err.into(),
     }

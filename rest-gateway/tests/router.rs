@@ -20,7 +20,7 @@ struct Router {
 async fn router() -> Router {
     let dir = tempfile::tempdir().expect("a temp dir");
     let registry = Registry::open(dir.path(), Rules::default()).expect("the store opens");
-    registry.add_api_key("default", &ApiKey::from_secret(KEY)).await.expect("the key is added");
+    registry.admission().add_api_key("default", &ApiKey::from_secret(KEY)).await.expect("the key is added");
     Router { app: rest_gateway::app(Arc::new(registry)), _dir: dir }
 }
 

@@ -44,8 +44,8 @@ async fn an_embedders_watcher_on_postgres_sees_every_replicas_changes_with_no_lo
     let Some(url) = database() else { return };
     let watching = Arc::new(Registry::new(connect(&url, Retention::default()).await, Rules::default()));
     let writing = Registry::new(connect(&url, Retention::default()).await, Rules::default());
-    let (org, _) = writing.create_api_key("embedder").await.expect("a key");
-    let mut watch = watching.watch(org, None).await.expect("a watch");
+    let (org, _) = writing.admission().create_api_key("embedder").await.expect("a key");
+    let mut watch = watching.watching().watch(org, None).await.expect("a watch");
 
     let mut created = Vec::new();
     for n in 0..3 {
@@ -69,7 +69,7 @@ async fn the_postgres_engine_forgets_expired_idempotency_keys_by_itself() {
     let Some(url) = database() else { return };
     let retention = Retention { claims: Duration::ZERO, ..Retention::default() };
     let registry = Registry::new(connect(&url, retention).await, Rules::default());
-    let (org, _) = registry.create_api_key("expiring").await.expect("a key");
+    let (org, _) = registry.admission().create_api_key("expiring").await.expect("a key");
     let key = IdempotencyKey::parse("k").expect("a key");
     registry.create_with(org, named("First"), Some(key.clone())).await.expect("created");
     // Another replica, which keeps keys a day, watches the first one's upkeep (every quarter of a

@@ -634,7 +634,7 @@ mod tests {
         };
 
         let kept = open(Duration::from_secs(3600));
-        let org = block_on(kept.create_api_key("acme")).expect("a key").0;
+        let org = block_on(kept.admission().create_api_key("acme")).expect("a key").0;
         let first = block_on(kept.create_with(org, named("First"), key())).expect("created");
         assert!(!first.replayed);
         let reused = block_on(kept.create_with(org, named("Second"), key()));

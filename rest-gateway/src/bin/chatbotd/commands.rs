@@ -94,7 +94,7 @@ impl Target {
     pub async fn create_key(&mut self, org: &str, out: &mut impl Write) -> anyhow::Result<()> {
         let (org_id, key_id, secret) = match self {
             Target::Store(registry) => {
-                let (info, key) = registry.issue_api_key(org).await?;
+                let (info, key) = registry.admission().issue_api_key(org).await?;
                 (info.organisation_id.to_string(), info.id.to_string(), key.expose().to_owned())
             }
             Target::Server(remote) => {
@@ -113,9 +113,13 @@ impl Target {
     /// Prints one line per key (of `org`, or of every organisation): never a secret.
     pub async fn list_keys(&mut self, org: Option<&str>, out: &mut impl Write) -> anyhow::Result<()> {
         let lines: Vec<KeyLine> = match self {
-            Target::Store(registry) => {
-                registry.list_api_keys(org).await?.into_iter().map(|(key, name)| KeyLine::of(&key, name)).collect()
-            }
+            Target::Store(registry) => registry
+                .admission()
+                .list_api_keys(org)
+                .await?
+                .into_iter()
+                .map(|(key, name)| KeyLine::of(&key, name))
+                .collect(),
             Target::Server(remote) => {
                 let request = remote.request(ListApiKeysRequest { organisation: org.unwrap_or_default().to_owned() });
                 remote
@@ -140,7 +144,7 @@ impl Target {
         match self {
             Target::Store(registry) => {
                 let id: KeyId = id.parse().context("a key id is a lowercase UUID")?;
-                registry.revoke_api_key(id).await?;
+                registry.admission().revoke_api_key(id).await?;
             }
             Target::Server(remote) => {
                 remote.client.revoke_api_key(remote.request(RevokeApiKeyRequest { id: id.to_owned() })).await?;
@@ -154,7 +158,7 @@ impl Target {
     pub async fn export(&mut self, out: &mut impl Write) -> anyhow::Result<()> {
         match self {
             Target::Store(registry) => {
-                let mut snapshot = registry.snapshot().await?;
+                let mut snapshot = registry.transfer().snapshot().await?;
                 while let Some(batch) = snapshot.next_batch().await? {
                     for record in batch {
                         writeln!(out, "{}", record.to_line()?)?;
@@ -179,7 +183,7 @@ impl Target {
 /// command fails if there was any.
 pub async fn import(registry: &Registry, allow_non_empty: bool) -> anyhow::Result<()> {
     anyhow::ensure!(
-        allow_non_empty || registry.is_empty().await?,
+        allow_non_empty || registry.transfer().is_empty().await?,
         "the target store already holds organisations; pass --allow-non-empty to import anyway"
     );
     let (mut imported, mut bad) = (0u64, 0u64);
@@ -189,7 +193,7 @@ pub async fn import(registry: &Registry, allow_non_empty: bool) -> anyhow::Resul
             continue;
         }
         let outcome = match Record::from_line(&line) {
-            Ok(record) => registry.import(record).await.map_err(|err| err.to_string()),
+            Ok(record) => registry.transfer().import(record).await.map_err(|err| err.to_string()),
             Err(err) => Err(format!("not a record: {err}")),
         };
         match outcome {

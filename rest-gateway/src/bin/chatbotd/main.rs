@@ -206,7 +206,7 @@ impl StoreArgs {
 
     /// The store, for an operator's command (which prunes nothing it would not prune serving).
     async fn open(&self) -> anyhow::Result<chatbot_core::Registry> {
-        self.store(Retention::default()).open(self.rules()).await
+        self.store(Retention::default()).open(self.rules(), chatbot_core::RegistryOptions::default()).await
     }
 }
 

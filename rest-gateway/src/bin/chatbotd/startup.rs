@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use chatbot_core::fair_use::RateLimits;
 use chatbot_core::store::postgres::{PostgresOptions, PostgresStore};
 use chatbot_core::store::sled::{SledOptions, SledStore};
-use chatbot_core::{ApiKey, Registry, Rules};
+use chatbot_core::{ApiKey, Registry, RegistryOptions, Rules};
 use grpc_server::CallLimits;
 use rest_gateway::events::Watching;
 use rest_gateway::{AppOptions, MetricsRenderer};
@@ -47,18 +47,18 @@ pub enum StoreConfig {
 }
 
 impl StoreConfig {
-    /// A registry enforcing `rules` over this store.
-    pub async fn open(&self, rules: Rules) -> anyhow::Result<Registry> {
+    /// A registry enforcing `rules` over this store, running as `options` say.
+    pub async fn open(&self, rules: Rules, options: RegistryOptions) -> anyhow::Result<Registry> {
         match self {
-            StoreConfig::Sled { data_dir, options } => {
-                let store = SledStore::open_with(data_dir, *options).with_context(|| {
+            StoreConfig::Sled { data_dir, options: engine } => {
+                let store = SledStore::open_with(data_dir, *engine).with_context(|| {
                     format!("cannot open the store in {} (is another chatbotd using it?)", data_dir.display())
                 })?;
-                Ok(Registry::new(store, rules))
+                Ok(Registry::with_options(store, rules, options))
             }
-            StoreConfig::Postgres { url, options } => {
-                let store = PostgresStore::connect(url, options.clone()).await.context("cannot use the database")?;
-                Ok(Registry::new(store, rules))
+            StoreConfig::Postgres { url, options: engine } => {
+                let store = PostgresStore::connect(url, engine.clone()).await.context("cannot use the database")?;
+                Ok(Registry::with_options(store, rules, options))
             }
         }
     }
@@ -123,11 +123,13 @@ impl Application {
             Some(url) => url,
             None => format!("http://{}", rest.local_addr()?),
         };
-        let registry = config.store.open(config.rules).await?;
-        let registry = registry
-            .with_rate_limits(config.rate_limits)
-            .with_public_url(&public_url)
-            .with_watchers(config.max_watchers, config.max_watchers_per_org);
+        let options = RegistryOptions {
+            rate_limits: config.rate_limits,
+            public_url,
+            max_watchers: config.max_watchers,
+            max_watchers_per_org: config.max_watchers_per_org,
+        };
+        let registry = config.store.open(config.rules, options).await?;
         let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
         Ok(Application {
             registry: Arc::new(registry),
@@ -193,7 +195,11 @@ impl Application {
 
         let api =
             grpc_server::ChatbotApi::new(Arc::clone(&self.registry)).with_watching(self.heartbeat, watches_end.clone());
-        let admin = grpc_server::AdminApi::new(Arc::clone(&self.registry), self.admin_token.as_deref());
+        let admin = grpc_server::AdminApi::new(
+            Arc::clone(self.registry.admission()),
+            Arc::clone(self.registry.transfer()),
+            self.admin_token.as_deref(),
+        );
         let incoming = grpc::incoming(self.grpc, &self.connections);
         let grpc = tokio::spawn(grpc_server::serve(incoming, api, admin, self.calls.clone(), until_stopped()));
         let maintenance = tokio::spawn(forget_idle_buckets(Arc::clone(&self.registry)));
@@ -221,7 +227,7 @@ async fn forget_idle_buckets(registry: Arc<Registry>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(60));
     loop {
         ticks.tick().await;
-        registry.rate_limits().forget_idle();
+        registry.admission().rate_limits().forget_idle();
     }
 }
 
@@ -230,10 +236,10 @@ async fn forget_idle_buckets(registry: Arc<Registry>) {
 async fn bootstrap_key(registry: &Registry, given: Option<&str>) -> anyhow::Result<Option<ApiKey>> {
     if let Some(secret) = given.filter(|s| !s.is_empty()) {
         let key = ApiKey::from_secret(secret);
-        registry.add_api_key(DEFAULT_ORG, &key).await.context("cannot register CHATBOTD_API_KEY")?;
+        registry.admission().add_api_key(DEFAULT_ORG, &key).await.context("cannot register CHATBOTD_API_KEY")?;
         Ok(None)
     } else {
-        Ok(registry.create_first_api_key(DEFAULT_ORG).await?)
+        Ok(registry.admission().create_first_api_key(DEFAULT_ORG).await?)
     }
 }
 
