@@ -15,52 +15,104 @@ use crate::domain::limits::{
 };
 use crate::error::{Error, Result, Violation, ViolationCode};
 
-/// Every field a client can set, in the contract's order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[allow(missing_docs)] // each variant is described by its `Spec`
-pub enum Field {
-    Name,
-    Slug,
-    Description,
-    IsPublic,
-    Active,
-    OpenaiApiKey,
-    PersonalityStyle,
-    PersonalityTone,
-    Greeting,
-    IsRequestUserInfoEnabled,
-    IsToolEnabled,
-    Model,
-    Prompt,
-    SnippetHeader,
-    SnippetLogo,
-    SnippetName,
-    SnippetPrimaryColor,
-    SnippetSecondaryColor,
-    SnippetSlogan,
-    SnippetLanguage,
-    VoiceAgentId,
-    VoiceBackgroundColor,
-    VoiceBorderColor,
-    VoiceButtonColor,
-    VoiceButtonRadius,
-    VoiceButtonTextColor,
-    VoiceCardRadius,
-    VoiceFocusOutlineColor,
-    VoiceTextColor,
-    VoiceAvatarImageUrl,
-    VoiceMaxOutputTokens,
-    VoiceTemperature,
-    VoiceCallToAction,
-    VoiceEndCall,
-    VoiceListeningStatus,
-    VoiceSpeakingStatus,
-    VoiceStartCall,
-    VoicePrefixPaddingMs,
-    VoiceSilenceDurationMs,
-    VoiceThreshold,
-    VoiceName,
+catalog! {
+    // field                  JSON path (the contract)                          protobuf path (gRPC masks)                              kind and draft slot                         limit
+    Name:                     "name",                                           "name",                                                 Text(name),                                 Limit::Chars(NAME_MAX_CHARS);
+    Slug:                     "slug",                                           "slug",                                                 Text(slug),                                 Limit::Chars(SLUG_MAX_CHARS);
+    Description:              "description",                                    "description",                                          Text(description),                          Limit::Chars(DESCRIPTION_MAX_CHARS);
+    IsPublic:                 "is_public",                                      "is_public",                                            Flag(is_public),                            Limit::None;
+    Active:                   "active",                                         "active",                                               Flag(active),                               Limit::None;
+    OpenaiApiKey:             "openai_api_key",                                 "openai_api_key",                                       Text(openai_api_key),                       Limit::Chars(OPENAI_KEY_MAX_CHARS);
+    PersonalityStyle:         "personality_config.style",                       "personality_config.style",                             Text(personality.style),                    Limit::Chars(PERSONALITY_MAX_CHARS);
+    PersonalityTone:          "personality_config.tone",                        "personality_config.tone",                              Text(personality.tone),                     Limit::Chars(PERSONALITY_MAX_CHARS);
+    Greeting:                 "settings.greeting",                              "settings.greeting",                                    Text(settings.greeting),                    Limit::Chars(GREETING_MAX_CHARS);
+    IsRequestUserInfoEnabled: "settings.isRequestUserInfoEnabled",              "settings.is_request_user_info_enabled",                Flag(settings.is_request_user_info_enabled), Limit::None;
+    IsToolEnabled:            "settings.isToolEnabled",                         "settings.is_tool_enabled",                             Flag(settings.is_tool_enabled),             Limit::None;
+    Model:                    "settings.model",                                 "settings.model",                                       Text(settings.model),                       Limit::Chars(MODEL_MAX_CHARS);
+    Prompt:                   "settings.prompt",                                "settings.prompt",                                      Text(settings.prompt),                      Limit::Chars(PROMPT_MAX_CHARS);
+    SnippetHeader:            "settings.snippet.header",                        "settings.snippet.header",                              Text(settings.snippet.header),              Limit::Chars(SNIPPET_TEXT_MAX_CHARS);
+    SnippetLogo:              "settings.snippet.logo",                          "settings.snippet.logo",                                Text(settings.snippet.logo),                Limit::Bytes(LOGO_MAX_BYTES);
+    SnippetName:              "settings.snippet.name",                          "settings.snippet.name",                                Text(settings.snippet.name),                Limit::Chars(SNIPPET_TEXT_MAX_CHARS);
+    SnippetPrimaryColor:      "settings.snippet.primaryColor",                  "settings.snippet.primary_color",                       Text(settings.snippet.primary_color),       Limit::None;
+    SnippetSecondaryColor:    "settings.snippet.secondaryColor",                "settings.snippet.secondary_color",                     Text(settings.snippet.secondary_color),     Limit::None;
+    SnippetSlogan:            "settings.snippet.slogan",                        "settings.snippet.slogan",                              Text(settings.snippet.slogan),              Limit::Chars(SNIPPET_TEXT_MAX_CHARS);
+    SnippetLanguage:          "settings.snippet.language",                      "settings.snippet.language",                            Text(settings.snippet.language),            Limit::Chars(LANGUAGE_MAX_CHARS);
+    VoiceAgentId:             "voice_widget_config.agentId",                    "voice_widget_config.agent_id",                         Text(voice.agent_id),                       Limit::Chars(AGENT_ID_MAX_CHARS);
+    VoiceBackgroundColor:     "voice_widget_config.appearance.backgroundColor", "voice_widget_config.appearance.background_color",      Text(voice.background_color),               Limit::None;
+    VoiceBorderColor:         "voice_widget_config.appearance.borderColor",     "voice_widget_config.appearance.border_color",          Text(voice.border_color),                   Limit::None;
+    VoiceButtonColor:         "voice_widget_config.appearance.buttonColor",     "voice_widget_config.appearance.button_color",          Text(voice.button_color),                   Limit::None;
+    VoiceButtonRadius:        "voice_widget_config.appearance.buttonRadius",    "voice_widget_config.appearance.button_radius",         Integer(voice.button_radius),               RADIUS;
+    VoiceButtonTextColor:     "voice_widget_config.appearance.buttonTextColor", "voice_widget_config.appearance.button_text_color",     Text(voice.button_text_color),              Limit::None;
+    VoiceCardRadius:          "voice_widget_config.appearance.cardRadius",      "voice_widget_config.appearance.card_radius",           Integer(voice.card_radius),                 RADIUS;
+    VoiceFocusOutlineColor:   "voice_widget_config.appearance.focusOutlineColor", "voice_widget_config.appearance.focus_outline_color", Text(voice.focus_outline_color),            Limit::None;
+    VoiceTextColor:           "voice_widget_config.appearance.textColor",       "voice_widget_config.appearance.text_color",            Text(voice.text_color),                     Limit::None;
+    VoiceAvatarImageUrl:      "voice_widget_config.avatar.imageUrl",            "voice_widget_config.avatar.image_url",                 Text(voice.avatar_image_url),               Limit::Bytes(LOGO_MAX_BYTES);
+    VoiceMaxOutputTokens:     "voice_widget_config.model.max_output_tokens",    "voice_widget_config.model.max_output_tokens",          Integer(voice.max_output_tokens),           range(MIN_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS);
+    VoiceTemperature:         "voice_widget_config.model.temperature",          "voice_widget_config.model.temperature",                Number(voice.temperature),                  thousandths(MAX_TEMPERATURE_THOUSANDTHS);
+    VoiceCallToAction:        "voice_widget_config.text.callToAction",          "voice_widget_config.text.call_to_action",              Text(voice.call_to_action),                 LABEL;
+    VoiceEndCall:             "voice_widget_config.text.endCall",               "voice_widget_config.text.end_call",                    Text(voice.end_call),                       LABEL;
+    VoiceListeningStatus:     "voice_widget_config.text.listeningStatus",       "voice_widget_config.text.listening_status",            Text(voice.listening_status),               LABEL;
+    VoiceSpeakingStatus:      "voice_widget_config.text.speakingStatus",        "voice_widget_config.text.speaking_status",             Text(voice.speaking_status),                LABEL;
+    VoiceStartCall:           "voice_widget_config.text.startCall",             "voice_widget_config.text.start_call",                  Text(voice.start_call),                     LABEL;
+    VoicePrefixPaddingMs:     "voice_widget_config.vad.prefix_padding_ms",      "voice_widget_config.vad.prefix_padding_ms",            Integer(voice.prefix_padding_ms),           MILLIS;
+    VoiceSilenceDurationMs:   "voice_widget_config.vad.silence_duration_ms",    "voice_widget_config.vad.silence_duration_ms",          Integer(voice.silence_duration_ms),         MILLIS;
+    VoiceThreshold:           "voice_widget_config.vad.threshold",              "voice_widget_config.vad.threshold",                    Number(voice.threshold),                    thousandths(MAX_THRESHOLD_THOUSANDTHS);
+    VoiceName:                "voice_widget_config.voice",                      "voice_widget_config.voice",                            Text(voice.voice),                          Limit::Chars(VOICE_MAX_CHARS);
 }
+
+/// The catalog, from its one table: the [`Field`] enum, [`Field::ALL`] in the table's order,
+/// [`Field::spec`], and [`ChatbotDraft::slot`]. A field is added by adding a row; nothing else lists
+/// the fields. (A mask is 64 bits: a 65th field fails to compile.)
+macro_rules! catalog {
+    ($( $field:ident : $json:literal, $proto:literal, $kind:ident ( $($slot:ident).+ ), $limit:expr; )*) => {
+        /// Every field a client can set, in the contract's order.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[allow(missing_docs)] // each variant is described by its `Spec`
+        pub enum Field {
+            $($field,)*
+        }
+
+        impl Field {
+            /// All fields, in the contract's order (the order violations are reported in).
+            pub const ALL: [Field; count!($($field)*)] = [$(Field::$field,)*];
+
+            /// The field's row of the catalog.
+            pub const fn spec(self) -> Spec {
+                const fn range(min: i64, max: i64) -> Limit {
+                    Limit::Range { min: min as f64, max: max as f64 }
+                }
+                const fn thousandths(max: i64) -> Limit {
+                    Limit::Range { min: 0.0, max: max as f64 / 1000.0 }
+                }
+                const LABEL: Limit = Limit::Chars(VOICE_LABEL_MAX_CHARS);
+                const RADIUS: Limit = range(0, RADIUS_MAX_PX);
+                const MILLIS: Limit = range(0, MAX_VAD_DURATION_MS);
+                match self {
+                    $(Field::$field => Spec { json_path: $json, proto_path: $proto, kind: Kind::$kind, limit: $limit },)*
+                }
+            }
+        }
+
+        impl ChatbotDraft {
+            /// Where `field`'s value lives in this draft.
+            pub fn slot(&mut self, field: Field) -> Slot<'_> {
+                match field {
+                    $(Field::$field => Slot::$kind(&mut self.$($slot).+),)*
+                }
+            }
+        }
+
+        const _: () = assert!(Field::ALL.len() <= u64::BITS as usize, "a FieldMask holds at most 64 fields");
+    };
+}
+use catalog;
+
+/// How many identifiers it is given.
+macro_rules! count {
+    () => { 0 };
+    ($head:ident $($tail:ident)*) => { 1 + count!($($tail)*) };
+}
+use count;
 
 /// What kind of value a field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,213 +171,6 @@ pub struct Spec {
 }
 
 impl Field {
-    /// All fields, in the contract's order (the order violations are reported in).
-    pub const ALL: [Field; 41] = [
-        Field::Name,
-        Field::Slug,
-        Field::Description,
-        Field::IsPublic,
-        Field::Active,
-        Field::OpenaiApiKey,
-        Field::PersonalityStyle,
-        Field::PersonalityTone,
-        Field::Greeting,
-        Field::IsRequestUserInfoEnabled,
-        Field::IsToolEnabled,
-        Field::Model,
-        Field::Prompt,
-        Field::SnippetHeader,
-        Field::SnippetLogo,
-        Field::SnippetName,
-        Field::SnippetPrimaryColor,
-        Field::SnippetSecondaryColor,
-        Field::SnippetSlogan,
-        Field::SnippetLanguage,
-        Field::VoiceAgentId,
-        Field::VoiceBackgroundColor,
-        Field::VoiceBorderColor,
-        Field::VoiceButtonColor,
-        Field::VoiceButtonRadius,
-        Field::VoiceButtonTextColor,
-        Field::VoiceCardRadius,
-        Field::VoiceFocusOutlineColor,
-        Field::VoiceTextColor,
-        Field::VoiceAvatarImageUrl,
-        Field::VoiceMaxOutputTokens,
-        Field::VoiceTemperature,
-        Field::VoiceCallToAction,
-        Field::VoiceEndCall,
-        Field::VoiceListeningStatus,
-        Field::VoiceSpeakingStatus,
-        Field::VoiceStartCall,
-        Field::VoicePrefixPaddingMs,
-        Field::VoiceSilenceDurationMs,
-        Field::VoiceThreshold,
-        Field::VoiceName,
-    ];
-
-    /// The field's row of the catalog.
-    pub const fn spec(self) -> Spec {
-        use Kind::{Flag, Integer, Number, Text};
-        const fn range(min: i64, max: i64) -> Limit {
-            Limit::Range { min: min as f64, max: max as f64 }
-        }
-        const fn thousandths(max: i64) -> Limit {
-            Limit::Range { min: 0.0, max: max as f64 / 1000.0 }
-        }
-        const LABEL: Limit = Limit::Chars(VOICE_LABEL_MAX_CHARS);
-        const RADIUS: Limit = range(0, RADIUS_MAX_PX);
-        const MILLIS: Limit = range(0, MAX_VAD_DURATION_MS);
-        let (json_path, proto_path, kind, limit) = match self {
-            Field::Name => ("name", "name", Text, Limit::Chars(NAME_MAX_CHARS)),
-            Field::Slug => ("slug", "slug", Text, Limit::Chars(SLUG_MAX_CHARS)),
-            Field::Description => ("description", "description", Text, Limit::Chars(DESCRIPTION_MAX_CHARS)),
-            Field::IsPublic => ("is_public", "is_public", Flag, Limit::None),
-            Field::Active => ("active", "active", Flag, Limit::None),
-            Field::OpenaiApiKey => ("openai_api_key", "openai_api_key", Text, Limit::Chars(OPENAI_KEY_MAX_CHARS)),
-            Field::PersonalityStyle => {
-                ("personality_config.style", "personality_config.style", Text, Limit::Chars(PERSONALITY_MAX_CHARS))
-            }
-            Field::PersonalityTone => {
-                ("personality_config.tone", "personality_config.tone", Text, Limit::Chars(PERSONALITY_MAX_CHARS))
-            }
-            Field::Greeting => ("settings.greeting", "settings.greeting", Text, Limit::Chars(GREETING_MAX_CHARS)),
-            Field::IsRequestUserInfoEnabled => {
-                ("settings.isRequestUserInfoEnabled", "settings.is_request_user_info_enabled", Flag, Limit::None)
-            }
-            Field::IsToolEnabled => ("settings.isToolEnabled", "settings.is_tool_enabled", Flag, Limit::None),
-            Field::Model => ("settings.model", "settings.model", Text, Limit::Chars(MODEL_MAX_CHARS)),
-            Field::Prompt => ("settings.prompt", "settings.prompt", Text, Limit::Chars(PROMPT_MAX_CHARS)),
-            Field::SnippetHeader => {
-                ("settings.snippet.header", "settings.snippet.header", Text, Limit::Chars(SNIPPET_TEXT_MAX_CHARS))
-            }
-            Field::SnippetLogo => {
-                ("settings.snippet.logo", "settings.snippet.logo", Text, Limit::Bytes(LOGO_MAX_BYTES))
-            }
-            Field::SnippetName => {
-                ("settings.snippet.name", "settings.snippet.name", Text, Limit::Chars(SNIPPET_TEXT_MAX_CHARS))
-            }
-            Field::SnippetPrimaryColor => {
-                ("settings.snippet.primaryColor", "settings.snippet.primary_color", Text, Limit::None)
-            }
-            Field::SnippetSecondaryColor => {
-                ("settings.snippet.secondaryColor", "settings.snippet.secondary_color", Text, Limit::None)
-            }
-            Field::SnippetSlogan => {
-                ("settings.snippet.slogan", "settings.snippet.slogan", Text, Limit::Chars(SNIPPET_TEXT_MAX_CHARS))
-            }
-            Field::SnippetLanguage => {
-                ("settings.snippet.language", "settings.snippet.language", Text, Limit::Chars(LANGUAGE_MAX_CHARS))
-            }
-            Field::VoiceAgentId => {
-                ("voice_widget_config.agentId", "voice_widget_config.agent_id", Text, Limit::Chars(AGENT_ID_MAX_CHARS))
-            }
-            Field::VoiceBackgroundColor => (
-                "voice_widget_config.appearance.backgroundColor",
-                "voice_widget_config.appearance.background_color",
-                Text,
-                Limit::None,
-            ),
-            Field::VoiceBorderColor => (
-                "voice_widget_config.appearance.borderColor",
-                "voice_widget_config.appearance.border_color",
-                Text,
-                Limit::None,
-            ),
-            Field::VoiceButtonColor => (
-                "voice_widget_config.appearance.buttonColor",
-                "voice_widget_config.appearance.button_color",
-                Text,
-                Limit::None,
-            ),
-            Field::VoiceButtonRadius => (
-                "voice_widget_config.appearance.buttonRadius",
-                "voice_widget_config.appearance.button_radius",
-                Integer,
-                RADIUS,
-            ),
-            Field::VoiceButtonTextColor => (
-                "voice_widget_config.appearance.buttonTextColor",
-                "voice_widget_config.appearance.button_text_color",
-                Text,
-                Limit::None,
-            ),
-            Field::VoiceCardRadius => (
-                "voice_widget_config.appearance.cardRadius",
-                "voice_widget_config.appearance.card_radius",
-                Integer,
-                RADIUS,
-            ),
-            Field::VoiceFocusOutlineColor => (
-                "voice_widget_config.appearance.focusOutlineColor",
-                "voice_widget_config.appearance.focus_outline_color",
-                Text,
-                Limit::None,
-            ),
-            Field::VoiceTextColor => (
-                "voice_widget_config.appearance.textColor",
-                "voice_widget_config.appearance.text_color",
-                Text,
-                Limit::None,
-            ),
-            Field::VoiceAvatarImageUrl => (
-                "voice_widget_config.avatar.imageUrl",
-                "voice_widget_config.avatar.image_url",
-                Text,
-                Limit::Bytes(LOGO_MAX_BYTES),
-            ),
-            Field::VoiceMaxOutputTokens => (
-                "voice_widget_config.model.max_output_tokens",
-                "voice_widget_config.model.max_output_tokens",
-                Integer,
-                range(MIN_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS),
-            ),
-            Field::VoiceTemperature => (
-                "voice_widget_config.model.temperature",
-                "voice_widget_config.model.temperature",
-                Number,
-                thousandths(MAX_TEMPERATURE_THOUSANDTHS),
-            ),
-            Field::VoiceCallToAction => {
-                ("voice_widget_config.text.callToAction", "voice_widget_config.text.call_to_action", Text, LABEL)
-            }
-            Field::VoiceEndCall => {
-                ("voice_widget_config.text.endCall", "voice_widget_config.text.end_call", Text, LABEL)
-            }
-            Field::VoiceListeningStatus => {
-                ("voice_widget_config.text.listeningStatus", "voice_widget_config.text.listening_status", Text, LABEL)
-            }
-            Field::VoiceSpeakingStatus => {
-                ("voice_widget_config.text.speakingStatus", "voice_widget_config.text.speaking_status", Text, LABEL)
-            }
-            Field::VoiceStartCall => {
-                ("voice_widget_config.text.startCall", "voice_widget_config.text.start_call", Text, LABEL)
-            }
-            Field::VoicePrefixPaddingMs => (
-                "voice_widget_config.vad.prefix_padding_ms",
-                "voice_widget_config.vad.prefix_padding_ms",
-                Integer,
-                MILLIS,
-            ),
-            Field::VoiceSilenceDurationMs => (
-                "voice_widget_config.vad.silence_duration_ms",
-                "voice_widget_config.vad.silence_duration_ms",
-                Integer,
-                MILLIS,
-            ),
-            Field::VoiceThreshold => (
-                "voice_widget_config.vad.threshold",
-                "voice_widget_config.vad.threshold",
-                Number,
-                thousandths(MAX_THRESHOLD_THOUSANDTHS),
-            ),
-            Field::VoiceName => {
-                ("voice_widget_config.voice", "voice_widget_config.voice", Text, Limit::Chars(VOICE_MAX_CHARS))
-            }
-        };
-        Spec { json_path, proto_path, kind, limit }
-    }
-
     /// The path in the contract's JSON body, used in every violation: `settings.snippet.primaryColor`.
     pub const fn json_path(self) -> &'static str {
         self.spec().json_path
@@ -607,56 +452,6 @@ impl Slot<'_> {
     }
 }
 
-impl ChatbotDraft {
-    /// Where `field`'s value lives in this draft.
-    pub fn slot(&mut self, field: Field) -> Slot<'_> {
-        let (p, s, v) = (&mut self.personality, &mut self.settings, &mut self.voice);
-        match field {
-            Field::Name => Slot::Text(&mut self.name),
-            Field::Slug => Slot::Text(&mut self.slug),
-            Field::Description => Slot::Text(&mut self.description),
-            Field::IsPublic => Slot::Flag(&mut self.is_public),
-            Field::Active => Slot::Flag(&mut self.active),
-            Field::OpenaiApiKey => Slot::Text(&mut self.openai_api_key),
-            Field::PersonalityStyle => Slot::Text(&mut p.style),
-            Field::PersonalityTone => Slot::Text(&mut p.tone),
-            Field::Greeting => Slot::Text(&mut s.greeting),
-            Field::IsRequestUserInfoEnabled => Slot::Flag(&mut s.is_request_user_info_enabled),
-            Field::IsToolEnabled => Slot::Flag(&mut s.is_tool_enabled),
-            Field::Model => Slot::Text(&mut s.model),
-            Field::Prompt => Slot::Text(&mut s.prompt),
-            Field::SnippetHeader => Slot::Text(&mut s.snippet.header),
-            Field::SnippetLogo => Slot::Text(&mut s.snippet.logo),
-            Field::SnippetName => Slot::Text(&mut s.snippet.name),
-            Field::SnippetPrimaryColor => Slot::Text(&mut s.snippet.primary_color),
-            Field::SnippetSecondaryColor => Slot::Text(&mut s.snippet.secondary_color),
-            Field::SnippetSlogan => Slot::Text(&mut s.snippet.slogan),
-            Field::SnippetLanguage => Slot::Text(&mut s.snippet.language),
-            Field::VoiceAgentId => Slot::Text(&mut v.agent_id),
-            Field::VoiceBackgroundColor => Slot::Text(&mut v.background_color),
-            Field::VoiceBorderColor => Slot::Text(&mut v.border_color),
-            Field::VoiceButtonColor => Slot::Text(&mut v.button_color),
-            Field::VoiceButtonRadius => Slot::Integer(&mut v.button_radius),
-            Field::VoiceButtonTextColor => Slot::Text(&mut v.button_text_color),
-            Field::VoiceCardRadius => Slot::Integer(&mut v.card_radius),
-            Field::VoiceFocusOutlineColor => Slot::Text(&mut v.focus_outline_color),
-            Field::VoiceTextColor => Slot::Text(&mut v.text_color),
-            Field::VoiceAvatarImageUrl => Slot::Text(&mut v.avatar_image_url),
-            Field::VoiceMaxOutputTokens => Slot::Integer(&mut v.max_output_tokens),
-            Field::VoiceTemperature => Slot::Number(&mut v.temperature),
-            Field::VoiceCallToAction => Slot::Text(&mut v.call_to_action),
-            Field::VoiceEndCall => Slot::Text(&mut v.end_call),
-            Field::VoiceListeningStatus => Slot::Text(&mut v.listening_status),
-            Field::VoiceSpeakingStatus => Slot::Text(&mut v.speaking_status),
-            Field::VoiceStartCall => Slot::Text(&mut v.start_call),
-            Field::VoicePrefixPaddingMs => Slot::Integer(&mut v.prefix_padding_ms),
-            Field::VoiceSilenceDurationMs => Slot::Integer(&mut v.silence_duration_ms),
-            Field::VoiceThreshold => Slot::Number(&mut v.threshold),
-            Field::VoiceName => Slot::Text(&mut v.voice),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -665,6 +460,8 @@ mod tests {
     fn every_field_has_its_own_paths_and_a_slot_of_its_kind() {
         let mut json: Vec<&str> = Field::ALL.iter().map(|f| f.json_path()).collect();
         let mut proto: Vec<&str> = Field::ALL.iter().map(|f| f.proto_path()).collect();
+        json.sort_unstable();
+        proto.sort_unstable();
         json.dedup();
         proto.dedup();
         assert_eq!((json.len(), proto.len()), (Field::ALL.len(), Field::ALL.len()));

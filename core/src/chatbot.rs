@@ -289,3 +289,22 @@ pub struct VoiceDraft {
     pub threshold: Option<f64>,
     pub voice: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration as the PostgreSQL engine stored it (its `config` column) before this version.
+    const CONFIG_V1: &str = include_str!("../tests/fixtures/postgres-config-v1.json");
+
+    #[test]
+    fn a_configuration_stored_by_an_earlier_version_reads_back_whole() {
+        let config: ChatbotConfig = serde_json::from_str(CONFIG_V1).expect("the stored configuration decodes");
+        assert_eq!(config.name.as_str(), "Fixture Bot");
+        assert_eq!(config.openai_api_key.as_ref().map(|k| k.expose()), Some("sk-proj-fixture1234567890"));
+        assert_eq!(config.settings.snippet.primary_color.as_str(), "#4F46E5");
+        assert!(config.settings.is_request_user_info_enabled && !config.settings.is_tool_enabled);
+        let again = serde_json::to_value(&config).expect("encodes");
+        assert_eq!(again, serde_json::from_str::<serde_json::Value>(CONFIG_V1).expect("JSON"));
+    }
+}

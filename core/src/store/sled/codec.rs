@@ -55,3 +55,27 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Chatbot> {
         None => Err(Error::storage("empty chatbot record")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as the sled engine wrote it before this version (schema 1), kept so that every later
+    /// version proves it still reads what is on disk.
+    const RECORD_V1: &str = include_str!("../../../tests/fixtures/sled-chatbot-v1.json");
+
+    #[test]
+    fn a_record_written_by_an_earlier_version_reads_back_whole() {
+        let bytes = [&[SCHEMA_V1][..], RECORD_V1.trim_end().as_bytes()].concat();
+        let chatbot = decode(&bytes).expect("the stored record decodes");
+        assert_eq!(chatbot.id.to_string(), "01a22ba0-c750-71d8-aa95-db940c2ace32");
+        assert_eq!((chatbot.revision, chatbot.config.slug.as_str()), (3, "fixture-bot"));
+        assert_eq!(chatbot.config.description.as_str(), "A helpful support assistant\nover two lines");
+        assert_eq!(chatbot.config.settings.snippet.language.as_str(), "en-GB");
+        let voice = chatbot.config.voice.as_ref().expect("its voice agent");
+        assert_eq!((voice.voice.as_str(), voice.agent_id.as_ref().map(|a| a.as_str())), ("sage", Some("agent-7")));
+        // Written again, it is the same record: nothing was lost or renamed on the way.
+        let again: serde_json::Value = serde_json::from_slice(&encode(&chatbot).expect("encodes")[1..]).expect("JSON");
+        assert_eq!(again, serde_json::from_str::<serde_json::Value>(RECORD_V1).expect("JSON"));
+    }
+}
