@@ -58,7 +58,7 @@ impl Chatbot {
 
     /// [`Error::EtagMismatch`](crate::Error::EtagMismatch) unless this chatbot still has
     /// `expected_etag` (when one is given).
-    pub fn check_etag(&self, expected_etag: Option<&str>) -> crate::Result<()> {
+    pub fn check_etag(&self, expected_etag: Option<&str>) -> crate::error::Result<()> {
         match expected_etag {
             Some(tag) if tag != self.etag() => Err(crate::Error::EtagMismatch),
             _ => Ok(()),
@@ -215,7 +215,7 @@ pub struct Vad {
 
 /// A chatbot as a client sent it, nothing checked yet: what a face fills in from its wire format
 /// before handing it to the [`Registry`](crate::Registry). `None` means "not given". Faces fill it field
-/// by field through the catalog ([`ChatbotDraft::slot`](crate::ChatbotDraft::slot)).
+/// by field through the catalog ([`ChatbotDraft::slot`](crate::chatbot::ChatbotDraft::slot)).
 #[derive(Debug, Clone, Default, PartialEq)]
 #[allow(missing_docs)] // the fields mirror ChatbotConfig one to one
 pub struct ChatbotDraft {

@@ -1,6 +1,6 @@
 //! Fair use: a token bucket per API key, so that one key's flood does not take the service from the
 //! others, and one per client address for requests without a valid key, so that guessing keys is slow.
-//! Buckets are kept by `governor` (GCRA); both faces ask [`Registry::admit`](crate::Registry::admit).
+//! Buckets are kept by `governor` (GCRA); both faces ask [`Admission::admit`](crate::admission::Admission::admit).
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -12,8 +12,8 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::OrgId;
 use crate::auth::KeyHash;
+use crate::domain::OrgId;
 
 /// Requests per second allowed per API key by default (with a burst of as many). A configuration
 /// service is called when configurations change and when a runtime (re)loads them; a thousand calls

@@ -164,7 +164,7 @@ impl Claim {
     /// What `stored`, the record of this claim's key if there is one, means for this claim; another
     /// request's unexpired record is [`IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused). The
     /// one rule every engine (and the registry's quick look before a write) follows.
-    pub fn verdict(&self, stored: Option<Record>) -> crate::Result<Verdict> {
+    pub fn verdict(&self, stored: Option<Record>) -> crate::error::Result<Verdict> {
         match stored {
             None => Ok(Verdict::Unclaimed),
             Some(record) if record.at < self.expired_before => Ok(Verdict::Expired { at: record.at }),
@@ -187,7 +187,7 @@ pub enum Outcome {
 impl Outcome {
     /// A recorded create or update, given again. (A fingerprint names its operation, so a record of a
     /// delete never matches a create or an update; if it did, the key was used for another request.)
-    pub fn replayed_chatbot(self) -> crate::Result<Written<Chatbot>> {
+    pub fn replayed_chatbot(self) -> crate::error::Result<Written<Chatbot>> {
         match self {
             Outcome::Chatbot(chatbot) => Ok(Written { value: *chatbot, replayed: true }),
             Outcome::Deleted => Err(crate::Error::IdempotencyKeyReused),
@@ -195,7 +195,7 @@ impl Outcome {
     }
 
     /// A recorded delete, given again.
-    pub fn replayed_deletion(self) -> crate::Result<Written<()>> {
+    pub fn replayed_deletion(self) -> crate::error::Result<Written<()>> {
         match self {
             Outcome::Deleted => Ok(Written { value: (), replayed: true }),
             Outcome::Chatbot(_) => Err(crate::Error::IdempotencyKeyReused),

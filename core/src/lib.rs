@@ -50,7 +50,7 @@ pub use registry::{ListQuery, Page, Registry, RegistryOptions};
 pub use rules::{AllowList, Proposal, Rules, SlugChoice, defaults};
 pub use store::{Organisation, PageCursor, Record, Snapshot, Store};
 pub use transfer::Transfer;
-pub use watching::{DEFAULT_MAX_WATCHERS, DEFAULT_MAX_WATCHERS_PER_ORG, Watch, Watching};
+pub use watching::{DEFAULT_HEARTBEAT, DEFAULT_MAX_WATCHERS, DEFAULT_MAX_WATCHERS_PER_ORG, Watch, Watching};
 
 /// Whether a client's request id (REST `x-request-id`, gRPC metadata of the same name) is one to keep:
 /// 1 to 128 printable ASCII characters. Another is replaced by one the service makes up.

@@ -35,13 +35,13 @@ impl Transfer {
             Record::Avatar(avatar) => self.store.import_avatar(avatar).await,
             Record::Chatbot(chatbot) => {
                 let config = &chatbot.config;
-                let allowed = |list: &crate::AllowList, value: &str, field: crate::Field| {
+                let allowed = |list: &crate::rules::AllowList, value: &str, field: crate::catalog::Field| {
                     list.check(value).map_err(|rejection| Error::invalid(rejection.at(field.json_path())))
                 };
                 storable_text(config)?;
-                allowed(&self.rules.models, config.settings.model.as_str(), crate::Field::Model)?;
+                allowed(&self.rules.models, config.settings.model.as_str(), crate::catalog::Field::Model)?;
                 if let Some(voice) = &config.voice {
-                    allowed(&self.rules.voices, voice.voice.as_str(), crate::Field::VoiceName)?;
+                    allowed(&self.rules.voices, voice.voice.as_str(), crate::catalog::Field::VoiceName)?;
                 }
                 self.store.import_chatbot(*chatbot).await
             }
@@ -63,8 +63,8 @@ impl std::fmt::Debug for Transfer {
 /// Refuses an imported configuration holding text that no engine may store (see
 /// [`check_storable`](crate::domain::check_storable)), naming every field that does: stores written
 /// before the rule may hold such text, and PostgreSQL cannot take it.
-fn storable_text(config: &crate::ChatbotConfig) -> Result<()> {
-    fn walk(value: &serde_json::Value, path: &mut Vec<String>, violations: &mut Vec<crate::Violation>) {
+fn storable_text(config: &crate::chatbot::ChatbotConfig) -> Result<()> {
+    fn walk(value: &serde_json::Value, path: &mut Vec<String>, violations: &mut Vec<crate::error::Violation>) {
         match value {
             serde_json::Value::String(text) => {
                 if let Err(rejection) = crate::domain::check_storable(text, crate::domain::Lines::Many) {

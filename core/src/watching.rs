@@ -21,6 +21,10 @@ pub const DEFAULT_MAX_WATCHERS_PER_ORG: usize = 64;
 /// A stream of an organisation's changes, in log order; it ends after an error.
 pub type Watch = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<ChatbotEvent>> + Send>>;
 
+/// How often an idle change stream gets a heartbeat by default, on both faces: often enough to keep it
+/// open through proxies that close silent connections after 30 s or more.
+pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The change streams of a store; see the module documentation.
 pub struct Watching {
     store: Arc<dyn Store>,

@@ -54,12 +54,6 @@ pub struct CallLimits {
     pub keepalive: Duration,
 }
 
-impl Default for CallLimits {
-    fn default() -> Self {
-        CallLimits { max_streams: 128, request_timeout: Duration::from_secs(30), keepalive: Duration::from_secs(30) }
-    }
-}
-
 /// The connections accepted on `listener`, with `TCP_NODELAY` set: tonic sets it only on listeners
 /// it binds itself, and without it every small unary reply waits 40 ms for Nagle's algorithm.
 pub fn accept_nodelay(

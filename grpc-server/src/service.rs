@@ -33,13 +33,10 @@ pub struct ChatbotApi {
     stopping: CancellationToken,
 }
 
-/// How often an idle watch gets a heartbeat by default.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
-
 impl ChatbotApi {
     /// A service answering from `registry`.
     pub fn new(registry: Arc<Registry>) -> Self {
-        ChatbotApi { registry, heartbeat: DEFAULT_HEARTBEAT, stopping: CancellationToken::new() }
+        ChatbotApi { registry, heartbeat: chatbot_core::DEFAULT_HEARTBEAT, stopping: CancellationToken::new() }
     }
 
     /// This service, with watches that get a heartbeat every `heartbeat` when idle and end when

@@ -28,9 +28,6 @@ use crate::layers::StreamingPeer;
 /// fills it (and its own receive buffer) soon, and is then found out by the connection's write timeout.
 const STREAM_SEND_BUFFER: usize = 16 * 1024;
 
-/// How often an idle stream gets a heartbeat by default.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
-
 /// What every event stream is held to.
 #[derive(Debug, Clone)]
 pub struct Watching {
@@ -42,7 +39,7 @@ pub struct Watching {
 
 impl Default for Watching {
     fn default() -> Self {
-        Watching { heartbeat: DEFAULT_HEARTBEAT, stopping: CancellationToken::new() }
+        Watching { heartbeat: chatbot_core::DEFAULT_HEARTBEAT, stopping: CancellationToken::new() }
     }
 }
 

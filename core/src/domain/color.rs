@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Rejection, string_newtype};
-use crate::ViolationCode;
+use crate::error::ViolationCode;
 
 /// A color written `#RGB` or `#RRGGBB` (hex digits in either case), kept as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::LANGUAGE_MAX_CHARS;
 use super::{Rejection, string_newtype};
-use crate::ViolationCode;
+use crate::error::ViolationCode;
 
 /// `auto` (the widget follows the visitor's browser) or a well-formed BCP 47 language tag such as
 /// `en` or `pt-BR`, kept as written.

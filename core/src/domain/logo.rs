@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::LOGO_MAX_BYTES;
 use super::{Lines, Rejection, check_storable, string_newtype};
-use crate::ViolationCode;
+use crate::error::ViolationCode;
 
 /// An absolute `http` or `https` URL with a host, at most 2,048 bytes, kept exactly as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

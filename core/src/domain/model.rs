@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::{MODEL_MAX_CHARS, VOICE_MAX_CHARS};
 use super::{Rejection, string_newtype};
-use crate::ViolationCode;
+use crate::error::ViolationCode;
 
 /// A model name. New values are checked against the deployment's allow-list by
-/// [`AllowList::check`](crate::AllowList::check); a stored value stays readable even if the
+/// [`AllowList::check`](crate::rules::AllowList::check); a stored value stays readable even if the
 /// allow-list later shrinks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

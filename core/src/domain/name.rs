@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::NAME_MAX_CHARS;
 use super::{Rejection, check_chars, string_newtype};
-use crate::ViolationCode;
+use crate::error::ViolationCode;
 
 /// A chatbot's name: trimmed, 1 to 100 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

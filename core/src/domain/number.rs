@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Rejection;
-use crate::ViolationCode;
+use crate::error::ViolationCode;
 
 /// A whole number from `MIN` to `MAX` inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::OPENAI_KEY_MAX_CHARS;
 use super::{Rejection, check_chars};
-use crate::ViolationCode;
+use crate::error::ViolationCode;
 
 /// An OpenAI API key: 1 to 256 characters without spaces. Its `Debug` form is masked, and it has no
 /// `Display`, so it cannot leak into logs or responses by accident: use [`OpenAiKey::masked`].

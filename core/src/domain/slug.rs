@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::{SLUG_MAX_CHARS, SLUG_MIN_CHARS};
 use super::{Rejection, check_chars, string_newtype};
-use crate::ViolationCode;
+use crate::error::ViolationCode;
 
 /// Lowercase ASCII letters and digits in words joined by single hyphens, 3 to 64 characters:
 /// `api-docs-demo-chatbot`.

@@ -63,7 +63,7 @@ impl<const MAX: usize, const MULTILINE: bool> TryFrom<String> for BoundedText<MA
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ViolationCode;
+    use crate::error::ViolationCode;
 
     #[test]
     fn text_at_the_limit_is_accepted_and_one_more_character_is_not() {

@@ -53,7 +53,7 @@ async fn organisation(store: &dyn Store, name: &str) -> OrgId {
 /// An update of `id` that renames it (and keeps its slug).
 fn rename(org: OrgId, id: ChatbotId, name: &str, expected_etag: Option<String>) -> ChatbotUpdate {
     let draft = ChatbotDraft { name: Some(name.into()), ..Default::default() };
-    let mask = [crate::Field::Name].into_iter().collect();
+    let mask = [crate::catalog::Field::Name].into_iter().collect();
     let change = Box::new(move |current: &Chatbot| Rules::default().check(Some(&current.config), &draft, mask));
     ChatbotUpdate { org, id, expected_etag, change, claim: None, avatar: None }
 }
@@ -176,7 +176,7 @@ async fn an_update_checks_the_change_before_the_etag_and_moves_the_slug(store: &
         let moved = moved.clone();
         Box::new(move |current: &Chatbot| {
             let draft = ChatbotDraft { slug: Some(moved.clone()), ..Default::default() };
-            let mask = [crate::Field::Slug].into_iter().collect();
+            let mask = [crate::catalog::Field::Slug].into_iter().collect();
             Rules::default().check(Some(&current.config), &draft, mask)
         })
     };

@@ -136,8 +136,8 @@ pub trait Snapshot: Send {
 
 impl Record {
     /// The record as one line of an export (JSON, no newline).
-    pub fn to_line(&self) -> crate::Result<String> {
-        serde_json::to_string(self).map_err(crate::Error::storage)
+    pub fn to_line(&self) -> crate::error::Result<String> {
+        serde_json::to_string(self).map_err(crate::error::Error::storage)
     }
 
     /// The record written on one line of an export.

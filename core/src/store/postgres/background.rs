@@ -69,9 +69,9 @@ async fn upkeep(store: PostgresStore) {
 }
 
 /// Runs `prune` until a batch comes back short; how many were forgotten in all.
-async fn drain<F>(mut prune: impl FnMut() -> F) -> crate::Result<usize>
+async fn drain<F>(mut prune: impl FnMut() -> F) -> crate::error::Result<usize>
 where
-    F: std::future::Future<Output = crate::Result<usize>>,
+    F: std::future::Future<Output = crate::error::Result<usize>>,
 {
     let mut pruned = 0;
     loop {
@@ -83,7 +83,7 @@ where
     }
 }
 
-fn report(what: &str, pruned: crate::Result<usize>) {
+fn report(what: &str, pruned: crate::error::Result<usize>) {
     match pruned {
         Ok(0) => {}
         Ok(pruned) => tracing::info!(pruned, "forgot {what} past their retention"),

@@ -19,10 +19,10 @@ pub(super) fn encode(chatbot: &Chatbot) -> Result<Vec<u8>> {
 /// A typical record (the contract's defaults), decoded where no record was found so that a miss
 /// costs what a hit does.
 pub(super) static STAND_IN: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
-    let draft = crate::ChatbotDraft { name: Some("stand-in".into()), ..Default::default() };
-    let rules = crate::Rules::default();
-    let proposal = rules.check(None, &draft, crate::Rules::create_mask(&draft)).expect("a valid draft");
-    encode(&Chatbot::new(crate::OrgId::new_random(), proposal.config)).unwrap_or_default()
+    let draft = crate::chatbot::ChatbotDraft { name: Some("stand-in".into()), ..Default::default() };
+    let rules = crate::rules::Rules::default();
+    let proposal = rules.check(None, &draft, crate::rules::Rules::create_mask(&draft)).expect("a valid draft");
+    encode(&Chatbot::new(crate::domain::OrgId::new_random(), proposal.config)).unwrap_or_default()
 });
 
 /// The bytes stored for an avatar image: version, type, the 32-byte digest, the image.

@@ -617,7 +617,9 @@ mod tests {
     use futures_executor::block_on;
 
     use super::*;
-    use crate::{ChatbotDraft, Registry, Rules};
+    use crate::chatbot::ChatbotDraft;
+    use crate::registry::Registry;
+    use crate::rules::Rules;
 
     fn named(name: &str) -> ChatbotDraft {
         ChatbotDraft { name: Some(name.into()), ..Default::default() }

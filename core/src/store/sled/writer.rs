@@ -276,8 +276,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::ViolationCode;
     use crate::error::Violation;
+    use crate::error::ViolationCode;
 
     impl BatchWriter {
         /// Submits `change` and waits for its outcome.

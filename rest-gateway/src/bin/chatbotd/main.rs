@@ -153,11 +153,11 @@ struct StoreArgs {
     #[arg(long, env = "CHATBOTD_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Most PostgreSQL connections this process opens.
-    #[arg(long, env = "CHATBOTD_DATABASE_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "CHATBOTD_DATABASE_POOL_SIZE", default_value_t = PostgresOptions::default().pool_size)]
     database_pool_size: usize,
     /// How long connecting to PostgreSQL, waiting for a connection, or one statement may take before the
     /// request fails with 503 `unavailable` (e.g. `3s`, `500ms`).
-    #[arg(long, env = "CHATBOTD_DATABASE_TIMEOUT", default_value = "3s")]
+    #[arg(long, env = "CHATBOTD_DATABASE_TIMEOUT", default_value_t = Span::from(PostgresOptions::default().timeout))]
     database_timeout: Span,
     /// The isolation level of PostgreSQL transactions.
     #[arg(long, env = "CHATBOTD_DATABASE_ISOLATION", value_enum, default_value = "read-committed")]
@@ -235,7 +235,7 @@ struct ServeArgs {
     #[arg(long, env = "CHATBOTD_PUBLIC_RATE_LIMIT", default_value_t = fair_use::DEFAULT_PER_PUBLIC_CLIENT)]
     public_rate_limit: u32,
     /// How long an idempotency key (and the answer it replays) is kept.
-    #[arg(long, env = "CHATBOTD_IDEMPOTENCY_TTL", default_value = "24h")]
+    #[arg(long, env = "CHATBOTD_IDEMPOTENCY_TTL", default_value_t = Span::from(Retention::default().claims))]
     idempotency_ttl: Span,
     /// Most connections open at once, per face; past it the connection quiet for longest is closed to
     /// make room, or, if every one is busy, new ones are refused (REST: 503).
@@ -259,7 +259,7 @@ struct ServeArgs {
     write_timeout: Span,
     /// How long one request may take, from its first byte to its answer (REST 408, gRPC
     /// DEADLINE_EXCEEDED).
-    #[arg(long, env = "CHATBOTD_REQUEST_TIMEOUT", default_value = "30s")]
+    #[arg(long, env = "CHATBOTD_REQUEST_TIMEOUT", default_value_t = Span::from(rest_gateway::DEFAULT_REQUEST_TIMEOUT))]
     request_timeout: Span,
     /// Most concurrent HTTP/2 streams (gRPC calls) on one connection.
     #[arg(long, env = "CHATBOTD_MAX_STREAMS", default_value_t = 128)]
@@ -282,7 +282,7 @@ struct ServeArgs {
     #[arg(long, env = "CHATBOTD_PUBLIC_URL", value_parser = parse_public_url)]
     public_url: Option<String>,
     /// How long the change log keeps events; a watcher resuming from an older token is told to resync.
-    #[arg(long, env = "CHATBOTD_CHANGE_RETENTION", default_value = "24h")]
+    #[arg(long, env = "CHATBOTD_CHANGE_RETENTION", default_value_t = Span::from(Retention::default().changes))]
     change_retention: Span,
     /// Most change streams (SSE and gRPC watches) open at once.
     #[arg(long, env = "CHATBOTD_MAX_WATCHERS", default_value_t = chatbot_core::DEFAULT_MAX_WATCHERS)]
@@ -295,7 +295,7 @@ struct ServeArgs {
     #[arg(long, env = "CHATBOTD_WATCH_RATE_LIMIT", default_value_t = fair_use::DEFAULT_WATCH_OPENS_PER_ORG)]
     watch_rate_limit: u32,
     /// How often an idle change stream gets a heartbeat.
-    #[arg(long, env = "CHATBOTD_HEARTBEAT", default_value = "15s")]
+    #[arg(long, env = "CHATBOTD_HEARTBEAT", default_value_t = Span::from(chatbot_core::DEFAULT_HEARTBEAT))]
     heartbeat: Span,
 }
 
