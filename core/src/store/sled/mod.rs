@@ -16,7 +16,10 @@
 //! flushed on each change.
 
 mod changes;
+mod chatbots;
+mod claims;
 mod codec;
+mod keys;
 mod listing;
 mod snapshot;
 mod upkeep;
@@ -28,17 +31,15 @@ use futures_channel::oneshot;
 use sled::transaction::{TransactionError, Transactional};
 
 use crate::auth::{ApiKeyInfo, KeyHash};
-use crate::avatar::{AvatarId, AvatarRef, StoredAvatar};
-use crate::changes::{ChangeKind, ChangeSignal, ChatbotEvent};
+use crate::avatar::StoredAvatar;
+use crate::changes::{ChangeSignal, ChatbotEvent};
 use crate::chatbot::Chatbot;
-use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
+use crate::domain::{ChatbotId, OrgId, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
-use crate::idempotency::{Claim, IdempotencyKey, Outcome, Record as ClaimRecord, Verdict, Written};
 use crate::rules::SlugChoice;
-use crate::store::{
-    Archive, ChangeLog, ChatbotDeletion, ChatbotStore, ChatbotUpdate, ClaimStore, Filter, KeyStore, Lifecycle, Listing,
-    NewChatbot, Organisation, PageCursor, Retention, StoreFuture, slug_candidates,
-};
+use crate::store::{Archive, ChangeLog, Filter, Lifecycle, Listing, Organisation, PageCursor, Retention, StoreFuture};
+use chatbots::{avatar_key, claim_slug, put, record_key};
+use keys::{decode_key, org_from_bytes};
 use writer::{BatchWriter, Tx};
 
 impl From<sled::Error> for Error {
@@ -51,90 +52,10 @@ impl From<sled::Error> for Error {
 /// small enough for a container.
 pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
-/// Key of a chatbot's record.
-fn record_key(id: ChatbotId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(17);
-    key.push(b'c');
-    key.extend_from_slice(id.as_bytes());
-    key
-}
-
-/// Key of an avatar image.
-fn avatar_key(id: AvatarId) -> Vec<u8> {
-    [b"d".as_slice(), id.as_bytes()].concat()
-}
-
 /// Whether a key of the chatbots tree holds a record an export carries (a chatbot or an avatar image):
 /// the keys that snapshots keep.
 fn is_exported(key: &[u8]) -> bool {
     matches!(key.first(), Some(b'c' | b'd'))
-}
-
-/// Points the store from the avatar image `before` to `after`: the image no longer pointed at is
-/// removed, the new one (if any) stored, in the same batch as the chatbot's change.
-fn replace_avatar(
-    tx: &mut Tx<'_>,
-    before: Option<AvatarRef>,
-    after: Option<AvatarRef>,
-    new: Option<&StoredAvatar>,
-) -> Result<()> {
-    if let Some(old) = before.filter(|old| Some(*old) != after) {
-        tx.remove(avatar_key(old.id));
-    }
-    if let Some(new) = new {
-        tx.insert(avatar_key(new.reference.id), codec::encode_avatar(new)?);
-    }
-    Ok(())
-}
-
-/// Key of a slug's owner.
-fn slug_key(slug: &Slug) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + slug.as_str().len());
-    key.push(b's');
-    key.extend_from_slice(slug.as_str().as_bytes());
-    key
-}
-
-/// Key of the record of `org`'s idempotency key `key`.
-fn claim_key(org: OrgId, key: &IdempotencyKey) -> Vec<u8> {
-    [b"i".as_slice(), org.as_bytes(), key.as_str().as_bytes()].concat()
-}
-
-/// The start of the time index's keys for claims made at `at`: they sort in time order.
-fn claim_time_prefix(at: Timestamp) -> Vec<u8> {
-    [b"t".as_slice(), &(at.as_micros().max(0) as u64).to_be_bytes()].concat()
-}
-
-/// Key of a claim in the time index.
-fn claim_time_key(at: Timestamp, org: OrgId, key: &IdempotencyKey) -> Vec<u8> {
-    [claim_time_prefix(at).as_slice(), org.as_bytes(), key.as_str().as_bytes()].concat()
-}
-
-fn decode_claim(bytes: &[u8]) -> Result<ClaimRecord> {
-    serde_json::from_slice(bytes).map_err(Error::storage)
-}
-
-/// What a write finds of its key: `None` when nothing stops it (no record, or an expired one, whose
-/// index entry is dropped since the write replaces the record), the outcome to replay when the same
-/// request claimed it, [`Error::IdempotencyKeyReused`] when another did.
-fn check_claim(tx: &mut Tx<'_>, org: OrgId, claim: &Claim) -> Result<Option<Outcome>> {
-    let stored = tx.get(&claim_key(org, &claim.key))?.map(|bytes| decode_claim(&bytes)).transpose()?;
-    match claim.verdict(stored)? {
-        Verdict::Unclaimed => Ok(None),
-        Verdict::Expired { at } => {
-            tx.remove(claim_time_key(at, org, &claim.key));
-            Ok(None)
-        }
-        Verdict::Replay(outcome) => Ok(Some(outcome)),
-    }
-}
-
-/// Records `outcome` under the claimed key, in the same batch as the write.
-fn record_claim(tx: &mut Tx<'_>, org: OrgId, claim: &Claim, outcome: Outcome) -> Result<()> {
-    let record = ClaimRecord { fingerprint: claim.fingerprint, at: claim.at, outcome };
-    tx.insert(claim_key(org, &claim.key), serde_json::to_vec(&record).map_err(Error::storage)?);
-    tx.insert(claim_time_key(claim.at, org, &claim.key), Vec::new());
-    Ok(())
 }
 
 /// The sled engine: a database in one directory, used by one process at a time.
@@ -284,212 +205,6 @@ impl SledStore {
     }
 }
 
-/// A key's record as stored: JSON, or (written before keys had records) just its organisation's 16
-/// bytes, which still reads, with an id taken from its hash.
-fn decode_key(hash: &[u8], record: &[u8]) -> Result<ApiKeyInfo> {
-    let hash: [u8; 32] = hash.try_into().map_err(|_| Error::storage("a key hash is not 32 bytes"))?;
-    if record.len() == 16 {
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&hash[..16]);
-        return Ok(ApiKeyInfo {
-            id: KeyId::from_bytes(id),
-            organisation_id: org_from_bytes(record)?,
-            hash: KeyHash::from_bytes(hash),
-            prefix: String::new(),
-            created_at: Timestamp::from_micros(0),
-            last_used_at: None,
-        });
-    }
-    serde_json::from_slice(record).map_err(Error::storage)
-}
-
-impl ChatbotStore for SledStore {
-    fn create(&self, new: NewChatbot) -> StoreFuture<'_, Written<Chatbot>> {
-        self.write(move |tx| {
-            let NewChatbot { mut chatbot, slug, claim } = new;
-            let org = chatbot.organization_id;
-            if let Some(claim) = &claim
-                && let Some(outcome) = check_claim(tx, org, claim)?
-            {
-                return outcome.replayed_chatbot();
-            }
-            chatbot.config.slug = claim_slug(tx, chatbot.id, &chatbot.config.slug, slug)?;
-            put(tx, &chatbot)?;
-            tx.log(ChatbotEvent::of(ChangeKind::Created, &chatbot));
-            if let Some(claim) = &claim {
-                record_claim(tx, org, claim, Outcome::Chatbot(Box::new(chatbot.clone())))?;
-            }
-            Ok(Written::fresh(chatbot))
-        })
-    }
-
-    fn get(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, Chatbot> {
-        Box::pin(async move { self.read_chatbot(org, id) })
-    }
-
-    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>> {
-        let key = slug_key(slug);
-        Box::pin(async move {
-            // An unknown slug reads a record that is not there, and decodes a stand-in, as a private
-            // one reads and decodes its own.
-            let id = match self.chatbots.get(key)? {
-                Some(owner) => {
-                    <[u8; 16]>::try_from(owner.as_ref()).map_err(|_| Error::storage("a slug owner is not an id"))?
-                }
-                None => [0; 16],
-            };
-            // A chatbot deleted between the two reads is simply not found.
-            let chatbot = match self.chatbots.get(record_key(ChatbotId::from_bytes(id)))? {
-                Some(record) => Some(codec::decode(&record)?),
-                None => {
-                    std::hint::black_box(codec::decode(&codec::STAND_IN)?);
-                    None
-                }
-            };
-            Ok(chatbot.filter(|chatbot| chatbot.config.is_public && chatbot.config.active))
-        })
-    }
-
-    fn list(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> StoreFuture<'_, Listing> {
-        Box::pin(async move { self.read_page(org, filter, after, limit) })
-    }
-
-    fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Written<Chatbot>> {
-        self.write(move |tx| {
-            if let Some(claim) = &update.claim
-                && let Some(outcome) = check_claim(tx, update.org, claim)?
-            {
-                return outcome.replayed_chatbot();
-            }
-            let current = owned(tx, update.org, update.id, None)?;
-            let (mut next, slug) = update.apply(&current)?;
-            next.config.slug = claim_slug(tx, next.id, &next.config.slug, slug)?;
-            if next.config.slug != current.config.slug {
-                tx.remove(slug_key(&current.config.slug));
-            }
-            tx.remove(listing::key(&current));
-            put(tx, &next)?;
-            let (before, after) = (current.config.settings.avatar, next.config.settings.avatar);
-            replace_avatar(tx, before, after, update.avatar.as_ref())?;
-            tx.log(ChatbotEvent::of(ChangeKind::Updated, &next));
-            if let Some(claim) = &update.claim {
-                record_claim(tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone())))?;
-            }
-            Ok(Written::fresh(next))
-        })
-    }
-
-    fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, Written<()>> {
-        self.write(move |tx| {
-            if let Some(claim) = &deletion.claim
-                && let Some(outcome) = check_claim(tx, deletion.org, claim)?
-            {
-                return outcome.replayed_deletion();
-            }
-            let current = owned(tx, deletion.org, deletion.id, deletion.expected_etag.as_deref())?;
-            tx.remove(record_key(current.id));
-            tx.remove(slug_key(&current.config.slug));
-            tx.remove(listing::key(&current));
-            replace_avatar(tx, current.config.settings.avatar, None, None)?;
-            tx.log(ChatbotEvent::of(ChangeKind::Deleted, &current));
-            if let Some(claim) = &deletion.claim {
-                record_claim(tx, deletion.org, claim, Outcome::Deleted)?;
-            }
-            Ok(Written::fresh(()))
-        })
-    }
-
-    fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>> {
-        Box::pin(async move {
-            let stored = self.chatbots.get(avatar_key(reference.id))?;
-            stored.map(|bytes| codec::decode_avatar(reference.id, &bytes)).transpose()
-        })
-    }
-}
-
-impl KeyStore for SledStore {
-    fn ensure_org(&self, name: &str) -> StoreFuture<'_, OrgId> {
-        let name = name.to_owned();
-        Box::pin(async move { self.ensure_org_now(&name, OrgId::new_random()) })
-    }
-
-    fn organisations(&self) -> StoreFuture<'_, Vec<Organisation>> {
-        Box::pin(async move {
-            let mut all = Vec::new();
-            for entry in &self.orgs {
-                let (id, name) = entry?;
-                let name = String::from_utf8(name.to_vec()).map_err(Error::storage)?;
-                all.push(Organisation { id: org_from_bytes(&id)?, name });
-            }
-            Ok(all)
-        })
-    }
-
-    fn add_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, ()> {
-        Box::pin(async move { self.add_api_key_now(&key) })
-    }
-
-    fn org_of_key(&self, key: KeyHash) -> StoreFuture<'_, OrgId> {
-        Box::pin(async move { Ok(self.key_now(key)?.organisation_id) })
-    }
-
-    fn add_first_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, bool> {
-        // One process owns a sled store, and it bootstraps before it serves: nothing can race this.
-        Box::pin(async move {
-            if !self.api_keys.is_empty() {
-                return Ok(false);
-            }
-            self.add_api_key_now(&key)?;
-            Ok(true)
-        })
-    }
-
-    fn api_keys(&self, org: Option<OrgId>) -> StoreFuture<'_, Vec<ApiKeyInfo>> {
-        Box::pin(async move {
-            let mut keys = self.all_keys()?;
-            keys.retain(|key| org.is_none_or(|org| key.organisation_id == org));
-            Ok(keys)
-        })
-    }
-
-    fn revoke_api_key(&self, id: KeyId) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let key = self.all_keys()?.into_iter().find(|key| key.id == id).ok_or(Error::NotFound)?;
-            self.api_keys.remove(key.hash.as_bytes())?;
-            self.db.flush()?;
-            Ok(())
-        })
-    }
-
-    fn touch_api_key(&self, key: KeyHash, at: Timestamp) -> StoreFuture<'_, ()> {
-        // Advisory, so not flushed: a crash may forget the last minute of use.
-        Box::pin(async move {
-            self.api_keys.fetch_and_update(key.as_bytes(), |record| {
-                let mut info = decode_key(key.as_bytes(), record?).ok()?;
-                info.last_used_at = Some(at);
-                serde_json::to_vec(&info).ok()
-            })?;
-            Ok(())
-        })
-    }
-}
-
-impl ClaimStore for SledStore {
-    fn claimed(&self, org: OrgId, key: &IdempotencyKey) -> StoreFuture<'_, Option<ClaimRecord>> {
-        let key = claim_key(org, key);
-        Box::pin(async move { self.chatbots.get(key)?.map(|bytes| decode_claim(&bytes)).transpose() })
-    }
-
-    fn prune_claims(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
-        Box::pin(async move {
-            match upkeep::prune_claims(&self.chatbots, before, limit)? {
-                Some((_, prune)) => self.write(prune).await,
-                None => Ok(0),
-            }
-        })
-    }
-}
-
 impl ChangeLog for SledStore {
     fn change_signal(&self) -> &ChangeSignal {
         &self.signal
@@ -569,47 +284,6 @@ impl std::fmt::Debug for SledStore {
     }
 }
 
-/// The stored chatbot if `org` owns it and it matches `expected_etag` (when given).
-fn owned(tx: &Tx<'_>, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<Chatbot> {
-    let record = tx.get(&record_key(id))?.ok_or(Error::NotFound)?;
-    let chatbot = codec::decode(&record)?;
-    if chatbot.organization_id != org {
-        return Err(Error::NotFound);
-    }
-    chatbot.check_etag(expected_etag)?;
-    Ok(chatbot)
-}
-
-/// Points the slug index at `id` and returns the slug used: `wanted` itself if kept or exact (it must
-/// be free or already `id`'s), or its first free `-n` variant if derived.
-fn claim_slug(tx: &mut Tx<'_>, id: ChatbotId, wanted: &Slug, choice: SlugChoice) -> Result<Slug> {
-    for candidate in slug_candidates(wanted, choice) {
-        let key = slug_key(&candidate);
-        match tx.get(&key)? {
-            Some(owner) if owner.as_slice() != id.as_bytes() => continue,
-            Some(_) => return Ok(candidate),
-            None => {
-                tx.insert(key, id.as_bytes().as_slice());
-                return Ok(candidate);
-            }
-        }
-    }
-    Err(Error::SlugTaken { slug: wanted.to_string() })
-}
-
-/// Writes the record and its listing key.
-fn put(tx: &mut Tx<'_>, chatbot: &Chatbot) -> Result<()> {
-    tx.insert(record_key(chatbot.id), codec::encode(chatbot)?);
-    tx.insert(listing::key(chatbot), Vec::new());
-    Ok(())
-}
-
-/// An organisation id as stored: 16 bytes. Anything else is a corrupt store, not a reason to panic.
-fn org_from_bytes(bytes: &[u8]) -> Result<OrgId> {
-    let id: [u8; 16] = bytes.try_into().map_err(|_| Error::storage("a stored organisation id is not 16 bytes"))?;
-    Ok(OrgId::from_bytes(id))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -618,6 +292,7 @@ mod tests {
 
     use super::*;
     use crate::chatbot::ChatbotDraft;
+    use crate::idempotency::IdempotencyKey;
     use crate::registry::Registry;
     use crate::rules::Rules;
 

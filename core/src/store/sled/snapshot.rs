@@ -6,8 +6,9 @@
 
 use std::ops::Bound;
 
+use super::keys::{decode_key, org_from_bytes};
 use super::writer::UndoLog;
-use super::{SledStore, codec, decode_key, is_exported, org_from_bytes};
+use super::{SledStore, codec, is_exported};
 use crate::avatar::AvatarId;
 use crate::error::{Error, Result};
 use crate::store::{Organisation, Record, Snapshot, StoreFuture};

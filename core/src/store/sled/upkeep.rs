@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::changes;
+use super::claims::{claim_time_prefix, decode_claim};
 use super::writer::{Job, Tx, job};
-use super::{changes, claim_time_prefix, decode_claim};
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
 use crate::store::Retention;

@@ -1,0 +1,193 @@
+//! Chatbots in the tree: records (`c`), the global slug index (`s`), the listing index (`l`, see
+//! `listing.rs`) and avatar images (`a`), each change applied by the writer with its event and claim.
+
+use super::claims::{check_claim, record_claim};
+use super::writer::Tx;
+use super::{SledStore, codec, listing};
+use crate::avatar::{AvatarId, AvatarRef, StoredAvatar};
+use crate::changes::{ChangeKind, ChatbotEvent};
+use crate::chatbot::Chatbot;
+use crate::domain::{ChatbotId, OrgId, Slug};
+use crate::error::{Error, Result};
+use crate::idempotency::{Outcome, Written};
+use crate::rules::SlugChoice;
+use crate::store::{
+    ChatbotDeletion, ChatbotStore, ChatbotUpdate, Filter, Listing, NewChatbot, PageCursor, StoreFuture, slug_candidates,
+};
+
+/// Key of a chatbot's record.
+pub(super) fn record_key(id: ChatbotId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.push(b'c');
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Key of an avatar image.
+pub(super) fn avatar_key(id: AvatarId) -> Vec<u8> {
+    [b"d".as_slice(), id.as_bytes()].concat()
+}
+
+/// Points the store from the avatar image `before` to `after`: the image no longer pointed at is
+/// removed, the new one (if any) stored, in the same batch as the chatbot's change.
+pub(super) fn replace_avatar(
+    tx: &mut Tx<'_>,
+    before: Option<AvatarRef>,
+    after: Option<AvatarRef>,
+    new: Option<&StoredAvatar>,
+) -> Result<()> {
+    if let Some(old) = before.filter(|old| Some(*old) != after) {
+        tx.remove(avatar_key(old.id));
+    }
+    if let Some(new) = new {
+        tx.insert(avatar_key(new.reference.id), codec::encode_avatar(new)?);
+    }
+    Ok(())
+}
+
+/// Key of a slug's owner.
+pub(super) fn slug_key(slug: &Slug) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + slug.as_str().len());
+    key.push(b's');
+    key.extend_from_slice(slug.as_str().as_bytes());
+    key
+}
+
+impl ChatbotStore for SledStore {
+    fn create(&self, new: NewChatbot) -> StoreFuture<'_, Written<Chatbot>> {
+        self.write(move |tx| {
+            let NewChatbot { mut chatbot, slug, claim } = new;
+            let org = chatbot.organization_id;
+            if let Some(claim) = &claim
+                && let Some(outcome) = check_claim(tx, org, claim)?
+            {
+                return outcome.replayed_chatbot();
+            }
+            chatbot.config.slug = claim_slug(tx, chatbot.id, &chatbot.config.slug, slug)?;
+            put(tx, &chatbot)?;
+            tx.log(ChatbotEvent::of(ChangeKind::Created, &chatbot));
+            if let Some(claim) = &claim {
+                record_claim(tx, org, claim, Outcome::Chatbot(Box::new(chatbot.clone())))?;
+            }
+            Ok(Written::fresh(chatbot))
+        })
+    }
+
+    fn get(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, Chatbot> {
+        Box::pin(async move { self.read_chatbot(org, id) })
+    }
+
+    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>> {
+        let key = slug_key(slug);
+        Box::pin(async move {
+            // An unknown slug reads a record that is not there, and decodes a stand-in, as a private
+            // one reads and decodes its own.
+            let id = match self.chatbots.get(key)? {
+                Some(owner) => {
+                    <[u8; 16]>::try_from(owner.as_ref()).map_err(|_| Error::storage("a slug owner is not an id"))?
+                }
+                None => [0; 16],
+            };
+            // A chatbot deleted between the two reads is simply not found.
+            let chatbot = match self.chatbots.get(record_key(ChatbotId::from_bytes(id)))? {
+                Some(record) => Some(codec::decode(&record)?),
+                None => {
+                    std::hint::black_box(codec::decode(&codec::STAND_IN)?);
+                    None
+                }
+            };
+            Ok(chatbot.filter(|chatbot| chatbot.config.is_public && chatbot.config.active))
+        })
+    }
+
+    fn list(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> StoreFuture<'_, Listing> {
+        Box::pin(async move { self.read_page(org, filter, after, limit) })
+    }
+
+    fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Written<Chatbot>> {
+        self.write(move |tx| {
+            if let Some(claim) = &update.claim
+                && let Some(outcome) = check_claim(tx, update.org, claim)?
+            {
+                return outcome.replayed_chatbot();
+            }
+            let current = owned(tx, update.org, update.id, None)?;
+            let (mut next, slug) = update.apply(&current)?;
+            next.config.slug = claim_slug(tx, next.id, &next.config.slug, slug)?;
+            if next.config.slug != current.config.slug {
+                tx.remove(slug_key(&current.config.slug));
+            }
+            tx.remove(listing::key(&current));
+            put(tx, &next)?;
+            let (before, after) = (current.config.settings.avatar, next.config.settings.avatar);
+            replace_avatar(tx, before, after, update.avatar.as_ref())?;
+            tx.log(ChatbotEvent::of(ChangeKind::Updated, &next));
+            if let Some(claim) = &update.claim {
+                record_claim(tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone())))?;
+            }
+            Ok(Written::fresh(next))
+        })
+    }
+
+    fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, Written<()>> {
+        self.write(move |tx| {
+            if let Some(claim) = &deletion.claim
+                && let Some(outcome) = check_claim(tx, deletion.org, claim)?
+            {
+                return outcome.replayed_deletion();
+            }
+            let current = owned(tx, deletion.org, deletion.id, deletion.expected_etag.as_deref())?;
+            tx.remove(record_key(current.id));
+            tx.remove(slug_key(&current.config.slug));
+            tx.remove(listing::key(&current));
+            replace_avatar(tx, current.config.settings.avatar, None, None)?;
+            tx.log(ChatbotEvent::of(ChangeKind::Deleted, &current));
+            if let Some(claim) = &deletion.claim {
+                record_claim(tx, deletion.org, claim, Outcome::Deleted)?;
+            }
+            Ok(Written::fresh(()))
+        })
+    }
+
+    fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>> {
+        Box::pin(async move {
+            let stored = self.chatbots.get(avatar_key(reference.id))?;
+            stored.map(|bytes| codec::decode_avatar(reference.id, &bytes)).transpose()
+        })
+    }
+}
+
+/// The stored chatbot if `org` owns it and it matches `expected_etag` (when given).
+pub(super) fn owned(tx: &Tx<'_>, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<Chatbot> {
+    let record = tx.get(&record_key(id))?.ok_or(Error::NotFound)?;
+    let chatbot = codec::decode(&record)?;
+    if chatbot.organization_id != org {
+        return Err(Error::NotFound);
+    }
+    chatbot.check_etag(expected_etag)?;
+    Ok(chatbot)
+}
+
+/// Points the slug index at `id` and returns the slug used: `wanted` itself if kept or exact (it must
+/// be free or already `id`'s), or its first free `-n` variant if derived.
+pub(super) fn claim_slug(tx: &mut Tx<'_>, id: ChatbotId, wanted: &Slug, choice: SlugChoice) -> Result<Slug> {
+    for candidate in slug_candidates(wanted, choice) {
+        let key = slug_key(&candidate);
+        match tx.get(&key)? {
+            Some(owner) if owner.as_slice() != id.as_bytes() => continue,
+            Some(_) => return Ok(candidate),
+            None => {
+                tx.insert(key, id.as_bytes().as_slice());
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(Error::SlugTaken { slug: wanted.to_string() })
+}
+
+/// Writes the record and its listing key.
+pub(super) fn put(tx: &mut Tx<'_>, chatbot: &Chatbot) -> Result<()> {
+    tx.insert(record_key(chatbot.id), codec::encode(chatbot)?);
+    tx.insert(listing::key(chatbot), Vec::new());
+    Ok(())
+}
