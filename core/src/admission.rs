@@ -54,7 +54,7 @@ impl Admission {
             Ok(allowance) => (org, allowance),
             Err(exhausted) => {
                 let scope = if key.is_some() && org.is_ok() { "key" } else { "client" };
-                metrics::counter!("chatbotd_rate_limited_total", "scope" => scope).increment(1);
+                metrics::counter!(crate::metric::RATE_LIMITED, "scope" => scope).increment(1);
                 (Err(Error::RateLimited { limit: exhausted.limit, retry_after: exhausted.retry_after }), None)
             }
         }
@@ -87,7 +87,7 @@ impl Admission {
             None => (Ok(()), None),
             Some(Ok(allowance)) => (Ok(()), allowance),
             Some(Err(exhausted)) => {
-                metrics::counter!("chatbotd_rate_limited_total", "scope" => "public").increment(1);
+                metrics::counter!(crate::metric::RATE_LIMITED, "scope" => "public").increment(1);
                 (Err(Error::RateLimited { limit: exhausted.limit, retry_after: exhausted.retry_after }), None)
             }
         }
@@ -99,7 +99,7 @@ impl Admission {
         match client.map(|client| self.limits.take_for_client(client)) {
             None | Some(Ok(_)) => Ok(()),
             Some(Err(exhausted)) => {
-                metrics::counter!("chatbotd_rate_limited_total", "scope" => "client").increment(1);
+                metrics::counter!(crate::metric::RATE_LIMITED, "scope" => "client").increment(1);
                 Err(Error::RateLimited { limit: exhausted.limit, retry_after: exhausted.retry_after })
             }
         }

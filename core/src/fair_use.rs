@@ -235,7 +235,7 @@ impl AdminDoor {
         if let Err(exhausted) = self.guesses.take(&client) {
             let wait = exhausted.retry_after.max(Duration::from_secs(1));
             self.shut().insert(client, std::time::Instant::now() + wait);
-            metrics::counter!("chatbotd_rate_limited_total", "scope" => "admin").increment(1);
+            metrics::counter!(crate::metric::RATE_LIMITED, "scope" => "admin").increment(1);
         }
     }
 }

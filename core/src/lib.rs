@@ -28,6 +28,7 @@ pub mod domain;
 mod error;
 pub mod fair_use;
 pub mod idempotency;
+pub mod metric;
 mod registry;
 mod rules;
 pub mod store;

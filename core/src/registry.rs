@@ -350,7 +350,7 @@ impl Registry {
                 Err(Error::IdempotencyKeyReused) => "reused",
                 Err(_) => "refused",
             };
-            metrics::counter!("chatbotd_idempotency_total", "outcome" => outcome).increment(1);
+            metrics::counter!(crate::metric::IDEMPOTENCY, "outcome" => outcome).increment(1);
         }
         written
     }

@@ -46,7 +46,7 @@ impl Watching {
     /// fails it (the caller ends it by dropping it); it reads at its consumer's pace.
     pub async fn watch(&self, org: OrgId, resume: Option<ResumeToken>) -> Result<Watch> {
         if let Err(exhausted) = self.limits.take_for_watch(org) {
-            metrics::counter!("chatbotd_rate_limited_total", "scope" => "watch").increment(1);
+            metrics::counter!(crate::metric::RATE_LIMITED, "scope" => "watch").increment(1);
             return Err(Error::RateLimited { limit: exhausted.limit, retry_after: exhausted.retry_after });
         }
         let guard = Watchers::admit(&self.watchers, org)?;
@@ -126,7 +126,7 @@ impl Watchers {
         }
         *of_org += 1;
         *total += 1;
-        metrics::gauge!("chatbotd_watchers").set(*total as f64);
+        metrics::gauge!(crate::metric::WATCHERS).set(*total as f64);
         Ok(WatcherGuard { watchers: Arc::clone(watchers), org })
     }
 }
@@ -148,6 +148,6 @@ impl Drop for WatcherGuard {
                 per_org.remove(&self.org);
             }
         }
-        metrics::gauge!("chatbotd_watchers").set(*total as f64);
+        metrics::gauge!(crate::metric::WATCHERS).set(*total as f64);
     }
 }

@@ -61,7 +61,7 @@ where
         request.headers_mut().insert(REQUEST_ID_METADATA, id_value.clone());
         let method = route_label(request.uri().path());
         let started = std::time::Instant::now();
-        let in_flight = metrics::gauge!("chatbotd_requests_in_flight", "face" => "grpc");
+        let in_flight = metrics::gauge!(chatbot_core::metric::REQUESTS_IN_FLIGHT, "face" => "grpc");
         in_flight.increment(1);
         let answer = self.inner.call(request);
         Box::pin(async move {
@@ -80,10 +80,11 @@ where
                 let _ = status.add_header(headers);
             }
             let labels = [("face", "grpc".to_owned()), ("route", method.to_owned()), ("method", "POST".to_owned())];
-            metrics::histogram!("chatbotd_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(chatbot_core::metric::REQUEST_DURATION, &labels)
+                .record(started.elapsed().as_secs_f64());
             let mut labels = labels.to_vec();
             labels.push(("status", format!("{code:?}")));
-            metrics::counter!("chatbotd_requests_total", &labels).increment(1);
+            metrics::counter!(chatbot_core::metric::REQUESTS, &labels).increment(1);
             Ok(response)
         })
     }

@@ -157,10 +157,10 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let route = response.extensions().get::<RouteTemplate>().map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
     let status = response.status().as_u16().to_string();
     let labels = [("face", "rest".to_owned()), ("route", route), ("method", method.to_owned())];
-    metrics::histogram!("chatbotd_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(chatbot_core::metric::REQUEST_DURATION, &labels).record(started.elapsed().as_secs_f64());
     let mut labels = labels.to_vec();
     labels.push(("status", status));
-    metrics::counter!("chatbotd_requests_total", &labels).increment(1);
+    metrics::counter!(chatbot_core::metric::REQUESTS, &labels).increment(1);
     response
 }
 
@@ -178,7 +178,7 @@ pub struct InFlight(metrics::Gauge);
 impl InFlight {
     /// A request of `face` starts.
     pub fn enter(face: &'static str) -> Self {
-        let gauge = metrics::gauge!("chatbotd_requests_in_flight", "face" => face);
+        let gauge = metrics::gauge!(chatbot_core::metric::REQUESTS_IN_FLIGHT, "face" => face);
         gauge.increment(1);
         InFlight(gauge)
     }

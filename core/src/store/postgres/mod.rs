@@ -162,10 +162,10 @@ impl PostgresStore {
     async fn client(&self) -> Result<deadpool_postgres::Object, Failure> {
         let client = self.pool.get().await?;
         let status = self.pool.status();
-        metrics::gauge!("chatbotd_store_pool_connections", "state" => "in_use")
+        metrics::gauge!(crate::metric::STORE_POOL_CONNECTIONS, "state" => "in_use")
             .set((status.size - status.available) as f64);
-        metrics::gauge!("chatbotd_store_pool_connections", "state" => "idle").set(status.available as f64);
-        metrics::gauge!("chatbotd_store_pool_waiting").set(status.waiting as f64);
+        metrics::gauge!(crate::metric::STORE_POOL_CONNECTIONS, "state" => "idle").set(status.available as f64);
+        metrics::gauge!(crate::metric::STORE_POOL_WAITING).set(status.waiting as f64);
         Ok(client)
     }
 
@@ -181,7 +181,7 @@ impl PostgresStore {
                 Ok(value) => return Ok(value),
                 Err(Failure::Retry(cause)) if number + 1 < MAX_ATTEMPTS => {
                     tracing::info!(attempt = number + 1, %cause, "retrying a transaction");
-                    metrics::counter!("chatbotd_store_transaction_retries_total").increment(1);
+                    metrics::counter!(crate::metric::STORE_RETRIES).increment(1);
                     tokio::time::sleep(backoff(number)).await;
                     number += 1;
                 }

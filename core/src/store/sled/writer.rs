@@ -228,11 +228,11 @@ fn run(
             }
         }
         let depth = waiting.fetch_sub(queued, Ordering::Relaxed).saturating_sub(queued);
-        metrics::gauge!("chatbotd_store_queue_depth").set(depth as f64);
+        metrics::gauge!(crate::metric::STORE_QUEUE_DEPTH).set(depth as f64);
         if done.is_empty() {
             continue;
         }
-        metrics::histogram!("chatbotd_store_batch_size").record(done.len() as f64);
+        metrics::histogram!(crate::metric::STORE_BATCH_SIZE).record(done.len() as f64);
         if log.head != logged_from {
             batch.insert(changes::HEAD_KEY, &log.head.to_be_bytes());
         }
@@ -246,7 +246,7 @@ fn run(
                 .and_then(|()| db.flush().map(drop))
                 .map_err(|err| Error::storage(err.to_string())),
         };
-        metrics::histogram!("chatbotd_store_flush_seconds").record(flushing.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metric::STORE_FLUSH).record(flushing.elapsed().as_secs_f64());
         match &outcome {
             Ok(()) => log.signal.advance(log.head, logged_orgs),
             // Back to what the tree holds: positions given to a batch that did not commit are given again.

@@ -76,16 +76,16 @@ pub struct ConnectionTable {
 impl ConnectionTable {
     /// A table for `face` holding at most `max_total` connections, `max_per_client` per address.
     pub fn new(face: &'static str, max_total: usize, max_per_client: usize) -> Arc<Self> {
-        let refused = |refusal: Refusal| metrics::counter!("chatbotd_connections_refused_total", "face" => face, "reason" => refusal.label());
+        let refused = |refusal: Refusal| metrics::counter!(chatbot_core::metric::CONNECTIONS_REFUSED, "face" => face, "reason" => refusal.label());
         Arc::new(ConnectionTable {
             max_total: max_total.max(1),
             max_per_client: max_per_client.max(1),
             epoch: Instant::now(),
             open: Mutex::default(),
-            gauge: metrics::gauge!("chatbotd_open_connections", "face" => face),
+            gauge: metrics::gauge!(chatbot_core::metric::OPEN_CONNECTIONS, "face" => face),
             refused_per_client: refused(Refusal::PerClient),
             refused_full: refused(Refusal::Full),
-            evicted: metrics::counter!("chatbotd_connections_evicted_total", "face" => face),
+            evicted: metrics::counter!(chatbot_core::metric::CONNECTIONS_EVICTED, "face" => face),
         })
     }
 

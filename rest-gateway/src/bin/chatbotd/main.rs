@@ -340,9 +340,9 @@ fn install_metrics() -> anyhow::Result<rest_gateway::MetricsRenderer> {
     let sizes = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)?
-        .set_buckets_for_metric(Matcher::Full("chatbotd_store_batch_size".into()), &sizes)?
+        .set_buckets_for_metric(Matcher::Full(chatbot_core::metric::STORE_BATCH_SIZE.into()), &sizes)?
         .install_recorder()?;
-    metrics::gauge!("chatbotd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!(chatbot_core::metric::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // Without its own HTTP listener the exporter needs its upkeep run now and then.
     let upkeep = handle.clone();
     tokio::spawn(async move {
