@@ -13,18 +13,26 @@ use crate::error::{Error, Result};
 use crate::fair_use::{Allowance, RateLimits};
 use crate::store::Store;
 
+/// How long a key the store has let in is trusted without asking the store again: what bounds how late
+/// a key revoked through another replica is refused here (one revoked through this one is refused at
+/// once). A second saves a store read on nearly every request of a busy key.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+
 /// Admission and key management over a store; see the module documentation.
 pub struct Admission {
     store: Arc<dyn Store>,
     limits: Arc<RateLimits>,
     /// When each key's use was last noted in the store.
     last_use_noted: Mutex<HashMap<KeyHash, Instant>>,
+    /// Keys the store let in lately, with their organisation and when the store said so. Only keys that
+    /// exist are kept, so its size is bounded by the keys of the store, not by what callers send.
+    known: Mutex<HashMap<KeyHash, (OrgId, Instant)>>,
 }
 
 impl Admission {
     /// Admission over `store`, within `limits`.
     pub(crate) fn new(store: Arc<dyn Store>, limits: Arc<RateLimits>) -> Self {
-        Admission { store, limits, last_use_noted: Mutex::default() }
+        Admission { store, limits, last_use_noted: Mutex::default(), known: Mutex::default() }
     }
 
     /// The organisation an API key belongs to; [`Error::Unauthenticated`] for an unknown key: what
@@ -39,7 +47,7 @@ impl Admission {
     pub async fn admit(&self, api_key: Option<&str>, client: Option<IpAddr>) -> (Result<OrgId>, Option<Allowance>) {
         let key = api_key.map(str::trim).filter(|key| !key.is_empty()).map(KeyHash::of);
         let org = match key {
-            Some(key) => self.store.org_of_key(key).await,
+            Some(key) => self.org_of_key(key).await,
             None => Err(Error::Unauthenticated),
         };
         if let (Ok(_), Some(key)) = (&org, key) {
@@ -58,6 +66,25 @@ impl Admission {
                 (Err(Error::RateLimited { limit: exhausted.limit, retry_after: exhausted.retry_after }), None)
             }
         }
+    }
+
+    /// The organisation of the key with this hash: from what the store said less than
+    /// [`KEY_CACHE_TTL`] ago, else from the store.
+    async fn org_of_key(&self, key: KeyHash) -> Result<OrgId> {
+        let now = Instant::now();
+        let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).copied();
+        if let Some((org, at)) = known
+            && now.duration_since(at) < KEY_CACHE_TTL
+        {
+            return Ok(org);
+        }
+        let org = self.store.org_of_key(key).await?;
+        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= 4096 {
+            known.retain(|_, (_, at)| now.duration_since(*at) < KEY_CACHE_TTL);
+        }
+        known.insert(key, (org, now));
+        Ok(org)
     }
 
     /// Notes a key's use in the store, at most once a minute per key (and per replica), so that a
@@ -164,9 +191,14 @@ impl Admission {
             .collect())
     }
 
-    /// Revokes the key `id`: it lets nothing in from the next request on, on every replica.
+    /// Revokes the key `id`: it lets nothing in from the next request on through this replica, and
+    /// within [`KEY_CACHE_TTL`] through every other.
     pub async fn revoke_api_key(&self, id: KeyId) -> Result<()> {
-        self.store.revoke_api_key(id).await
+        self.store.revoke_api_key(id).await?;
+        // The key is known here by its hash, not its id: forget every key, so that this one is refused
+        // from the next request on (revocations are rare; the others are read again once).
+        self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        Ok(())
     }
 
     /// The rate limits, e.g. to forget idle buckets now and then.

@@ -28,7 +28,13 @@ pub enum Profile {
 /// also makes sure it is not stale. For the tests, cargo is asked exactly what the README's test command
 /// asks (`cargo test --workspace`, without running anything), so that under that command it is a
 /// no-op: a narrower build would resolve other features and rebuild the dependency tree.
+/// `CHATBOTD_TEST_BINARY` names another binary to run instead (an older build, or one broken on purpose
+/// to show that a test fails without what it guards).
 pub fn chatbotd(profile: Profile) -> &'static Path {
+    static GIVEN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    if let Some(given) = GIVEN.get_or_init(|| std::env::var_os(BINARY_VAR).map(PathBuf::from)) {
+        return given;
+    }
     static DEV: OnceLock<PathBuf> = OnceLock::new();
     static RELEASE: OnceLock<PathBuf> = OnceLock::new();
     let cell = match profile {
@@ -37,6 +43,9 @@ pub fn chatbotd(profile: Profile) -> &'static Path {
     };
     cell.get_or_init(|| build(profile).expect("the chatbotd binary builds"))
 }
+
+/// The variable that names a binary to test instead of this workspace's.
+pub const BINARY_VAR: &str = "CHATBOTD_TEST_BINARY";
 
 fn build(profile: Profile) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

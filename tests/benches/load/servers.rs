@@ -17,12 +17,21 @@ use crate::drive::{self, Measured, Op, Target};
 /// The API key the benchmark's chatbotd accepts.
 pub const KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
 
+/// A server process, and its log file (removed once the process is gone).
+pub struct Running {
+    _child: Child,
+    _log: tempfile::TempPath,
+}
+
 /// Starts `command` and waits until every face in `faces` has announced where it listens.
-async fn start(mut command: Command, faces: &[&str]) -> anyhow::Result<(Child, Vec<SocketAddr>)> {
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true).spawn()?;
+async fn start(mut command: Command, faces: &[&str]) -> anyhow::Result<(Running, Vec<SocketAddr>)> {
+    // As production runs it: the log (an access line per request, at the default level) is written,
+    // to a file that lives as long as the process.
+    let log = tempfile::NamedTempFile::new()?;
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::from(log.reopen()?)).kill_on_drop(true).spawn()?;
     let announced = chatbotd_tests::announced(&mut child, faces, Duration::from_secs(120)).await?;
     let addrs = faces.iter().map(|face| announced.addr(face)).collect();
-    Ok((child, addrs))
+    Ok((Running { _child: child, _log: log.into_temp_path() }, addrs))
 }
 
 /// Our service: one process over a fresh sled temp dir, or replicas over one PostgreSQL database.
@@ -30,7 +39,7 @@ pub struct Chatbotd {
     target: Target,
     /// A key of another organisation than [`KEY`]'s (sled only).
     other_key: Option<String>,
-    _children: Vec<Child>,
+    _children: Vec<Running>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -41,10 +50,10 @@ pub fn chatbotd_command(store_args: &[&std::ffi::OsStr]) -> Command {
     command
         .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
         .args(store_args)
-        // The benchmark measures throughput, not fair use.
-        .args(["--rate-limit", "0"])
+        // Fair use stays on, its limit raised only as far as 64 clients of one key need.
+        .args(["--rate-limit", "1000000"])
         .env("CHATBOTD_API_KEY", KEY)
-        .env("RUST_LOG", "warn");
+        .env_remove("RUST_LOG");
     command
 }
 
@@ -145,7 +154,7 @@ impl Chatbotd {
 /// A ceiling server in its own process.
 pub struct Ceiling {
     target: Target,
-    _child: Child,
+    _child: Running,
 }
 
 impl Ceiling {
