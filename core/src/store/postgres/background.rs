@@ -24,9 +24,12 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 pub(super) struct Tasks(Vec<JoinHandle<()>>);
 
 impl Tasks {
-    /// Starts the publisher and the upkeep over handles on `store`.
-    pub(super) fn start(store: &PostgresStore) -> Self {
-        Tasks(vec![tokio::spawn(publish(store.handle())), tokio::spawn(upkeep(store.handle()))])
+    /// Starts the publisher and the upkeep over handles on `store`; `others` (the create batchers)
+    /// are stopped with them.
+    pub(super) fn start(store: &PostgresStore, others: Vec<JoinHandle<()>>) -> Self {
+        let mut tasks = vec![tokio::spawn(publish(store.handle())), tokio::spawn(upkeep(store.handle()))];
+        tasks.extend(others);
+        Tasks(tasks)
     }
 
     /// Stops every task now.

@@ -191,7 +191,16 @@ impl PostgresStore {
 
 impl ChatbotStore for PostgresStore {
     fn create(&self, new: NewChatbot) -> StoreFuture<'_, Written<Chatbot>> {
-        Box::pin(async move { self.written(self.with_retries(|attempt| self.create_attempt(&new, attempt)).await) })
+        Box::pin(async move {
+            // Group commit first; what the batch cannot take goes the one-by-one way, which says why.
+            if let (Some(creates), None, false) =
+                (&self.creates, &new.claim, self.options.inject_serialization_failures)
+                && creates.insert(new.chatbot.clone()).await
+            {
+                return self.written(Ok(Written::fresh(new.chatbot)));
+            }
+            self.written(self.with_retries(|attempt| self.create_attempt(&new, attempt)).await)
+        })
     }
 
     fn get(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, Chatbot> {

@@ -15,6 +15,7 @@
 mod archive;
 mod avatars;
 mod background;
+mod batch;
 mod changes;
 mod chatbots;
 mod claims;
@@ -89,6 +90,8 @@ pub struct PostgresStore {
     written: std::sync::Arc<event_listener::Event>,
     /// The background tasks, stopped when the store is dropped; `None` in the tasks' own handles.
     background: Option<background::Tasks>,
+    /// The queues of the create batchers (group commit); `None` in the tasks' own handles.
+    creates: Option<batch::Creates>,
 }
 
 /// A value read from a row, or a storage error (a column of an unexpected type is a corrupt store).
@@ -130,11 +133,14 @@ impl PostgresStore {
             signal: std::sync::Arc::default(),
             written: std::sync::Arc::default(),
             background: None,
+            creates: None,
         };
         store.migrate().await?;
         store.with_retries(|_| store.publish_now()).await?;
         store.warn_unless_durable().await;
-        store.background = Some(background::Tasks::start(&store));
+        let (creates, batchers) = batch::Creates::start(&store);
+        store.creates = Some(creates);
+        store.background = Some(background::Tasks::start(&store, batchers));
         Ok(store)
     }
 
@@ -147,6 +153,7 @@ impl PostgresStore {
             signal: std::sync::Arc::clone(&self.signal),
             written: std::sync::Arc::clone(&self.written),
             background: None,
+            creates: None,
         }
     }
 
