@@ -271,8 +271,10 @@ async fn a_token_past_retention_gets_a_resync_answer_and_a_bad_one_a_400(engine:
 }
 
 async fn idle_streams_get_heartbeats_and_end_when_the_service_drains(engine: Engine) {
-    let app =
-        TestApp::spawn_on(Storage::new(engine), "heartbeat-key-0123456789".into(), &["--heartbeat", "300ms"]).await;
+    // A grace far longer than the test may wait: streams that end only when the grace cuts them off
+    // fail it.
+    let flags = ["--heartbeat", "300ms", "--shutdown-grace", "60s"];
+    let app = TestApp::spawn_on(Storage::new(engine), "heartbeat-key-0123456789".into(), &flags).await;
     let mut sse = SseStream::open(&app, &app.key, None).await;
     let first = sse.next_any().await.expect("something before the stream ends");
     assert!(first.comment, "an idle stream gets a heartbeat comment: {first:?}");
@@ -280,11 +282,16 @@ async fn idle_streams_get_heartbeats_and_end_when_the_service_drains(engine: Eng
     let beat = tokio::time::timeout(EVENT_WAIT, grpc.message()).await.expect("in time").expect("a message");
     assert!(matches!(beat.and_then(|m| m.event), Some(pb::watch_chatbots_response::Event::Heartbeat(_))));
 
+    let draining = std::time::Instant::now();
     let status = app.terminate().await;
     assert!(status.success(), "{status:?}");
+    let drained = draining.elapsed();
+    assert!(drained < Duration::from_secs(10), "the streams ended at once, not at the grace's end ({drained:?})");
     while let Some(event) = sse.next_any().await {
         assert!(event.comment, "nothing but heartbeats before the end: {event:?}");
     }
+    let ended = tokio::time::timeout(EVENT_WAIT, grpc.message()).await.expect("the gRPC stream ends in time");
+    assert!(!matches!(ended, Ok(Some(_))), "the gRPC stream ended: {ended:?}");
 }
 
 async fn the_number_of_watchers_is_limited(engine: Engine) {

@@ -208,7 +208,12 @@ impl TestApp {
             grpc: format!("http://{}", ports.addr("gRPC")),
             key,
             storage,
-            http: reqwest::Client::new(),
+            // A hang fails its test within a minute instead of stalling the suite until CI's limit.
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(60))
+                .build()
+                .expect("an HTTP client"),
             child,
             log,
         };

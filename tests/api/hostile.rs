@@ -121,6 +121,20 @@ async fn a_declared_oversize_body_gets_413_at_once_and_a_body_that_breaks_off_40
 
         let broken = [head("100").as_bytes(), b"{\"name\":"].concat();
         shaped(exchange(addr, &broken, false, Duration::from_secs(10)), 400, "malformed_body", "a body cut short");
+
+        // The limit itself (256 KiB) is read and judged by the rules (here: a description far too long);
+        // one byte more is a 413.
+        let limit = chatbot_core::domain::limits::MAX_REQUEST_BYTES;
+        let body = |length: usize| {
+            let frame = r#"{"name":"Big","description":""}"#.len();
+            format!(r#"{{"name":"Big","description":"{}"}}"#, "d".repeat(length - frame))
+        };
+        let at_limit = [head(&limit.to_string()).as_bytes(), body(limit).as_bytes()].concat();
+        let answer = exchange(addr, &at_limit, false, Duration::from_secs(10));
+        assert_eq!(answer.as_ref().map(|a| a.0), Some(400), "a body at the limit is read: {answer:?}");
+        assert!(answer.is_some_and(|a| a.1.contains(r#""field":"description""#)), "and judged by the rules");
+        let past = [head(&(limit + 1).to_string()).as_bytes(), body(limit + 1).as_bytes()].concat();
+        shaped(exchange(addr, &past, false, Duration::from_secs(10)), 413, "payload_too_large", "one byte past it");
     })
     .await
     .expect("joined");
@@ -138,9 +152,15 @@ async fn rejections_below_the_handlers_come_in_the_error_shape() {
         let medium_url = format!("GET /healthz?{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(10 * 1024));
         shaped(exchange(addr, medium_url.as_bytes(), false, wait), 414, "uri_too_long", "a 10 KB URL");
 
-        let many_headers: String = (0..10_000).map(|i| format!("X-H{i}: v\r\n")).collect();
-        let request = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n");
-        shaped(exchange(addr, request.as_bytes(), false, wait), 431, "headers_too_large", "10,000 headers");
+        // `--max-headers` (64 by default) at the limit and one past it, each line far below the
+        // head's byte limit: what refuses the 65th is the count.
+        let headers = |count: usize| -> String {
+            let lines: String = (1..count).map(|i| format!("X-H{i}: v\r\n")).collect();
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{lines}\r\n")
+        };
+        let at_limit = exchange(addr, headers(63).as_bytes(), false, wait);
+        assert_eq!(at_limit.map(|a| a.0), Some(200), "64 header lines are taken");
+        shaped(exchange(addr, headers(64).as_bytes(), false, wait), 431, "headers_too_large", "65 header lines");
 
         shaped(
             exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Nul: a\0b\r\n\r\n", false, wait),

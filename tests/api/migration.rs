@@ -77,8 +77,12 @@ async fn a_sled_store_exported_and_imported_serves_the_same_chatbots_and_keys(en
     let (again, stderr) = import(&target, &export.stdout).await;
     assert!(!again && stderr.contains("already holds"), "a non-empty store is refused: {stderr}");
 
-    // The same key works on the target: its hash was imported (the server adding it again is harmless).
-    let app = TestApp::spawn_on(target, key, PUBLIC_URL).await;
+    // The source's key works on the target because its hash was imported: the target is started with
+    // another key of its own, so nothing but the import can have made the source's key valid.
+    let app = TestApp::spawn_on(target, "migration-target-key-0123456789".into(), PUBLIC_URL).await;
+    let with_imported_key =
+        app.call(reqwest::Method::GET, &format!("/api/external/chatbot/{}", ids[0]), Some(&key), None).await;
+    assert_eq!(with_imported_key.status, StatusCode::OK, "the imported key hash lets its key in");
     let avatar = app.get(&ids[2]).await.body["chatbot"]["settings"]["avatar"].as_str().expect("an avatar").to_owned();
     let served = app.http.get(avatar.replace("https://bots.example.com", &app.rest)).send().await.expect("answered");
     assert_eq!(served.status(), StatusCode::OK);
