@@ -118,6 +118,8 @@ pub struct TestApp {
     pub grpc: String,
     /// A valid key of the default organisation.
     pub key: String,
+    /// Where `/metrics` is served apart from REST, when it is.
+    metrics: Option<std::net::SocketAddr>,
     /// The store (kept alive across restarts).
     pub storage: Storage,
     pub http: reqwest::Client,
@@ -201,11 +203,14 @@ impl TestApp {
             .kill_on_drop(true)
             .spawn()
             .expect("chatbotd starts");
-        let ports =
-            announced(&mut child, &["REST", "gRPC"], PROCESS_TIMEOUT).await.expect("chatbotd announces its ports");
+        // `/metrics` on an address of its own is announced last, when asked for.
+        let faces: &[&str] =
+            if extra.contains(&"--metrics-addr") { &["REST", "gRPC", "metrics"] } else { &["REST", "gRPC"] };
+        let ports = announced(&mut child, faces, PROCESS_TIMEOUT).await.expect("chatbotd announces its ports");
         let app = TestApp {
             rest: format!("http://{}", ports.addr("REST")),
             grpc: format!("http://{}", ports.addr("gRPC")),
+            metrics: ports.addrs.get("metrics").copied(),
             key,
             storage,
             // A hang fails its test within a minute instead of stalling the suite until CI's limit.
@@ -220,6 +225,11 @@ impl TestApp {
         let health = app.http.get(format!("{}/healthz", app.rest)).send().await.expect("healthz answers");
         assert_eq!(health.status(), StatusCode::OK);
         app
+    }
+
+    /// Where `/metrics` is served apart from REST (`--metrics-addr`).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
     }
 
     /// What the server has logged so far.

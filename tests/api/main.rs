@@ -9,6 +9,7 @@ mod changes;
 mod create;
 mod durability;
 mod fairness;
+mod flags;
 mod grpc;
 mod helpers;
 mod hostile;
