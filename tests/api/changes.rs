@@ -385,6 +385,7 @@ async fn concurrent_updates_of_one_chatbot_arrive_in_revision_order(engine: Engi
 }
 
 #[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn a_watcher_on_one_replica_sees_what_another_writes_in_order() {
     let Some(storage) = postgres_only() else { return };
     let key = "replica-watch-key-0123456789".to_owned();

@@ -29,6 +29,7 @@ macro_rules! on_every_engine {
             }
 
             #[tokio::test]
+            #[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
             async fn postgres() {
                 if $crate::helpers::Engine::Postgres.available() {
                     super::$name($crate::helpers::Engine::Postgres).await

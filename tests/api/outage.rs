@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::helpers::{Engine, Storage, TestApp};
 
 #[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn a_database_outage_is_a_fast_503_and_the_service_recovers_without_losing_a_write() {
     if !Engine::Postgres.available() {
         return;

@@ -22,6 +22,7 @@ async fn two_replicas() -> Option<(TestApp, TestApp)> {
 }
 
 #[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn what_one_replica_writes_the_other_reads_lists_and_deletes() {
     let Some((a, b)) = two_replicas().await else { return };
     let id = a.create_named("Shared", json!({"slug": "shared-bot"})).await;
@@ -39,6 +40,7 @@ async fn what_one_replica_writes_the_other_reads_lists_and_deletes() {
 }
 
 #[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn of_32_creates_of_one_slug_spread_over_two_replicas_exactly_one_wins() {
     let Some((a, b)) = two_replicas().await else { return };
     let (a, b) = (&a, &b);
@@ -54,6 +56,7 @@ async fn of_32_creates_of_one_slug_spread_over_two_replicas_exactly_one_wins() {
 }
 
 #[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn of_16_if_match_updates_spread_over_two_replicas_exactly_one_wins() {
     let Some((a, b)) = two_replicas().await else { return };
     let created = a.post(&json!({"name": "Contested"})).await;
@@ -71,6 +74,7 @@ async fn of_16_if_match_updates_spread_over_two_replicas_exactly_one_wins() {
 }
 
 #[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn a_replica_killed_under_load_loses_nothing_either_replica_acknowledged() {
     let Some((a, b)) = two_replicas().await else { return };
     let (a_rest, b_rest, key) = (a.rest.clone(), b.rest.clone(), a.key.clone());
@@ -116,6 +120,7 @@ async fn a_replica_killed_under_load_loses_nothing_either_replica_acknowledged()
 }
 
 #[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn replicas_starting_at_once_agree_on_the_schema_the_organisation_and_the_key() {
     let Some(storage) = postgres_only() else { return };
     let key = "same-key-for-every-replica-0123456789".to_owned();
@@ -130,6 +135,7 @@ async fn replicas_starting_at_once_agree_on_the_schema_the_organisation_and_the_
 }
 
 #[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn of_replicas_starting_at_once_on_an_empty_database_exactly_one_prints_a_first_key() {
     let Some(storage) = postgres_only() else { return };
     let starts = (0..3).map(|_| spawn_without_key(&storage));
@@ -139,6 +145,7 @@ async fn of_replicas_starting_at_once_on_an_empty_database_exactly_one_prints_a_
 }
 
 #[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn keys_made_while_replicas_serve_work_at_once_on_every_replica() {
     let Some((a, b)) = two_replicas().await else { return };
     let storage: Storage = a.storage.clone();

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::helpers::{TestApp, postgres_only};
 
 #[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn injected_serialization_failures_are_retried_and_every_outcome_happens_exactly_once() {
     let Some(storage) = postgres_only() else { return };
     let flags = ["--database-isolation", "serializable", "--database-fault-injection"];

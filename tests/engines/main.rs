@@ -30,6 +30,7 @@ async fn connect(url: &str, retention: Retention) -> PostgresStore {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn the_postgres_engine_conforms() {
     let Some(url) = database() else { return };
     conformance::run(&connect(&url, Retention::default()).await).await;
@@ -40,6 +41,7 @@ fn named(name: &str) -> ChatbotDraft {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn an_embedders_watcher_on_postgres_sees_every_replicas_changes_with_no_loop_of_its_own() {
     let Some(url) = database() else { return };
     let watching = Arc::new(Registry::new(connect(&url, Retention::default()).await, Rules::default()));
@@ -64,6 +66,7 @@ async fn an_embedders_watcher_on_postgres_sees_every_replicas_changes_with_no_lo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn the_postgres_engine_forgets_expired_idempotency_keys_by_itself() {
     use chatbot_core::store::ClaimStore as _;
     let Some(url) = database() else { return };
