@@ -79,15 +79,30 @@ where
                 }
                 let _ = status.add_header(headers);
             }
-            let labels = [("face", "grpc".to_owned()), ("route", method.to_owned()), ("method", "POST".to_owned())];
-            metrics::histogram!(chatbot_core::metric::REQUEST_DURATION, &labels)
-                .record(started.elapsed().as_secs_f64());
-            let mut labels = labels.to_vec();
-            labels.push(("status", format!("{code:?}")));
-            metrics::counter!(chatbot_core::metric::REQUESTS, &labels).increment(1);
+            let (duration, count) = call_metrics(method, code);
+            duration.record(started.elapsed().as_secs_f64());
+            count.increment(1);
             Ok(response)
         })
     }
+}
+
+/// The duration histogram and the call counter of a call of `route` that ended with `code`, resolved
+/// once per route and code (both closed sets) rather than built from label strings on every call.
+fn call_metrics(route: &'static str, code: Code) -> (metrics::Histogram, metrics::Counter) {
+    type Handles = HashMap<&'static str, (metrics::Histogram, HashMap<Code, metrics::Counter>)>;
+    static HANDLES: std::sync::LazyLock<std::sync::Mutex<Handles>> = std::sync::LazyLock::new(Default::default);
+    let labels = || vec![("face", "grpc".to_owned()), ("route", route.to_owned()), ("method", "POST".to_owned())];
+    let mut handles = HANDLES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (duration, counts) = handles
+        .entry(route)
+        .or_insert_with(|| (metrics::histogram!(chatbot_core::metric::REQUEST_DURATION, &labels()), HashMap::new()));
+    let count = counts.entry(code).or_insert_with(|| {
+        let mut labels = labels();
+        labels.push(("status", format!("{code:?}")));
+        metrics::counter!(chatbot_core::metric::REQUESTS, &labels)
+    });
+    (duration.clone(), count.clone())
 }
 
 /// A call's path as a metrics label: one of the methods served, or `unmatched` (a client may call any

@@ -131,12 +131,13 @@ pub async fn limit_uri(request: Request, next: Next) -> Response {
 /// The route a request matched, as its template (`/api/external/chatbot/{chatbot_id}`, never the raw
 /// path), put on the response for [`observe`].
 #[derive(Debug, Clone)]
-pub struct RouteTemplate(pub String);
+pub struct RouteTemplate(pub MatchedPath);
 
 /// (A route layer.) Records the matched route's template in the request's span, for the access log,
 /// and on the response, for the metrics.
 pub async fn record_route(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
+    // A template is shared, not copied: cloning a `MatchedPath` counts a reference.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     if let Some(route) = &route {
         Span::current().record("route", route.as_str());
     }
@@ -154,14 +155,52 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let _in_flight = InFlight::enter("rest");
     let response = next.run(request).await;
-    let route = response.extensions().get::<RouteTemplate>().map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
-    let status = response.status().as_u16().to_string();
-    let labels = [("face", "rest".to_owned()), ("route", route), ("method", method.to_owned())];
-    metrics::histogram!(chatbot_core::metric::REQUEST_DURATION, &labels).record(started.elapsed().as_secs_f64());
-    let mut labels = labels.to_vec();
-    labels.push(("status", status));
-    metrics::counter!(chatbot_core::metric::REQUESTS, &labels).increment(1);
+    let route = response.extensions().get::<RouteTemplate>().map_or("unmatched", |r| r.0.as_str());
+    let (duration, count) = RequestMetrics::of(route, method, response.status().as_u16());
+    duration.record(started.elapsed().as_secs_f64());
+    count.increment(1);
     response
+}
+
+/// The request metrics' handles, resolved once per route, method and status (each a closed set, so the
+/// table is small) rather than built from label strings on every request.
+struct RequestMetrics;
+
+/// Route template -> (method -> duration histogram, (method, status) -> counter).
+type Handles = std::collections::HashMap<
+    String,
+    (
+        std::collections::HashMap<&'static str, metrics::Histogram>,
+        std::collections::HashMap<(&'static str, u16), metrics::Counter>,
+    ),
+>;
+
+impl RequestMetrics {
+    /// The duration histogram and the request counter of a request of `route` and `method` answered
+    /// with `status`.
+    fn of(route: &str, method: &'static str, status: u16) -> (metrics::Histogram, metrics::Counter) {
+        static HANDLES: std::sync::LazyLock<std::sync::Mutex<Handles>> = std::sync::LazyLock::new(Default::default);
+        let mut handles = HANDLES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !handles.contains_key(route) {
+            handles.insert(route.to_owned(), Default::default());
+        }
+        let Some((durations, counts)) = handles.get_mut(route) else { unreachable!("inserted above") };
+        let labels = |extra: Option<String>| {
+            let mut labels =
+                vec![("face", "rest".to_owned()), ("route", route.to_owned()), ("method", method.to_owned())];
+            labels.extend(extra.map(|status| ("status", status)));
+            labels
+        };
+        let duration = durations
+            .entry(method)
+            .or_insert_with(|| metrics::histogram!(chatbot_core::metric::REQUEST_DURATION, &labels(None)))
+            .clone();
+        let count = counts
+            .entry((method, status))
+            .or_insert_with(|| metrics::counter!(chatbot_core::metric::REQUESTS, &labels(Some(status.to_string()))))
+            .clone();
+        (duration, count)
+    }
 }
 
 /// A method as a metrics label: one of HTTP's own, or `other` (a client may invent any number of
