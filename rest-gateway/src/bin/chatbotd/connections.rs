@@ -226,7 +226,11 @@ pub struct Tracked<IO> {
     inner: IO,
     place: Place,
     silences: Silences,
-    /// When the connection is closed for silence.
+    /// When the connection was last active (a byte read or written).
+    last_active: Instant,
+    /// A timer that fires no later than the silence's end. Activity does not move it (a timer reset on
+    /// every read and write costs more than the reads); when it fires early, it is set again to the
+    /// silence's true end.
     deadline: Pin<Box<Sleep>>,
     /// When a write that waits is given up, while one waits.
     stalled: Option<Pin<Box<Sleep>>>,
@@ -236,17 +240,16 @@ impl<IO> Tracked<IO> {
     /// `inner`, in `place`, held to `silences`.
     pub fn new(inner: IO, place: Place, silences: Silences) -> Self {
         let deadline = Box::pin(tokio::time::sleep(silences.first_byte));
-        Tracked { inner, place, silences, deadline, stalled: None }
+        Tracked { inner, place, silences, last_active: Instant::now(), deadline, stalled: None }
     }
 
     fn active(&mut self, read: usize) {
         let entry = &self.place.entry;
+        self.last_active = Instant::now();
         entry.last_active_ms.store(self.place.table.now_ms(), Ordering::Relaxed);
         if read > 0 && !entry.spoke.load(Ordering::Relaxed) {
             entry.spoke.store(true, Ordering::Relaxed);
         }
-        let silence = if entry.spoke.load(Ordering::Relaxed) { self.silences.idle } else { self.silences.first_byte };
-        self.deadline.as_mut().reset(Instant::now() + silence);
     }
 
     /// An error if the connection was closed for room or has been silent too long.
@@ -255,7 +258,17 @@ impl<IO> Tracked<IO> {
         if self.place.entry.evicted.load(Ordering::Acquire) {
             return Some(io::Error::new(io::ErrorKind::ConnectionAborted, "closed to make room"));
         }
-        self.deadline.as_mut().poll(cx).is_ready().then(|| io::ErrorKind::TimedOut.into())
+        while self.deadline.as_mut().poll(cx).is_ready() {
+            let spoke = self.place.entry.spoke.load(Ordering::Relaxed);
+            let silence = if spoke { self.silences.idle } else { self.silences.first_byte };
+            let end = self.last_active + silence;
+            if end <= Instant::now() {
+                return Some(io::ErrorKind::TimedOut.into());
+            }
+            // Active since the timer was set: wait for the silence's true end.
+            self.deadline.as_mut().reset(end);
+        }
+        None
     }
 }
 
