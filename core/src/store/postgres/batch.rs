@@ -5,7 +5,9 @@
 //! statement failed) is handed back and goes the one-by-one way, which gives it its own 409 or error.
 //!
 //! Only creates without an idempotency key are batched: a keyed create claims its key in its own
-//! transaction.
+//! transaction. When a batch's connection breaks, whether it committed is read back by its ids (new
+//! and random, so a stored one is this batch's), so that no create is written twice or refused for a
+//! slug it took itself.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -75,7 +77,10 @@ async fn run(store: PostgresStore, mut jobs: mpsc::UnboundedReceiver<Job>) {
             Ok(inserted) => inserted,
             Err(failure) => {
                 tracing::debug!(error = %failure.into_error(), "a batch of creates failed; each goes on alone");
-                HashSet::new()
+                // The connection may have broken after the statement committed: what is stored under
+                // the batch's ids (new, random, ours alone) was written by it, and is acknowledged as
+                // such rather than written again.
+                written(&store, &batch).await.unwrap_or_default()
             }
         };
         for job in batch.drain(..) {
@@ -120,5 +125,14 @@ async fn insert_all(store: &PostgresStore, batch: &[Job]) -> Result<HashSet<Uuid
     let rows = client
         .query(&statement, &[&ids, &orgs, &slugs, &public, &active, &created, &updated, &revisions, &configs, &etags])
         .await?;
+    rows.iter().map(|row| row.try_get::<_, Uuid>(0).map_err(Failure::from)).collect()
+}
+
+/// The ids of `batch` that are stored: after a failed batch, the creates it committed all the same.
+async fn written(store: &PostgresStore, batch: &[Job]) -> Result<HashSet<Uuid>, Failure> {
+    let client = store.client().await?;
+    let ids: Vec<Uuid> = batch.iter().map(|job| *job.chatbot.id.as_uuid()).collect();
+    let statement = client.prepare_cached("SELECT id FROM chatbots WHERE id = ANY($1)").await?;
+    let rows = client.query(&statement, &[&ids]).await?;
     rows.iter().map(|row| row.try_get::<_, Uuid>(0).map_err(Failure::from)).collect()
 }
