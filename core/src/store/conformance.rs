@@ -152,6 +152,17 @@ async fn an_exact_slug_is_one_chatbots_and_a_derived_one_finds_a_free_suffix(sto
     };
     let base = Slug::derive_from_name(&name).to_string();
     assert_eq!(slugs, [base.clone(), format!("{base}-1"), format!("{base}-2")]);
+
+    // Many at once: every one is created, each with a slug of its own.
+    let crowd = format!("Crowd {}", &ChatbotId::new_random().to_string()[..8]);
+    let created = join_all((0..40).map(|_| store.create(new_chatbot(org, &crowd, None)))).await;
+    let mut slugs: Vec<String> = created
+        .into_iter()
+        .map(|c| c.expect("a derived slug is never refused").value.config.slug.to_string())
+        .collect();
+    slugs.sort();
+    slugs.dedup();
+    assert_eq!(slugs.len(), 40, "40 distinct slugs");
 }
 
 async fn an_update_checks_the_change_before_the_etag_and_moves_the_slug(store: &dyn Store) {

@@ -340,8 +340,10 @@ pub(super) enum Logged {
 pub(super) async fn insert_resolving_slug(client: &impl GenericClient, new: &NewChatbot) -> Result<Chatbot, Failure> {
     let wanted = &new.chatbot.config.slug;
     let taken = || Failure::Fail(Error::SlugTaken { slug: wanted.to_string() });
-    // Each lost race means another chatbot just took a candidate; a few are plenty.
-    for _ in 0..16 {
+    // Each lost race means another create just took the candidate, so every round one contender wins:
+    // looking again until the candidates run out always ends, and never refuses a derived slug while
+    // one is free (16 rounds used to, for the 17th of many concurrent creates of one name).
+    for _ in 0..=crate::domain::limits::MAX_SLUG_SUFFIX {
         let slug = match new.slug {
             SlugChoice::Kept | SlugChoice::Exact => wanted.clone(),
             SlugChoice::Derived => first_free_slug(client, wanted, None).await?.ok_or_else(taken)?,
