@@ -97,6 +97,11 @@ impl ConnectionTable {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// The instant `ms` milliseconds after the table's epoch.
+    fn instant_at(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
+    }
+
     /// Takes a place for a new connection from `client`, closing an idle one when the face is full.
     pub fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Place, Refusal> {
         let mut open = self.lock();
@@ -226,8 +231,6 @@ pub struct Tracked<IO> {
     inner: IO,
     place: Place,
     silences: Silences,
-    /// When the connection was last active (a byte read or written).
-    last_active: Instant,
     /// A timer that fires no later than the silence's end. Activity does not move it (a timer reset on
     /// every read and write costs more than the reads); when it fires early, it is set again to the
     /// silence's true end.
@@ -240,12 +243,11 @@ impl<IO> Tracked<IO> {
     /// `inner`, in `place`, held to `silences`.
     pub fn new(inner: IO, place: Place, silences: Silences) -> Self {
         let deadline = Box::pin(tokio::time::sleep(silences.first_byte));
-        Tracked { inner, place, silences, last_active: Instant::now(), deadline, stalled: None }
+        Tracked { inner, place, silences, deadline, stalled: None }
     }
 
     fn active(&mut self, read: usize) {
         let entry = &self.place.entry;
-        self.last_active = Instant::now();
         entry.last_active_ms.store(self.place.table.now_ms(), Ordering::Relaxed);
         if read > 0 && !entry.spoke.load(Ordering::Relaxed) {
             entry.spoke.store(true, Ordering::Relaxed);
@@ -261,7 +263,8 @@ impl<IO> Tracked<IO> {
         while self.deadline.as_mut().poll(cx).is_ready() {
             let spoke = self.place.entry.spoke.load(Ordering::Relaxed);
             let silence = if spoke { self.silences.idle } else { self.silences.first_byte };
-            let end = self.last_active + silence;
+            let last_active = self.place.table.instant_at(self.place.entry.last_active_ms.load(Ordering::Relaxed));
+            let end = last_active + silence;
             if end <= Instant::now() {
                 return Some(io::ErrorKind::TimedOut.into());
             }
