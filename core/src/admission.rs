@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::auth::{ApiKey, ApiKeyInfo, KeyHash};
+use crate::auth::{ApiKey, ApiKeyInfo, KeyHash, Principal};
 use crate::domain::{KeyId, OrgId, Timestamp};
 use crate::error::{Error, Result};
 use crate::fair_use::{Allowance, RateLimits};
@@ -26,7 +26,7 @@ pub struct Admission {
     last_use_noted: Mutex<HashMap<KeyHash, Instant>>,
     /// Keys the store let in lately, with their organisation and when the store said so. Only keys that
     /// exist are kept, so its size is bounded by the keys of the store, not by what callers send.
-    known: Mutex<HashMap<KeyHash, (OrgId, Instant)>>,
+    known: Mutex<HashMap<KeyHash, (Principal, Instant)>>,
 }
 
 impl Admission {
@@ -38,16 +38,16 @@ impl Admission {
     /// The organisation an API key belongs to; [`Error::Unauthenticated`] for an unknown key: what
     /// [`Admission::admit`] lets in, for an embedder that has no client address.
     pub async fn authenticate(&self, api_key: &str) -> Result<OrgId> {
-        self.admit(Some(api_key), None).await.0
+        Ok(self.admit(Some(api_key), None).await.0?.org)
     }
 
-    /// Lets a request in, or not: the organisation of its API key, within that key's rate limit; or,
+    /// Lets a request in, or not: its API key's organisation and id, within that key's rate limit; or,
     /// without a valid key, [`Error::Unauthenticated`] within the limit of its client address. Either
     /// way [`Error::RateLimited`] once the bucket is empty. Also returns what is left of the bucket.
-    pub async fn admit(&self, api_key: Option<&str>, client: Option<IpAddr>) -> (Result<OrgId>, Option<Allowance>) {
+    pub async fn admit(&self, api_key: Option<&str>, client: Option<IpAddr>) -> (Result<Principal>, Option<Allowance>) {
         let key = api_key.map(str::trim).filter(|key| !key.is_empty()).map(KeyHash::of);
         let org = match key {
-            Some(key) => self.org_of_key(key).await,
+            Some(key) => self.key_owner(key).await,
             None => Err(Error::Unauthenticated),
         };
         if let (Ok(_), Some(key)) = (&org, key) {
@@ -68,9 +68,9 @@ impl Admission {
         }
     }
 
-    /// The organisation of the key with this hash: from what the store said less than
+    /// The organisation and id of the key with this hash: from what the store said less than
     /// [`KEY_CACHE_TTL`] ago, else from the store.
-    async fn org_of_key(&self, key: KeyHash) -> Result<OrgId> {
+    async fn key_owner(&self, key: KeyHash) -> Result<Principal> {
         let now = Instant::now();
         let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).copied();
         if let Some((org, at)) = known
@@ -78,7 +78,7 @@ impl Admission {
         {
             return Ok(org);
         }
-        let org = self.store.org_of_key(key).await?;
+        let org = self.store.key_owner(key).await?;
         let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if known.len() >= 4096 {
             known.retain(|_, (_, at)| now.duration_since(*at) < KEY_CACHE_TTL);

@@ -51,6 +51,16 @@ impl ApiKey {
     }
 }
 
+/// Who a request is from, as its API key says: the key's organisation and the key's id (which
+/// revisions record as their actor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    /// The organisation the key lets in.
+    pub org: OrgId,
+    /// The key's id.
+    pub key: KeyId,
+}
+
 /// Everything kept of an API key: never the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyInfo {

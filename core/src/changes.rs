@@ -13,8 +13,9 @@ use event_listener::{Event, EventListener};
 use serde::{Deserialize, Serialize};
 
 use crate::chatbot::Chatbot;
-use crate::domain::{ChatbotId, OrgId, Rejection, Timestamp};
+use crate::domain::{ChatbotId, OrgId, Rejection, Timestamp, VersionId};
 use crate::error::{Error, ViolationCode};
+use crate::history::Revision;
 
 /// What a change did to a chatbot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -24,16 +25,19 @@ pub enum ChangeKind {
     Created,
     /// It was changed (its configuration, a widget, its avatar).
     Updated,
+    /// An earlier revision's content was brought back.
+    Restored,
     /// It was deleted.
     Deleted,
 }
 
 impl ChangeKind {
-    /// The wire name: `created`, `updated`, `deleted`.
+    /// The wire name: `created`, `updated`, `restored`, `deleted`.
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeKind::Created => "created",
             ChangeKind::Updated => "updated",
+            ChangeKind::Restored => "restored",
             ChangeKind::Deleted => "deleted",
         }
     }
@@ -56,20 +60,43 @@ pub struct ChatbotEvent {
     pub etag: Option<String>,
     /// When it was written.
     pub at: Timestamp,
+    /// The revision's own id; none for a delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<VersionId>,
+    /// The paths whose values it changed (never the values), as the revision records them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
 }
 
 impl ChatbotEvent {
-    /// The event of `kind` for `chatbot` as it is after the change (as it was, for a delete), without
+    /// The event of the change `revision` made, which left the chatbot with entity tag `etag`, without
     /// a position yet.
-    pub fn of(kind: ChangeKind, chatbot: &Chatbot) -> Self {
+    pub fn of_revision(revision: &Revision, etag: String) -> Self {
+        ChatbotEvent {
+            position: 0,
+            organization_id: revision.organization_id,
+            chatbot_id: revision.chatbot_id,
+            kind: revision.kind,
+            revision: revision.revision,
+            etag: Some(etag),
+            at: revision.create_time,
+            version_id: Some(revision.version_id),
+            changed: revision.changed.clone(),
+        }
+    }
+
+    /// The event of `chatbot`'s deletion (as it was), without a position yet.
+    pub fn deleted(chatbot: &Chatbot) -> Self {
         ChatbotEvent {
             position: 0,
             organization_id: chatbot.organization_id,
             chatbot_id: chatbot.id,
-            kind,
+            kind: ChangeKind::Deleted,
             revision: chatbot.revision,
-            etag: (kind != ChangeKind::Deleted).then(|| chatbot.etag()),
-            at: if kind == ChangeKind::Deleted { Timestamp::now() } else { chatbot.updated_at },
+            etag: None,
+            at: Timestamp::now(),
+            version_id: None,
+            changed: Vec::new(),
         }
     }
 

@@ -65,6 +65,7 @@ pub(crate) enum Operation {
     Update,
     Delete,
     Avatar,
+    Restore,
 }
 
 impl Fingerprint {
@@ -115,6 +116,32 @@ impl Fingerprint {
         digest.update([Operation::Avatar as u8]);
         digest.update(target.as_bytes());
         digest.update(image_digest);
+        hash_etag(&mut digest, expected_etag);
+        Fingerprint(digest.finalize().into())
+    }
+}
+
+impl Fingerprint {
+    /// The fingerprint of a restore: its target, the revision it brings back, and the entity tag it
+    /// requires.
+    pub(crate) fn of_restore(
+        target: ChatbotId,
+        which: crate::history::RevisionRef,
+        expected_etag: Option<&str>,
+    ) -> Self {
+        let mut digest = Sha256::new();
+        digest.update([Operation::Restore as u8]);
+        digest.update(target.as_bytes());
+        match which {
+            crate::history::RevisionRef::Number(number) => {
+                digest.update([0]);
+                digest.update(number.to_be_bytes());
+            }
+            crate::history::RevisionRef::Version(version) => {
+                digest.update([1]);
+                digest.update(version.as_bytes());
+            }
+        }
         hash_etag(&mut digest, expected_etag);
         Fingerprint(digest.finalize().into())
     }

@@ -27,16 +27,18 @@ mod chatbot;
 pub mod domain;
 mod error;
 pub mod fair_use;
+pub mod history;
 pub mod idempotency;
 pub mod metric;
 mod registry;
 mod rules;
 pub mod store;
 pub mod transfer;
+pub mod view;
 pub mod watching;
 
 pub use admission::Admission;
-pub use auth::{ApiKey, ApiKeyInfo, KeyHash};
+pub use auth::{ApiKey, ApiKeyInfo, KeyHash, Principal};
 pub use avatar::{AvatarImage, AvatarRef, StoredAvatar};
 pub use catalog::{Field, FieldMask, Form, Kind, Limit, Slot, Spec, Value};
 pub use changes::{ChangeKind, ChatbotEvent, ResumeToken};
@@ -44,8 +46,9 @@ pub use chatbot::{
     Chatbot, ChatbotConfig, ChatbotDraft, Personality, PersonalityDraft, Settings, SettingsDraft, Snippet,
     SnippetDraft, Vad, VoiceAppearance, VoiceDraft, VoiceModel, VoiceText, VoiceWidget,
 };
-pub use domain::{ChatbotId, KeyId, OrgId, Rejection, Timestamp};
+pub use domain::{ChatbotId, KeyId, OrgId, Rejection, Timestamp, VersionId};
 pub use error::{Error, Result, Violation, ViolationCode};
+pub use history::{Actor, Provenance, Revision, RevisionRef};
 pub use idempotency::{IdempotencyKey, Written};
 pub use registry::{ListQuery, Page, Registry, RegistryOptions};
 pub use rules::{AllowList, Proposal, Rules, SlugChoice, defaults};

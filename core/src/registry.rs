@@ -13,6 +13,7 @@ use crate::domain::limits::MAX_PAGE_SIZE;
 use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result};
 use crate::fair_use::RateLimits;
+use crate::history::{self, Provenance, RevisionDiff, RevisionPage, RevisionRef, RevisionSnapshot};
 use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Operation, Outcome, Verdict, Written};
 use crate::rules::{Proposal, Rules, SlugChoice};
 use crate::store::sled::SledStore;
@@ -152,24 +153,25 @@ impl Registry {
     /// Creates a chatbot for `org`: the draft's fields over the defaults, a slug derived from the name
     /// when none is given.
     pub async fn create(&self, org: OrgId, draft: ChatbotDraft) -> Result<Chatbot> {
-        Ok(self.create_with(org, draft, None).await?.value)
+        Ok(self.create_with(org, draft, None, Provenance::embedded()).await?.value)
     }
 
     /// [`Registry::create`], at most once per idempotency key: a retry with the same key and the same
     /// draft gets the first outcome again (`replayed`), with another draft
-    /// [`Error::IdempotencyKeyReused`].
+    /// [`Error::IdempotencyKeyReused`]. Its first revision records `provenance`.
     pub async fn create_with(
         &self,
         org: OrgId,
         draft: ChatbotDraft,
         key: Option<IdempotencyKey>,
+        provenance: Provenance,
     ) -> Result<Written<Chatbot>> {
         let mask = Rules::create_mask(&draft);
         let claim = key.map(|key| self.claim(key, Fingerprint::of(Operation::Create, None, Some(&draft), mask, None)));
         self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
             let proposal = self.rules.check(None, &draft, mask)?;
             let chatbot = Chatbot::new(org, proposal.config);
-            self.store.create(NewChatbot { chatbot, slug: proposal.slug, claim }).await
+            self.store.create(NewChatbot { chatbot, slug: proposal.slug, claim, provenance }).await
         })
         .await
     }
@@ -206,10 +208,12 @@ impl Registry {
         mask: FieldMask,
         expected_etag: Option<&str>,
     ) -> Result<Chatbot> {
-        Ok(self.update_with(org, id, draft, mask, expected_etag, None).await?.value)
+        Ok(self.update_with(org, id, draft, mask, expected_etag, None, Provenance::embedded()).await?.value)
     }
 
-    /// [`Registry::update`], at most once per idempotency key (as [`Registry::create_with`]).
+    /// [`Registry::update`], at most once per idempotency key (as [`Registry::create_with`]); its
+    /// revision records `provenance`. An update that changes nothing writes nothing.
+    #[allow(clippy::too_many_arguments)] // each is one thing the caller decides
     pub async fn update_with(
         &self,
         org: OrgId,
@@ -218,6 +222,7 @@ impl Registry {
         mask: FieldMask,
         expected_etag: Option<&str>,
         key: Option<IdempotencyKey>,
+        provenance: Provenance,
     ) -> Result<Written<Chatbot>> {
         if mask.is_empty() {
             return Err(Error::NothingToUpdate);
@@ -228,14 +233,17 @@ impl Registry {
             let rules = Arc::clone(&self.rules);
             let change = Box::new(move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask));
             let expected_etag = expected_etag.map(str::to_owned);
-            self.store.update(ChatbotUpdate { org, id, expected_etag, change, claim, avatar: None }).await
+            let update =
+                ChatbotUpdate { org, id, expected_etag, change, claim, avatar: None, provenance, restored_from: None };
+            self.store.update(update).await
         })
         .await
     }
 
     /// Replaces the chatbot's avatar with `image`, stored in the same atomic write as the chatbot's
     /// change; the image it replaces is removed with it. At most once per idempotency key (as
-    /// [`Registry::create_with`]); with `expected_etag`, as [`Registry::update`].
+    /// [`Registry::create_with`]); with `expected_etag`, as [`Registry::update`]. The image it replaces
+    /// is kept while a revision points at it.
     pub async fn update_avatar_with(
         &self,
         org: OrgId,
@@ -243,6 +251,7 @@ impl Registry {
         image: AvatarImage,
         expected_etag: Option<&str>,
         key: Option<IdempotencyKey>,
+        provenance: Provenance,
     ) -> Result<Written<Chatbot>> {
         let claim = key.map(|key| self.claim(key, Fingerprint::of_avatar(id, image.digest(), expected_etag)));
         self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
@@ -254,7 +263,9 @@ impl Registry {
                 Ok(Proposal { config, slug: SlugChoice::Kept })
             });
             let expected_etag = expected_etag.map(str::to_owned);
-            let update = ChatbotUpdate { org, id, expected_etag, change, claim, avatar: Some(stored) };
+            let avatar = Some(stored);
+            let update =
+                ChatbotUpdate { org, id, expected_etag, change, claim, avatar, provenance, restored_from: None };
             self.store.update(update).await
         })
         .await
@@ -283,6 +294,88 @@ impl Registry {
         }
         let current = self.store.get(org, id).await?;
         self.rules.check(Some(&current.config), draft, mask).map(drop)
+    }
+
+    /// Up to `limit` (clamped to 1..=[`MAX_PAGE_SIZE`], the maximum when `None`) revisions of the
+    /// chatbot `id`, newest first, below revision `below` when given (a page's `next`).
+    pub async fn revisions(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        limit: Option<usize>,
+        below: Option<u64>,
+    ) -> Result<RevisionPage> {
+        let limit = limit.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
+        // One more than the page, to know whether more follow.
+        let mut revisions = self.store.revisions(org, id, below, limit + 1).await?;
+        let more = revisions.len() > limit;
+        revisions.truncate(limit);
+        let next = if more { revisions.last().map(|last| last.revision) } else { None };
+        Ok(RevisionPage { revisions, next })
+    }
+
+    /// One revision of the chatbot `id` with its content, by its number or its `version_id`;
+    /// [`Error::NotFound`] if it is not kept (or not `org`'s).
+    pub async fn revision(&self, org: OrgId, id: ChatbotId, which: RevisionRef) -> Result<RevisionSnapshot> {
+        self.store.revision(org, id, which).await
+    }
+
+    /// The RFC 6902 patch from revision `from` (by default the one before `to`) to revision `to`, over
+    /// the chatbot as the Details endpoint shows it.
+    pub async fn diff(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        to: RevisionRef,
+        from: Option<RevisionRef>,
+    ) -> Result<RevisionDiff> {
+        let to = self.store.revision(org, id, to).await?;
+        let from = match from {
+            Some(from) => self.store.revision(org, id, from).await?,
+            // The one before it: the newest kept below it (or itself, for the first kept).
+            None => match self.store.revisions(org, id, Some(to.revision.revision), 1).await?.pop() {
+                Some(previous) => self.store.revision(org, id, RevisionRef::Number(previous.revision)).await?,
+                None => to.clone(),
+            },
+        };
+        let patch = history::diff(&from.chatbot, &to.chatbot, &self.public_url);
+        Ok(RevisionDiff { from: from.revision, to: to.revision, patch })
+    }
+
+    /// Brings back the content of revision `which` as a new revision (`restored`): every field but the
+    /// id, owner and creation time, the slug included ([`Error::SlugTaken`] if it is now another's).
+    /// Content equal to the head's makes no revision. At most once per idempotency key; with
+    /// `expected_etag`, as [`Registry::update`].
+    pub async fn restore_with(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        which: RevisionRef,
+        expected_etag: Option<&str>,
+        key: Option<IdempotencyKey>,
+        provenance: Provenance,
+    ) -> Result<Written<Chatbot>> {
+        let claim = key.map(|key| self.claim(key, Fingerprint::of_restore(id, which, expected_etag)));
+        self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
+            let restored = self.store.revision(org, id, which).await?;
+            let (number, config) = (restored.revision.revision, restored.chatbot.config);
+            // The avatar image and the secret are the revision's too: they are part of its content.
+            let change: Change =
+                Box::new(move |_current: &Chatbot| Ok(Proposal { config: config.clone(), slug: SlugChoice::Exact }));
+            let expected_etag = expected_etag.map(str::to_owned);
+            let update = ChatbotUpdate {
+                org,
+                id,
+                expected_etag,
+                change,
+                claim,
+                avatar: None,
+                provenance,
+                restored_from: Some(number),
+            };
+            self.store.update(update).await
+        })
+        .await
     }
 
     /// Deletes the chatbot and frees its slug.

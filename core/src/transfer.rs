@@ -33,6 +33,12 @@ impl Transfer {
             Record::Organisation(organisation) => self.store.import_organisation(organisation).await,
             Record::ApiKey(key) => self.store.add_api_key(key).await,
             Record::Avatar(avatar) => self.store.import_avatar(avatar).await,
+            Record::Revision { revision } => {
+                if let Some(snapshot) = &revision.snapshot {
+                    storable_text(&snapshot.config)?;
+                }
+                self.store.import_revision(*revision).await
+            }
             Record::Chatbot(chatbot) => {
                 let config = &chatbot.config;
                 let allowed = |list: &crate::rules::AllowList, value: &str, field: crate::catalog::Field| {

@@ -3,7 +3,8 @@
 //! output is written out in the message's shape.
 
 use chatbot_core::{
-    ChangeKind, Chatbot, ChatbotDraft, ChatbotEvent, Error, Field, FieldMask, Result, Slot, Timestamp, VoiceWidget,
+    Actor, ChangeKind, Chatbot, ChatbotDraft, ChatbotEvent, Error, Field, FieldMask, Result, Revision, Slot, Timestamp,
+    VoiceWidget,
 };
 
 use crate::pb;
@@ -196,20 +197,49 @@ fn voice_widget(voice: &VoiceWidget) -> pb::VoiceWidgetConfig {
 
 /// The message for a change of the log.
 pub(crate) fn change(event: ChatbotEvent) -> pb::WatchChatbotsResponse {
-    let change_type = match event.kind {
-        ChangeKind::Created => pb::ChangeType::Created,
-        ChangeKind::Updated => pb::ChangeType::Updated,
-        ChangeKind::Deleted => pb::ChangeType::Deleted,
-    };
     let change = pb::ChatbotChange {
         resume_token: event.resume_token().encode(),
-        r#type: change_type.into(),
+        r#type: change_type(event.kind).into(),
         chatbot_id: event.chatbot_id.to_string(),
         etag: event.etag.unwrap_or_default(),
         revision: i64::try_from(event.revision).unwrap_or(i64::MAX),
         change_time: Some(timestamp(event.at)),
+        version_id: event.version_id.map(|version| version.to_string()).unwrap_or_default(),
+        changed_paths: event.changed,
     };
     pb::WatchChatbotsResponse { event: Some(pb::watch_chatbots_response::Event::Change(change)) }
+}
+
+/// The protobuf form of what a change did.
+fn change_type(kind: ChangeKind) -> pb::ChangeType {
+    match kind {
+        ChangeKind::Created => pb::ChangeType::Created,
+        ChangeKind::Updated => pb::ChangeType::Updated,
+        ChangeKind::Restored => pb::ChangeType::Restored,
+        ChangeKind::Deleted => pb::ChangeType::Deleted,
+    }
+}
+
+/// The message of a revision, without its content.
+pub(crate) fn revision(revision: &Revision) -> pb::ChatbotRevision {
+    let (kind, api_key_id) = match revision.provenance.actor {
+        Actor::ApiKey { id } => ("api_key", id.to_string()),
+        Actor::Admin => ("admin", String::new()),
+        Actor::Embedded => ("embedded", String::new()),
+        Actor::Unrecorded => ("unrecorded", String::new()),
+    };
+    pb::ChatbotRevision {
+        revision: i64::try_from(revision.revision).unwrap_or(i64::MAX),
+        version_id: revision.version_id.to_string(),
+        kind: change_type(revision.kind).into(),
+        create_time: Some(timestamp(revision.create_time)),
+        actor: Some(pb::RevisionActor { r#type: kind.into(), api_key_id }),
+        request_id: revision.provenance.request_id.clone().unwrap_or_default(),
+        note: revision.provenance.note.as_ref().map(|note| note.as_str().to_owned()).unwrap_or_default(),
+        changed_paths: revision.changed.clone(),
+        restored_from: revision.restored_from.map_or(0, |from| i64::try_from(from).unwrap_or(i64::MAX)),
+        chatbot: None,
+    }
 }
 
 /// A heartbeat message of a watch.

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use chatbot_core::domain::limits::MAX_REQUEST_BYTES;
 use chatbot_core::{
-    AvatarImage, ChatbotId, Error, FieldMask, IdempotencyKey, ListQuery, OrgId, PageCursor, Registry, Rejection,
-    ResumeToken, ViolationCode, Written,
+    AvatarImage, ChatbotId, Error, FieldMask, IdempotencyKey, ListQuery, OrgId, PageCursor, Principal, Provenance,
+    Registry, Rejection, ResumeToken, RevisionRef, ViolationCode, Written,
 };
 use futures_util::stream::{BoxStream, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -15,13 +15,18 @@ use tonic::{Request, Response, Status};
 use crate::convert;
 use crate::pb::chatbot_service_server::ChatbotService;
 use crate::pb::{
-    Chatbot, CreateChatbotRequest, DeleteChatbotRequest, GetChatbotRequest, ListChatbotsRequest, ListChatbotsResponse,
+    Chatbot, ChatbotRevision, CreateChatbotRequest, DeleteChatbotRequest, DiffChatbotRevisionsRequest,
+    DiffChatbotRevisionsResponse, GetChatbotRequest, GetChatbotRevisionRequest, ListChatbotRevisionsRequest,
+    ListChatbotRevisionsResponse, ListChatbotsRequest, ListChatbotsResponse, RollbackChatbotRequest,
     UpdateChatbotAvatarRequest, UpdateChatbotRequest, WatchChatbotsRequest, WatchChatbotsResponse,
 };
 use crate::status::{self, to_status};
 
 /// The metadata entry (and HTTP header) that carries the caller's API key.
 pub const API_KEY_METADATA: &str = "x-api-key";
+
+/// The metadata entry a write's author may explain it in (kept with its revision).
+pub const CHANGE_NOTE_METADATA: &str = "x-change-note";
 
 /// The gRPC service over a shared [`Registry`]. Cloning is cheap.
 #[derive(Clone, Debug)]
@@ -48,11 +53,35 @@ impl ChatbotApi {
     /// The organisation of the request's API key, within the key's rate limit (without a valid key,
     /// the client address's limit applies).
     async fn authenticate<T>(&self, request: &Request<T>) -> Result<OrgId, Status> {
+        Ok(self.admit(request).await?.org)
+    }
+
+    /// Who the request is from (its key's organisation and id), within the key's rate limit.
+    async fn admit<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
         let key = request.metadata().get(API_KEY_METADATA).and_then(|v| v.to_str().ok());
         let client = request.remote_addr().map(|addr| addr.ip());
-        let org = self.registry.admission().admit(key, client).await.0.map_err(to_status)?;
-        tracing::Span::current().record("org", tracing::field::display(org));
-        Ok(org)
+        let principal = self.registry.admission().admit(key, client).await.0.map_err(to_status)?;
+        tracing::Span::current().record("org", tracing::field::display(principal.org));
+        Ok(principal)
+    }
+
+    /// The organisation of a write's API key, and who makes the write and why (its revision records
+    /// it): the key's id, the call's `x-request-id`, and the `x-change-note` metadata entry.
+    async fn author<T>(&self, request: &Request<T>) -> Result<(OrgId, Provenance), Status> {
+        let principal = self.admit(request).await?;
+        let metadata = request.metadata();
+        let note = match metadata.get(CHANGE_NOTE_METADATA) {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .map_err(|_| Rejection::new(ViolationCode::InvalidFormat, "must be printable ASCII"))
+                    .and_then(chatbot_core::history::parse_note)
+                    .map_err(|rejection| invalid("x-change-note", rejection))?,
+            ),
+        };
+        let request_id = metadata.get(crate::wire::REQUEST_ID_METADATA).and_then(|v| v.to_str().ok());
+        Ok((principal.org, Provenance::api_key(principal.key, request_id, note)))
     }
 }
 
@@ -68,6 +97,20 @@ fn within_limit<T: prost::Message>(request: &Request<T>) -> Result<(), Status> {
 /// An id that is not a UUID names no chatbot: it is answered like an unknown one.
 fn chatbot_id(id: &str) -> Result<ChatbotId, Status> {
     id.parse().map_err(|_| to_status(Error::NotFound))
+}
+
+/// A revision named by a request: its number or its `version_id`; anything else names none (404).
+fn revision_id(revision: &str) -> Result<RevisionRef, Status> {
+    RevisionRef::parse(revision).ok_or_else(|| to_status(Error::NotFound))
+}
+
+/// A `page_size` field: 0 means the largest page.
+fn page_size(size: i32) -> Result<Option<usize>, Status> {
+    match usize::try_from(size) {
+        Err(_) => Err(invalid("page_size", Rejection::new(ViolationCode::InvalidFormat, "must not be negative"))),
+        Ok(0) => Ok(None),
+        Ok(size) => Ok(Some(size)),
+    }
 }
 
 /// An `etag` field: empty means "no precondition".
@@ -130,7 +173,7 @@ impl ChatbotService for ChatbotApi {
 
     async fn create_chatbot(&self, request: Request<CreateChatbotRequest>) -> Result<Response<Chatbot>, Status> {
         within_limit(&request)?;
-        let org = self.authenticate(&request).await?;
+        let (org, by) = self.author(&request).await?;
         let request = request.into_inner();
         let (draft, _) = convert::draft(request.chatbot.unwrap_or_default()).map_err(to_status)?;
         if request.validate_only {
@@ -138,7 +181,7 @@ impl ChatbotService for ChatbotApi {
             return Ok(Response::new(Chatbot::default()));
         }
         let key = idempotency_key(&request.request_id)?;
-        let created = self.registry.create_with(org, draft, key).await.map_err(to_status)?;
+        let created = self.registry.create_with(org, draft, key, by).await.map_err(to_status)?;
         Ok(written(created, |chatbot| convert::chatbot(&chatbot, self.registry.public_url())))
     }
 
@@ -157,13 +200,7 @@ impl ChatbotService for ChatbotApi {
         within_limit(&request)?;
         let org = self.authenticate(&request).await?;
         let request = request.into_inner();
-        let limit = match usize::try_from(request.page_size) {
-            Err(_) => {
-                return Err(invalid("page_size", Rejection::new(ViolationCode::InvalidFormat, "must not be negative")));
-            }
-            Ok(0) => None,
-            Ok(size) => Some(size),
-        };
+        let limit = page_size(request.page_size)?;
         let after = match request.page_token.as_str() {
             "" => None,
             token => Some(PageCursor::parse(token).map_err(|r| invalid("page_token", r))?),
@@ -178,7 +215,7 @@ impl ChatbotService for ChatbotApi {
 
     async fn update_chatbot(&self, request: Request<UpdateChatbotRequest>) -> Result<Response<Chatbot>, Status> {
         within_limit(&request)?;
-        let org = self.authenticate(&request).await?;
+        let (org, by) = self.author(&request).await?;
         let request = request.into_inner();
         let mut chatbot = request.chatbot.unwrap_or_default();
         let id = chatbot_id(&chatbot.id)?;
@@ -193,7 +230,8 @@ impl ChatbotService for ChatbotApi {
             return Ok(Response::new(Chatbot::default()));
         }
         let key = idempotency_key(&request.request_id)?;
-        let updated = self.registry.update_with(org, id, draft, mask, etag(&expected), key).await.map_err(to_status)?;
+        let updated =
+            self.registry.update_with(org, id, draft, mask, etag(&expected), key, by).await.map_err(to_status)?;
         Ok(written(updated, |chatbot| convert::chatbot(&chatbot, self.registry.public_url())))
     }
 
@@ -211,13 +249,88 @@ impl ChatbotService for ChatbotApi {
         &self,
         request: Request<UpdateChatbotAvatarRequest>,
     ) -> Result<Response<Chatbot>, Status> {
-        let org = self.authenticate(&request).await?;
+        let (org, by) = self.author(&request).await?;
         let request = request.into_inner();
         let id = chatbot_id(&request.id)?;
         let key = idempotency_key(&request.request_id)?;
         let image = AvatarImage::parse(request.avatar).map_err(to_status)?;
         let updated =
-            self.registry.update_avatar_with(org, id, image, etag(&request.etag), key).await.map_err(to_status)?;
+            self.registry.update_avatar_with(org, id, image, etag(&request.etag), key, by).await.map_err(to_status)?;
         Ok(written(updated, |chatbot| convert::chatbot(&chatbot, self.registry.public_url())))
+    }
+
+    async fn list_chatbot_revisions(
+        &self,
+        request: Request<ListChatbotRevisionsRequest>,
+    ) -> Result<Response<ListChatbotRevisionsResponse>, Status> {
+        within_limit(&request)?;
+        let org = self.authenticate(&request).await?;
+        let request = request.into_inner();
+        let id = chatbot_id(&request.id)?;
+        let limit = page_size(request.page_size)?;
+        let below = match request.page_token.as_str() {
+            "" => None,
+            token => match RevisionRef::parse(token) {
+                Some(RevisionRef::Number(below)) => Some(below),
+                _ => {
+                    let message = "is not a page token this service gave";
+                    return Err(invalid("page_token", Rejection::new(ViolationCode::InvalidFormat, message)));
+                }
+            },
+        };
+        let page = self.registry.revisions(org, id, limit, below).await.map_err(to_status)?;
+        Ok(Response::new(ListChatbotRevisionsResponse {
+            revisions: page.revisions.iter().map(convert::revision).collect(),
+            next_page_token: page.next.map(|below| below.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_chatbot_revision(
+        &self,
+        request: Request<GetChatbotRevisionRequest>,
+    ) -> Result<Response<ChatbotRevision>, Status> {
+        within_limit(&request)?;
+        let org = self.authenticate(&request).await?;
+        let request = request.get_ref();
+        let (id, which) = (chatbot_id(&request.id)?, revision_id(&request.revision_id)?);
+        let snapshot = self.registry.revision(org, id, which).await.map_err(to_status)?;
+        let mut revision = convert::revision(&snapshot.revision);
+        revision.chatbot = Some(convert::chatbot(&snapshot.chatbot, self.registry.public_url()));
+        Ok(Response::new(revision))
+    }
+
+    async fn diff_chatbot_revisions(
+        &self,
+        request: Request<DiffChatbotRevisionsRequest>,
+    ) -> Result<Response<DiffChatbotRevisionsResponse>, Status> {
+        within_limit(&request)?;
+        let org = self.authenticate(&request).await?;
+        let request = request.get_ref();
+        let (id, to) = (chatbot_id(&request.id)?, revision_id(&request.revision_id)?);
+        let from = match request.from_revision_id.as_str() {
+            "" => None,
+            from => Some(RevisionRef::parse(from).ok_or_else(|| {
+                let message = "must be a revision number or a version_id";
+                invalid("from_revision_id", Rejection::new(ViolationCode::InvalidFormat, message))
+            })?),
+        };
+        let diff = self.registry.diff(org, id, to, from).await.map_err(to_status)?;
+        let patch = serde_json::to_string(&diff.patch).map_err(|err| to_status(Error::storage(err)))?;
+        Ok(Response::new(DiffChatbotRevisionsResponse {
+            from: Some(convert::revision(&diff.from)),
+            to: Some(convert::revision(&diff.to)),
+            patch,
+        }))
+    }
+
+    async fn rollback_chatbot(&self, request: Request<RollbackChatbotRequest>) -> Result<Response<Chatbot>, Status> {
+        within_limit(&request)?;
+        let (org, by) = self.author(&request).await?;
+        let request = request.into_inner();
+        let (id, which) = (chatbot_id(&request.id)?, revision_id(&request.revision_id)?);
+        let key = idempotency_key(&request.request_id)?;
+        let restored =
+            self.registry.restore_with(org, id, which, etag(&request.etag), key, by).await.map_err(to_status)?;
+        Ok(written(restored, |chatbot| convert::chatbot(&chatbot, self.registry.public_url())))
     }
 }

@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use chatbot_core::avatar::MAX_AVATAR_BYTES;
 use chatbot_core::domain::limits::MAX_REQUEST_BYTES;
-use chatbot_core::{ChatbotId, Error, IdempotencyKey, OrgId, Rejection, Violation, ViolationCode};
+use chatbot_core::{ChatbotId, Error, IdempotencyKey, OrgId, Provenance, Rejection, Violation, ViolationCode};
 use serde_json::{Map, Value};
 
 use crate::contract::json;
@@ -24,7 +24,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let admitted = parts.extensions.get::<Admitted>().ok_or(Error::Unauthenticated)?;
-        Ok(Caller(admitted.0))
+        Ok(Caller(admitted.0.org))
+    }
+}
+
+/// The header a write's author may explain it in (kept with its revision).
+pub const CHANGE_NOTE_HEADER: &str = "x-change-note";
+
+/// Who makes a write and why, as its revision records it: the admitted key, the request id (set by
+/// the request id layer), and the optional `X-Change-Note` header (one line of up to 500 characters,
+/// else a 400 naming it).
+#[derive(Debug, Clone)]
+pub struct Author(pub Provenance);
+
+impl<S: Send + Sync> FromRequestParts<S> for Author {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let admitted = parts.extensions.get::<Admitted>().ok_or(Error::Unauthenticated)?;
+        let note = match parts.headers.get(CHANGE_NOTE_HEADER) {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .map_err(|_| Rejection::new(ViolationCode::InvalidFormat, "must be printable ASCII"))
+                    .and_then(chatbot_core::history::parse_note)
+                    .map_err(|rejection| Error::invalid(rejection.at("X-Change-Note")))?,
+            ),
+        };
+        let request_id = parts.headers.get(crate::layers::REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
+        Ok(Author(Provenance::api_key(admitted.0.key, request_id, note)))
     }
 }
 

@@ -11,7 +11,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chatbot_core::{OrgId, Registry};
+use chatbot_core::{Principal, Registry};
 use tower_http::request_id::{MakeRequestUuid, RequestId};
 use tracing::Span;
 
@@ -54,9 +54,9 @@ impl StreamingPeer {
     }
 }
 
-/// The organisation a request was admitted for, put in its extensions by [`admit`].
+/// Who a request was admitted for (its key's organisation and id), put in its extensions by [`admit`].
 #[derive(Debug, Clone, Copy)]
-pub struct Admitted(pub OrgId);
+pub struct Admitted(pub Principal);
 
 /// Keeps the client's `x-request-id` if it is sane (printable ASCII, at most 128 characters); drops it
 /// otherwise, so that one is made up (by tower-http's `SetRequestId`).
@@ -258,9 +258,9 @@ pub async fn admit(State(registry): State<Arc<Registry>>, mut request: Request, 
     let client = request.extensions().get::<ClientAddr>().map(|addr| addr.0.ip());
     let (admitted, allowance) = registry.admission().admit(key, client).await;
     let mut response = match admitted {
-        Ok(org) => {
-            Span::current().record("org", tracing::field::display(org));
-            request.extensions_mut().insert(Admitted(org));
+        Ok(principal) => {
+            Span::current().record("org", tracing::field::display(principal.org));
+            request.extensions_mut().insert(Admitted(principal));
             next.run(request).await
         }
         Err(err) => ApiError::from(err).into_response(),

@@ -11,6 +11,7 @@ pub mod contract;
 pub mod error;
 pub mod events;
 pub mod extract;
+mod history;
 pub mod layers;
 pub mod openapi;
 mod preconditions;

@@ -12,8 +12,8 @@ use axum::routing::{get, patch};
 use axum::{Extension, Json, Router, middleware};
 use chatbot_core::domain::limits::{MAX_PAGE_SIZE, MAX_REQUEST_BYTES};
 use chatbot_core::{
-    AvatarImage, Chatbot, ChatbotId, Error, IdempotencyKey, ListQuery, OrgId, PageCursor, Registry, Violation,
-    ViolationCode, Written,
+    AvatarImage, Chatbot, ChatbotId, Error, IdempotencyKey, ListQuery, OrgId, PageCursor, Provenance, Registry,
+    Violation, ViolationCode, Written,
 };
 use serde_json::{Value, json};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -29,7 +29,7 @@ use crate::contract::response::{
 use crate::error::ApiError;
 use crate::events::Watching;
 use crate::extract::{
-    AvatarUpload, Caller, ChatbotIdPath, Idempotency, JsonObject, MAX_AVATAR_REQUEST_BYTES, REPLAYED_HEADER,
+    Author, AvatarUpload, Caller, ChatbotIdPath, Idempotency, JsonObject, MAX_AVATAR_REQUEST_BYTES, REPLAYED_HEADER,
 };
 use crate::layers;
 use crate::preconditions::{IfMatch, etag_header, if_match, if_none_match};
@@ -90,6 +90,7 @@ pub fn app_with(registry: Arc<Registry>, options: AppOptions) -> Router {
         .route("/api/external/chatbot/{chatbot_id}", get(get_one).patch(update_by_path).delete(delete_one))
         .route("/api/external/chatbot/{chatbot_id}/chat-widget", patch(update_chat_widget))
         .route("/api/external/chatbot/{chatbot_id}/voice-agent", patch(update_voice_agent))
+        .merge(crate::history::routes())
         // JSON bodies: a Content-Length over the limit is a 413 before any of the body is read.
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
         .route("/api/external/chatbot/{chatbot_id}/update-avatar", patch(update_avatar))
@@ -156,13 +157,14 @@ async fn create(
     State(registry): State<Arc<Registry>>,
     Caller(org): Caller,
     Idempotency(key): Idempotency,
+    Author(by): Author,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let body = read_chatbot(&body, Target::Create);
     if !body.violations.is_empty() {
         return Err(Error::invalid_with(body.violations, registry.validate(&body.draft)).into());
     }
-    let created = registry.create_with(org, body.draft, key).await?;
+    let created = registry.create_with(org, body.draft, key, by).await?;
     let location = format!("/api/external/chatbot/{}", created.value.id);
     let mut response = chatbot_response(&registry, StatusCode::CREATED, created, Some("Chatbot created successfully"));
     if let Ok(location) = HeaderValue::from_str(&location) {
@@ -223,10 +225,11 @@ async fn update_by_path(
     Caller(org): Caller,
     ChatbotIdPath(id): ChatbotIdPath,
     Idempotency(key): Idempotency,
+    Author(by): Author,
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let updated = update(&registry, org, id, key, &headers, &body, Target::Update).await?;
+    let updated = update(&registry, org, id, (key, by), &headers, &body, Target::Update).await?;
     Ok(chatbot_response(&registry, StatusCode::OK, updated, Some("Chatbot updated successfully")))
 }
 
@@ -237,10 +240,11 @@ async fn update_chat_widget(
     Caller(org): Caller,
     ChatbotIdPath(id): ChatbotIdPath,
     Idempotency(key): Idempotency,
+    Author(by): Author,
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let updated = update(&registry, org, id, key, &headers, &body, Target::ChatWidget).await?;
+    let updated = update(&registry, org, id, (key, by), &headers, &body, Target::ChatWidget).await?;
     let snippet = &updated.value.config.settings.snippet;
     let envelope =
         ChatWidgetEnvelope { chat_widget_config: snippet.into(), message: "Chat widget config updated successfully" };
@@ -255,12 +259,13 @@ async fn update_avatar(
     Caller(org): Caller,
     ChatbotIdPath(id): ChatbotIdPath,
     Idempotency(key): Idempotency,
+    Author(by): Author,
     headers: HeaderMap,
     AvatarUpload(bytes): AvatarUpload,
 ) -> Result<Response, ApiError> {
     let image = AvatarImage::parse(bytes)?;
     let etag = expected_etag(&registry, org, id, &headers).await?;
-    let updated = registry.update_avatar_with(org, id, image, etag.as_deref(), key).await?;
+    let updated = registry.update_avatar_with(org, id, image, etag.as_deref(), key, by).await?;
     Ok(chatbot_response(&registry, StatusCode::OK, updated, Some("Avatar updated successfully")))
 }
 
@@ -271,10 +276,11 @@ async fn update_voice_agent(
     Caller(org): Caller,
     ChatbotIdPath(id): ChatbotIdPath,
     Idempotency(key): Idempotency,
+    Author(by): Author,
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let updated = update(&registry, org, id, key, &headers, &body, Target::VoiceAgent).await?;
+    let updated = update(&registry, org, id, (key, by), &headers, &body, Target::VoiceAgent).await?;
     let voice = updated.value.config.voice.as_ref().map(Into::into);
     let envelope =
         VoiceWidgetEnvelope { voice_widget_config: voice, message: "Voice widget config updated successfully" };
@@ -287,6 +293,7 @@ async fn update_by_body(
     State(registry): State<Arc<Registry>>,
     Caller(org): Caller,
     Idempotency(key): Idempotency,
+    Author(by): Author,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     JsonObject(mut body): JsonObject,
@@ -313,7 +320,7 @@ async fn update_by_body(
         }
     };
     let id: ChatbotId = id.parse().map_err(|_| Error::NotFound)?;
-    let updated = update(&registry, org, id, key, &headers, &body, Target::Update).await?;
+    let updated = update(&registry, org, id, (key, by), &headers, &body, Target::Update).await?;
     Ok(chatbot_response(&registry, StatusCode::OK, updated, Some("Chatbot updated successfully")))
 }
 
@@ -323,7 +330,7 @@ async fn update(
     registry: &Registry,
     org: OrgId,
     id: ChatbotId,
-    key: Option<IdempotencyKey>,
+    (key, by): (Option<IdempotencyKey>, Provenance),
     headers: &HeaderMap,
     body: &serde_json::Map<String, Value>,
     target: Target,
@@ -335,7 +342,7 @@ async fn update(
         return Err(Error::invalid_with(violations, checked).into());
     }
     let etag = expected_etag(registry, org, id, headers).await?;
-    let updated = registry.update_with(org, id, draft, present, etag.as_deref(), key).await;
+    let updated = registry.update_with(org, id, draft, present, etag.as_deref(), key, by).await;
     updated.map_err(|err| form.localize(err).into())
 }
 
@@ -356,7 +363,7 @@ async fn delete_one(
 
 /// The etag a write must still find, from `If-Match`. A list of tags is checked against a fresh read,
 /// whose tag the write then requires, so the check stays atomic.
-async fn expected_etag(
+pub(crate) async fn expected_etag(
     registry: &Registry,
     org: OrgId,
     id: ChatbotId,
@@ -374,7 +381,7 @@ async fn expected_etag(
 
 /// A chatbot envelope with its `ETag`, marked `Idempotent-Replayed` when it is an earlier answer given
 /// again.
-fn chatbot_response(
+pub(crate) fn chatbot_response(
     registry: &Registry,
     status: StatusCode,
     written: Written<Chatbot>,

@@ -16,7 +16,7 @@ on_every_engine!(
     every_supported_format_is_accepted_as_what_it_is,
     what_is_not_an_image_is_415_whatever_it_claims,
     size_and_side_limits_hold_at_the_limit_and_fail_one_past,
-    a_replaced_avatar_is_removed_and_so_is_a_deleted_chatbots,
+    a_replaced_avatar_is_kept_for_its_revisions_and_removed_with_the_chatbot,
     another_organisation_or_a_malformed_upload_changes_nothing,
     the_avatar_is_uploaded_over_grpc_with_the_same_rules,
 );
@@ -195,7 +195,7 @@ async fn declared_upload(app: &TestApp, id: &str, length: usize) -> String {
     String::from_utf8_lossy(&answer[..read]).into_owned()
 }
 
-async fn a_replaced_avatar_is_removed_and_so_is_a_deleted_chatbots(engine: Engine) {
+async fn a_replaced_avatar_is_kept_for_its_revisions_and_removed_with_the_chatbot(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let id = app.create_named("Replaced", json!({})).await;
     let first = app.upload(&id, &app.key, png(10, 10), "image/png", "a.png").await;
@@ -203,7 +203,8 @@ async fn a_replaced_avatar_is_removed_and_so_is_a_deleted_chatbots(engine: Engin
     let second = app.upload(&id, &app.key, png(10, 10), "image/png", "a.png").await;
     let second_url = second.body["chatbot"]["settings"]["avatar"].as_str().expect("a URL").to_owned();
     assert_ne!(first_url, second_url, "the URL changes with every upload, even of the same image");
-    assert_eq!(app.fetch(&first_url).await.0, StatusCode::NOT_FOUND, "the replaced image is gone");
+    // Revision 2 points at the first image: a restore of it must find it (retention frees it later).
+    assert_eq!(app.fetch(&first_url).await.0, StatusCode::OK, "the replaced image is kept for its revision");
     assert_eq!(app.fetch(&second_url).await.0, StatusCode::OK);
 
     // Other changes of the chatbot keep it.
@@ -213,6 +214,7 @@ async fn a_replaced_avatar_is_removed_and_so_is_a_deleted_chatbots(engine: Engin
 
     assert_eq!(app.delete(&id).await.status, StatusCode::OK);
     assert_eq!(app.fetch(&second_url).await.0, StatusCode::NOT_FOUND, "deleting the chatbot removes its image");
+    assert_eq!(app.fetch(&first_url).await.0, StatusCode::NOT_FOUND, "and every image its revisions pointed at");
 }
 
 async fn another_organisation_or_a_malformed_upload_changes_nothing(engine: Engine) {

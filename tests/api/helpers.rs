@@ -169,7 +169,7 @@ pub fn binary() -> &'static Path {
 }
 
 /// A fresh random key for the default organisation.
-fn fresh_key() -> String {
+pub fn fresh_key() -> String {
     format!("test-key-{}", uuid_like())
 }
 

@@ -12,6 +12,7 @@ mod fairness;
 mod flags;
 mod grpc;
 mod helpers;
+mod history;
 mod hostile;
 mod idempotency;
 mod lifecycle;

@@ -74,7 +74,10 @@ async fn the_postgres_engine_forgets_expired_idempotency_keys_by_itself() {
     let registry = Registry::new(connect(&url, retention).await, Rules::default());
     let (org, _) = registry.admission().create_api_key("expiring").await.expect("a key");
     let key = IdempotencyKey::parse("k").expect("a key");
-    registry.create_with(org, named("First"), Some(key.clone())).await.expect("created");
+    registry
+        .create_with(org, named("First"), Some(key.clone()), chatbot_core::Provenance::embedded())
+        .await
+        .expect("created");
     // Another replica, which keeps keys a day, watches the first one's upkeep (every quarter of a
     // second) forget the key, which expired at once.
     let observer = connect(&url, Retention::default()).await;

@@ -73,6 +73,10 @@ uuid_id!(
     OrgId
 );
 uuid_id!(
+    /// Identifies one revision of one chatbot, globally: the contract's `version_id`.
+    VersionId
+);
+uuid_id!(
     /// Identifies one API key, so that it can be listed and revoked without its secret.
     KeyId
 );

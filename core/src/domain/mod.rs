@@ -15,7 +15,7 @@ mod text;
 mod time;
 
 pub use color::HexColor;
-pub use ids::{ChatbotId, InvalidId, KeyId, OrgId};
+pub use ids::{ChatbotId, InvalidId, KeyId, OrgId, VersionId};
 pub use language::Language;
 pub use logo::LogoUrl;
 pub use model::{Model, Voice};

@@ -14,6 +14,7 @@ use crate::changes::ChangeKind;
 use crate::chatbot::{Chatbot, ChatbotDraft};
 use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
 use crate::error::Error;
+use crate::history::{Actor, Provenance, RevisionRef};
 use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Outcome};
 use crate::rules::{Proposal, Rules, SlugChoice};
 use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, Record, Store};
@@ -30,6 +31,7 @@ pub async fn run(store: &dyn Store) {
     the_change_log_holds_each_committed_write_in_order_per_organisation(store).await;
     concurrent_writers_of_one_slug_or_one_etag_have_exactly_one_winner(store).await;
     a_snapshot_holds_every_record_owners_first(store).await;
+    every_change_is_a_revision_whose_snapshot_is_what_was_stored(store).await;
 }
 
 /// A draft named `name` with `slug` (derived from the name when `None`), checked by the default rules.
@@ -41,7 +43,12 @@ fn proposal(name: &str, slug: Option<&str>) -> Proposal {
 /// A new chatbot of `org` named `name`.
 fn new_chatbot(org: OrgId, name: &str, slug: Option<&str>) -> NewChatbot {
     let proposal = proposal(name, slug);
-    NewChatbot { chatbot: Chatbot::new(org, proposal.config), slug: proposal.slug, claim: None }
+    NewChatbot {
+        chatbot: Chatbot::new(org, proposal.config),
+        slug: proposal.slug,
+        claim: None,
+        provenance: Provenance::embedded(),
+    }
 }
 
 /// A new organisation with a unique name.
@@ -55,7 +62,21 @@ fn rename(org: OrgId, id: ChatbotId, name: &str, expected_etag: Option<String>) 
     let draft = ChatbotDraft { name: Some(name.into()), ..Default::default() };
     let mask = [crate::catalog::Field::Name].into_iter().collect();
     let change = Box::new(move |current: &Chatbot| Rules::default().check(Some(&current.config), &draft, mask));
-    ChatbotUpdate { org, id, expected_etag, change, claim: None, avatar: None }
+    ChatbotUpdate { org, id, expected_etag, change, claim: None, avatar: None, ..updating() }
+}
+
+/// What an update that names only its target and change takes: no claim, no image, by an embedder.
+fn updating() -> ChatbotUpdate {
+    ChatbotUpdate {
+        org: OrgId::new_random(),
+        id: ChatbotId::new_random(),
+        expected_etag: None,
+        change: Box::new(|_| Err(Error::NotFound)),
+        claim: None,
+        avatar: None,
+        provenance: Provenance::embedded(),
+        restored_from: None,
+    }
 }
 
 /// A claim of `key` for the request `request`, made now and expiring records made before `expired`.
@@ -74,8 +95,8 @@ async fn the_first_key_is_made_once_and_keys_admit_until_revoked(store: &dyn Sto
     assert!(store.add_first_api_key(first.info(org)).await.expect("stored"), "an empty store takes the first key");
     let second = ApiKey::generate();
     assert!(!store.add_first_api_key(second.info(org)).await.expect("answered"), "only while there is none");
-    assert!(matches!(store.org_of_key(second.hash()).await, Err(Error::Unauthenticated)));
-    assert_eq!(store.org_of_key(first.hash()).await.expect("admitted"), org);
+    assert!(matches!(store.key_owner(second.hash()).await, Err(Error::Unauthenticated)));
+    assert_eq!(store.key_owner(first.hash()).await.expect("admitted").org, org);
 
     assert_eq!(
         store.ensure_org(&store_name(store, org).await).await.expect("the same"),
@@ -90,7 +111,7 @@ async fn the_first_key_is_made_once_and_keys_admit_until_revoked(store: &dyn Sto
     assert_eq!(keys.len(), 2);
     store.touch_api_key(second.hash(), Timestamp::now()).await.expect("noted");
     store.revoke_api_key(keys[1].id).await.expect("revoked");
-    assert!(matches!(store.org_of_key(keys[1].hash).await, Err(Error::Unauthenticated)), "revoked at once");
+    assert!(matches!(store.key_owner(keys[1].hash).await, Err(Error::Unauthenticated)), "revoked at once");
     assert!(matches!(store.revoke_api_key(keys[1].id).await, Err(Error::NotFound)));
     assert_eq!(store.api_keys(Some(org)).await.expect("listed").len(), 1);
 }
@@ -191,7 +212,8 @@ async fn an_update_checks_the_change_before_the_etag_and_moves_the_slug(store: &
             Rules::default().check(Some(&current.config), &draft, mask)
         })
     };
-    let update = ChatbotUpdate { org, id: chatbot.id, expected_etag: None, change, claim: None, avatar: None };
+    let update =
+        ChatbotUpdate { org, id: chatbot.id, expected_etag: None, change, claim: None, avatar: None, ..updating() };
     assert_eq!(store.update(update).await.expect("moved").value.config.slug.as_str(), moved);
     let old = chatbot.config.slug.to_string();
     let reused = store.create(new_chatbot(org, "Reuse", Some(&old))).await.expect("the old slug is free");
@@ -217,8 +239,15 @@ async fn a_delete_frees_the_slug_and_removes_the_avatar(store: &dyn Store) {
         config.settings.avatar = Some(reference);
         Ok(Proposal { config, slug: SlugChoice::Kept })
     });
-    let update =
-        ChatbotUpdate { org, id: chatbot.id, expected_etag: None, change, claim: None, avatar: Some(stored.clone()) };
+    let update = ChatbotUpdate {
+        org,
+        id: chatbot.id,
+        expected_etag: None,
+        change,
+        claim: None,
+        avatar: Some(stored.clone()),
+        ..updating()
+    };
     let with_avatar = store.update(update).await.expect("updated").value;
     assert_eq!(store.avatar(reference).await.expect("read").as_ref(), Some(&stored));
 
@@ -288,7 +317,7 @@ async fn only_a_public_active_chatbot_is_found_by_slug(store: &dyn Store) {
             (config.is_public, config.active) = (is_public, active);
             Ok(Proposal { config, slug: SlugChoice::Kept })
         });
-        ChatbotUpdate { org, id: chatbot.id, expected_etag: None, change, claim: None, avatar: None }
+        ChatbotUpdate { org, id: chatbot.id, expected_etag: None, change, claim: None, avatar: None, ..updating() }
     };
     let shown = store.update(publish(true, true)).await.expect("updated").value;
     assert_eq!(store.public_by_slug(&slug).await.expect("read"), Some(shown));
@@ -359,8 +388,62 @@ async fn a_snapshot_holds_every_record_owners_first(store: &dyn Store) {
         Record::Organisation(_) => 0,
         Record::ApiKey(_) => 1,
         Record::Chatbot(_) | Record::Avatar(_) => 2,
+        Record::Revision { .. } => 3,
     };
     assert!(records.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])), "owners before what they own");
     assert!(records.iter().any(|r| matches!(r, Record::Organisation(o) if o.id == org)));
     assert!(records.iter().any(|r| matches!(r, Record::Chatbot(c) if **c == chatbot)));
+}
+
+async fn every_change_is_a_revision_whose_snapshot_is_what_was_stored(store: &dyn Store) {
+    let org = organisation(store, "history").await;
+    store.publish_changes().await.expect("published");
+    let from = store.change_signal().head();
+    let key = crate::domain::KeyId::new_random();
+    let mut new = new_chatbot(org, "First", None);
+    new.provenance =
+        Provenance::api_key(key, Some("req-1"), Some(crate::history::parse_note("launch").expect("a note")));
+    let first = store.create(new).await.expect("created").value;
+    let second = store.update(rename(org, first.id, "Second", None)).await.expect("renamed").value;
+    let unchanged = store.update(rename(org, first.id, "Second", None)).await.expect("no change").value;
+    assert_eq!(unchanged, second, "a change to what is already there writes nothing");
+    let mut restore = rename(org, first.id, "First", Some(second.etag()));
+    restore.restored_from = Some(1);
+    let third = store.update(restore).await.expect("restored").value;
+    assert_eq!(third.revision, 3);
+
+    let revisions = store.revisions(org, first.id, None, 10).await.expect("listed");
+    let numbers: Vec<(u64, ChangeKind)> = revisions.iter().map(|r| (r.revision, r.kind)).collect();
+    assert_eq!(numbers, [(3, ChangeKind::Restored), (2, ChangeKind::Updated), (1, ChangeKind::Created)]);
+    assert_eq!(revisions[0].restored_from, Some(1));
+    assert_eq!(revisions[1].changed, ["name"]);
+    assert_eq!(revisions[2].provenance.actor, Actor::ApiKey { id: key });
+    assert_eq!(revisions[2].provenance.request_id.as_deref(), Some("req-1"));
+    assert_eq!(revisions[2].provenance.note.as_ref().map(|n| n.as_str()), Some("launch"));
+    let below = store.revisions(org, first.id, Some(3), 1).await.expect("a page");
+    assert_eq!(below.iter().map(|r| r.revision).collect::<Vec<_>>(), [2]);
+
+    for (number, content) in [(1, &first), (2, &second), (3, &third)] {
+        let read = store.revision(org, first.id, RevisionRef::Number(number)).await.expect("read");
+        assert_eq!(&read.chatbot, content, "revision {number} holds what was stored then");
+        let by_version = store.revision(org, first.id, RevisionRef::Version(read.revision.version_id)).await;
+        assert_eq!(by_version.expect("read by version").chatbot, read.chatbot);
+    }
+    let stranger = organisation(store, "stranger").await;
+    assert!(matches!(store.revisions(stranger, first.id, None, 10).await, Err(Error::NotFound)));
+    assert!(matches!(store.revision(stranger, first.id, RevisionRef::Number(1)).await, Err(Error::NotFound)));
+    assert!(matches!(store.revision(org, first.id, RevisionRef::Number(9)).await, Err(Error::NotFound)));
+
+    // The change log names each revision and what it changed.
+    store.publish_changes().await.expect("published");
+    let events = store.changes(org, from, 100).await.expect("read");
+    let logged: Vec<_> = events.iter().map(|e| (e.revision, e.kind, e.version_id, e.changed.clone())).collect();
+    let expected: Vec<_> =
+        revisions.iter().rev().map(|r| (r.revision, r.kind, Some(r.version_id), r.changed.clone())).collect();
+    assert_eq!(logged, expected);
+
+    // Pruning (by the store's retention, here the default) keeps what is young; a delete forgets all.
+    assert_eq!(store.prune_history(Timestamp::now(), 100).await.expect("pruned"), 0);
+    store.delete(ChatbotDeletion { org, id: first.id, expected_etag: None, claim: None }).await.expect("deleted");
+    assert!(matches!(store.revision(org, first.id, RevisionRef::Number(1)).await, Err(Error::NotFound)));
 }

@@ -19,12 +19,13 @@ pub mod sled;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::auth::{ApiKeyInfo, KeyHash};
+use crate::auth::{ApiKeyInfo, KeyHash, Principal};
 use crate::avatar::{AvatarRef, StoredAvatar};
-use crate::changes::{ChangeSignal, ChatbotEvent};
+use crate::changes::{ChangeKind, ChangeSignal, ChatbotEvent};
 use crate::chatbot::Chatbot;
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::Result;
+use crate::history::{HistoryRetention, Provenance, Revision, RevisionRef, RevisionSnapshot, StoredRevision};
 use crate::idempotency::{Claim, IdempotencyKey, Record as ClaimRecord, Written};
 use crate::rules::Proposal;
 
@@ -47,6 +48,15 @@ pub struct NewChatbot {
     pub slug: crate::rules::SlugChoice,
     /// The idempotency key to claim with the write, if the client sent one.
     pub claim: Option<Claim>,
+    /// Who creates it, and why: its first revision records it.
+    pub provenance: Provenance,
+}
+
+impl NewChatbot {
+    /// The first revision of the chatbot (`created`), as it records its provenance.
+    pub fn revision(&self) -> Revision {
+        Revision::of(ChangeKind::Created, None, &self.chatbot, self.provenance.clone(), None)
+    }
 }
 
 /// A change to one stored chatbot.
@@ -63,19 +73,33 @@ pub struct ChatbotUpdate {
     /// The idempotency key to claim with the write, if the client sent one.
     pub claim: Option<Claim>,
     /// An avatar image to store with the change (which makes the chatbot point at it). Whatever image
-    /// the chatbot pointed at before and no longer does is removed in the same write.
+    /// the chatbot pointed at before is kept while a revision points at it.
     pub avatar: Option<StoredAvatar>,
+    /// Who makes the change, and why: its revision records it.
+    pub provenance: Provenance,
+    /// For a restore: the revision whose content the change brings back.
+    pub restored_from: Option<u64>,
 }
 
 impl ChatbotUpdate {
     /// The chatbot this update makes of `current` (the stored chatbot, which the engine has found that
-    /// `org` owns: 404 comes first), and how its slug must be resolved. An invalid change is refused
-    /// before a stale tag (400, then 412); the next revision and etag follow from `current`. The one
-    /// update algorithm every engine runs, inside its own atomic write.
-    pub fn apply(&self, current: &Chatbot) -> Result<(Chatbot, crate::rules::SlugChoice)> {
+    /// `org` owns: 404 comes first), and how its slug must be resolved; `None` when it changes nothing
+    /// (then nothing is written: no revision, no event, the same entity tag). An invalid change is
+    /// refused before a stale tag (400, then 412); the next revision and etag follow from `current`.
+    /// The one update algorithm every engine runs, inside its own atomic write.
+    pub fn apply(&self, current: &Chatbot) -> Result<Option<(Chatbot, crate::rules::SlugChoice)>> {
         let proposal = (self.change)(current)?;
         current.check_etag(self.expected_etag.as_deref())?;
-        Ok((current.next(proposal.config), proposal.slug))
+        if proposal.config == current.config && self.avatar.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((current.next(proposal.config), proposal.slug)))
+    }
+
+    /// The revision this update records, turning `current` into `next` (its slug resolved).
+    pub fn revision(&self, current: &Chatbot, next: &Chatbot) -> Revision {
+        let kind = if self.restored_from.is_some() { ChangeKind::Restored } else { ChangeKind::Updated };
+        Revision::of(kind, Some(current), next, self.provenance.clone(), self.restored_from)
     }
 }
 
@@ -125,6 +149,11 @@ pub enum Record {
     Chatbot(Box<Chatbot>),
     /// An avatar image, exactly as stored (its bytes in base64).
     Avatar(StoredAvatar),
+    /// A revision of a chatbot, exactly as stored (after its chatbot).
+    Revision {
+        /// The revision, with its content unless it is the head.
+        revision: Box<StoredRevision>,
+    },
 }
 
 /// Everything a store holds as it was at one moment, read a batch at a time while writes go on:
@@ -154,6 +183,8 @@ pub struct Retention {
     pub changes: std::time::Duration,
     /// Idempotency keys, and the answers they replay.
     pub claims: std::time::Duration,
+    /// Chatbots' revisions.
+    pub history: HistoryRetention,
 }
 
 impl Default for Retention {
@@ -161,7 +192,7 @@ impl Default for Retention {
     /// idempotency keys.
     fn default() -> Self {
         let day = std::time::Duration::from_secs(24 * 60 * 60);
-        Retention { changes: day, claims: day }
+        Retention { changes: day, claims: day, history: HistoryRetention::default() }
     }
 }
 
@@ -208,9 +239,9 @@ pub struct Listing {
 /// it changes nothing and returns the recorded outcome as a replay; with another, it fails with
 /// [`IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused). Otherwise it writes, and records its
 /// outcome under the key in the same atomic write; a write that fails records nothing.
-pub trait Store: ChatbotStore + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle {}
+pub trait Store: ChatbotStore + History + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle {}
 
-impl<T: ChatbotStore + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle> Store for T {}
+impl<T: ChatbotStore + History + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle> Store for T {}
 
 /// Chatbots and their avatar images. Each write is atomic with everything it implies (the slug
 /// index, the listing order, its change-log event, the claim of its idempotency key) and durable
@@ -242,6 +273,22 @@ pub trait ChatbotStore: Send + Sync {
     fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>>;
 }
 
+/// Chatbots' revisions, which [`ChatbotStore`]'s writes record: the head revision's content is the
+/// current record, an older one's is kept beside it (see [`crate::history`]).
+pub trait History: Send + Sync {
+    /// Up to `limit` revisions of the chatbot `id`, newest first, below revision `below` when given;
+    /// [`NotFound`](crate::Error::NotFound) unless `org` owns the chatbot.
+    fn revisions(&self, org: OrgId, id: ChatbotId, below: Option<u64>, limit: usize) -> StoreFuture<'_, Vec<Revision>>;
+
+    /// One revision of the chatbot `id`, with its content; [`NotFound`](crate::Error::NotFound)
+    /// unless `org` owns the chatbot and the revision is kept.
+    fn revision(&self, org: OrgId, id: ChatbotId, which: RevisionRef) -> StoreFuture<'_, RevisionSnapshot>;
+
+    /// Forgets, as [`Retention::history`] says at `now`, the old revisions of up to `limit` chatbots
+    /// (and the avatar images only they pointed at); returns how many revisions.
+    fn prune_history(&self, now: Timestamp, limit: usize) -> StoreFuture<'_, usize>;
+}
+
 /// Organisations and the hashes of their API keys (never a key).
 pub trait KeyStore: Send + Sync {
     /// The organisation called `name`, created if needed.
@@ -254,8 +301,9 @@ pub trait KeyStore: Send + Sync {
     /// a key of another organisation is refused.
     fn add_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, ()>;
 
-    /// The organisation of the key with this hash, else [`Unauthenticated`](crate::Error::Unauthenticated).
-    fn org_of_key(&self, key: KeyHash) -> StoreFuture<'_, OrgId>;
+    /// The organisation and id of the key with this hash, else
+    /// [`Unauthenticated`](crate::Error::Unauthenticated).
+    fn key_owner(&self, key: KeyHash) -> StoreFuture<'_, Principal>;
 
     /// Makes the key valid only if no key exists at all, and says whether it did: of several replicas
     /// starting at once on an empty store, exactly one creates the first key.
@@ -316,6 +364,9 @@ pub trait Archive: Send + Sync {
 
     /// Stores an avatar image exactly as given (for imports).
     fn import_avatar(&self, avatar: StoredAvatar) -> StoreFuture<'_, ()>;
+
+    /// Stores a revision exactly as given (for imports), after its chatbot.
+    fn import_revision(&self, revision: StoredRevision) -> StoreFuture<'_, ()>;
 }
 
 /// Whether the engine can serve, and its orderly end.

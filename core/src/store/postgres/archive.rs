@@ -2,7 +2,10 @@
 //! writes go on) and in (records stored as given).
 
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
+
+use crate::history::StoredRevision;
 
 use crate::avatar::StoredAvatar;
 use crate::chatbot::Chatbot;
@@ -52,6 +55,12 @@ impl Archive for PostgresStore {
             async move { self.with_retries(|_| async { insert_avatar(&self.client().await?, &avatar).await }).await },
         )
     }
+
+    fn import_revision(&self, revision: StoredRevision) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.with_retries(|_| async { super::history::put(&self.client().await?, &revision).await }).await
+        })
+    }
 }
 
 /// Chatbots read per batch of an export.
@@ -70,6 +79,10 @@ pub(super) struct PgSnapshot {
     chatbots_read: bool,
     /// The last chatbot, then the last avatar image, read.
     after: Option<Uuid>,
+    /// Whether every avatar image has been read (revisions come last).
+    avatars_read: bool,
+    /// The last revision read: its chatbot and number.
+    revisions_after: (Uuid, i64),
 }
 
 impl PgSnapshot {
@@ -80,7 +93,14 @@ impl PgSnapshot {
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT 1")
             .await
             .map_err(|err| Failure::from(err).into_error())?;
-        Ok(PgSnapshot { client: Some(client), head_read: false, chatbots_read: false, after: None })
+        Ok(PgSnapshot {
+            client: Some(client),
+            head_read: false,
+            chatbots_read: false,
+            after: None,
+            avatars_read: false,
+            revisions_after: (Uuid::nil(), 0),
+        })
     }
 
     async fn next_now(&mut self) -> Result<Option<Vec<Record>>, Failure> {
@@ -113,15 +133,30 @@ impl PgSnapshot {
             }
             return Ok(Some(batch));
         }
-        let sql =
-            &format!("SELECT {AVATAR_COLUMNS} FROM avatars WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2");
-        let rows = client.query(sql, &[&self.after, &AVATAR_EXPORT_BATCH]).await?;
-        for row in &rows {
-            let avatar = avatar_from_row(row)?;
-            self.after = Some(*avatar.reference.id.as_uuid());
-            batch.push(Record::Avatar(avatar));
+        if !self.avatars_read {
+            let sql =
+                &format!("SELECT {AVATAR_COLUMNS} FROM avatars WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2");
+            let rows = client.query(sql, &[&self.after, &AVATAR_EXPORT_BATCH]).await?;
+            for row in &rows {
+                let avatar = avatar_from_row(row)?;
+                self.after = Some(*avatar.reference.id.as_uuid());
+                batch.push(Record::Avatar(avatar));
+            }
+            self.avatars_read = rows.len() < AVATAR_EXPORT_BATCH as usize;
+            return Ok(Some(batch));
         }
-        if rows.len() < AVATAR_EXPORT_BATCH as usize {
+        let sql = "SELECT chatbot_id, revision, meta, snapshot FROM chatbot_revisions
+                   WHERE (chatbot_id, revision) > ($1, $2) ORDER BY chatbot_id, revision LIMIT $3";
+        let (after_id, after_number) = self.revisions_after;
+        let rows = client.query(sql, &[&after_id, &after_number, &EXPORT_BATCH]).await?;
+        for row in &rows {
+            self.revisions_after = (column(row, 0)?, column(row, 1)?);
+            let Json(revision) = column(row, 2)?;
+            let snapshot: Option<Json<Chatbot>> = column(row, 3)?;
+            let snapshot = snapshot.map(|Json(chatbot)| Box::new(chatbot));
+            batch.push(Record::Revision { revision: Box::new(StoredRevision { revision, snapshot }) });
+        }
+        if rows.len() < EXPORT_BATCH as usize {
             client.batch_execute("COMMIT").await?;
             self.client = None;
         }

@@ -9,20 +9,11 @@ use crate::error::{Error, Result};
 use super::column;
 use super::failure::Failure;
 
-/// Points the store from the avatar image `before` to `after`, in the chatbot's transaction: the
-/// image no longer pointed at is removed, the new one (if any) stored.
-pub(super) async fn replace_avatar(
-    client: &impl GenericClient,
-    before: Option<AvatarRef>,
-    after: Option<AvatarRef>,
-    new: Option<&StoredAvatar>,
-) -> Result<(), Failure> {
-    if let Some(old) = before.filter(|old| Some(*old) != after) {
-        let statement = client.prepare_cached("DELETE FROM avatars WHERE id = $1").await?;
-        client.execute(&statement, &[old.id.as_uuid()]).await?;
-    }
-    if let Some(new) = new {
-        insert_avatar(client, new).await?;
+/// Removes the avatar images `ids`, in their chatbot's transaction.
+pub(super) async fn remove_avatars(client: &impl GenericClient, ids: &[uuid::Uuid]) -> Result<(), Failure> {
+    if !ids.is_empty() {
+        let statement = client.prepare_cached("DELETE FROM avatars WHERE id = ANY($1)").await?;
+        client.execute(&statement, &[&ids]).await?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::PostgresStore;
 use crate::domain::Timestamp;
+use crate::store::History;
 use crate::store::{ChangeLog, ClaimStore, Retention};
 
 /// How often the change log is published when nothing is written through this replica.
@@ -68,6 +69,7 @@ async fn upkeep(store: PostgresStore) {
         report("idempotency keys", claims);
         let events = drain(|| store.prune_changes(retention.changes_before(now), Retention::BATCH)).await;
         report("change log events", events);
+        report("revisions", store.prune_history(now, Retention::BATCH).await);
     }
 }
 

@@ -23,6 +23,7 @@ use super::chatbots::revision;
 use super::failure::Failure;
 use crate::chatbot::Chatbot;
 use crate::error::Result;
+use crate::history::Revision;
 
 /// Most creates in one statement.
 const MAX_BATCH: usize = 256;
@@ -33,6 +34,7 @@ const BATCHERS: usize = 2;
 /// One create waiting: the record, and where its outcome goes (`true`: inserted, committed, durable).
 struct Job {
     chatbot: Chatbot,
+    revision: Revision,
     inserted: oneshot::Sender<bool>,
 }
 
@@ -58,10 +60,10 @@ impl Creates {
     /// Inserts `chatbot` with its exact slug in the next batch; whether it was inserted and committed.
     /// `false` means the batch could not take it (its slug was taken, or the batch failed): the caller
     /// creates it the one-by-one way, which says why.
-    pub(super) async fn insert(&self, chatbot: Chatbot) -> bool {
+    pub(super) async fn insert(&self, chatbot: Chatbot, revision: Revision) -> bool {
         let (inserted, outcome) = oneshot::channel();
         let queue = &self.queues[self.next.fetch_add(1, Ordering::Relaxed) % self.queues.len()];
-        if queue.send(Job { chatbot, inserted }).is_err() {
+        if queue.send(Job { chatbot, revision, inserted }).is_err() {
             return false;
         }
         outcome.await.unwrap_or(false)
@@ -97,15 +99,20 @@ async fn insert_all(store: &PostgresStore, batch: &[Job]) -> Result<HashSet<Uuid
         .prepare_cached(
             "WITH given AS (
                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bool[], $5::bool[],
-                    $6::timestamptz[], $7::timestamptz[], $8::int8[], $9::jsonb[], $10::text[])
-                AS g(id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config, etag)
+                    $6::timestamptz[], $7::timestamptz[], $8::int8[], $9::jsonb[], $10::text[], $11::uuid[],
+                    $12::jsonb[])
+                AS g(id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config, etag,
+                    version_id, meta)
              ), inserted AS (
                 INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
                 SELECT id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config FROM given
                 ON CONFLICT (slug) DO NOTHING RETURNING id
+             ), revised AS (
+                INSERT INTO chatbot_revisions (chatbot_id, revision, version_id, created_at, meta)
+                SELECT g.id, g.revision, g.version_id, g.updated_at, g.meta FROM given g JOIN inserted i ON i.id = g.id
              ), logged AS (
-                INSERT INTO chatbotd_changes (organisation_id, chatbot_id, kind, revision, etag, changed_at)
-                SELECT g.organisation_id, g.id, 'created', g.revision, g.etag, g.updated_at
+                INSERT INTO chatbotd_changes (organisation_id, chatbot_id, kind, revision, etag, changed_at, version_id, changed)
+                SELECT g.organisation_id, g.id, 'created', g.revision, g.etag, g.updated_at, g.version_id, '[]'::jsonb
                 FROM given g JOIN inserted i ON i.id = g.id
              )
              SELECT id FROM inserted",
@@ -122,8 +129,16 @@ async fn insert_all(store: &PostgresStore, batch: &[Job]) -> Result<HashSet<Uuid
     let revisions: Vec<i64> = chatbots.clone().map(revision).collect::<Result<_>>()?;
     let configs: Vec<Json<&crate::chatbot::ChatbotConfig>> = chatbots.clone().map(|c| Json(&c.config)).collect();
     let etags: Vec<String> = chatbots.map(Chatbot::etag).collect();
+    let versions: Vec<Uuid> = batch.iter().map(|job| *job.revision.version_id.as_uuid()).collect();
+    let metas: Vec<Json<&Revision>> = batch.iter().map(|job| Json(&job.revision)).collect();
     let rows = client
-        .query(&statement, &[&ids, &orgs, &slugs, &public, &active, &created, &updated, &revisions, &configs, &etags])
+        .query(
+            &statement,
+            &[
+                &ids, &orgs, &slugs, &public, &active, &created, &updated, &revisions, &configs, &etags, &versions,
+                &metas,
+            ],
+        )
         .await?;
     rows.iter().map(|row| row.try_get::<_, Uuid>(0).map_err(Failure::from)).collect()
 }

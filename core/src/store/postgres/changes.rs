@@ -10,11 +10,11 @@
 use std::collections::HashSet;
 
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{Json, ToSql};
 
 use super::{Failure, PostgresStore, column};
 use crate::changes::{ChangeKind, ChangeSignal, ChatbotEvent};
-use crate::domain::{ChatbotId, OrgId, Timestamp};
+use crate::domain::{ChatbotId, OrgId, Timestamp, VersionId};
 use crate::error::{Error, Result};
 use crate::store::{ChangeLog, StoreFuture};
 
@@ -28,18 +28,22 @@ const ELSEWHERE_NAMED: i64 = 10_000;
 pub(super) async fn log(client: &impl deadpool_postgres::GenericClient, event: &ChatbotEvent) -> Result<(), Failure> {
     let statement = client
         .prepare_cached(
-            "INSERT INTO chatbotd_changes (organisation_id, chatbot_id, kind, revision, etag, changed_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO chatbotd_changes (organisation_id, chatbot_id, kind, revision, etag, changed_at, version_id, changed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .await?;
     let revision = i64::try_from(event.revision).map_err(Error::storage)?;
-    let params: [&(dyn ToSql + Sync); 6] = [
+    let version = event.version_id.map(|version| *version.as_uuid());
+    let changed = Json(&event.changed);
+    let params: [&(dyn ToSql + Sync); 8] = [
         event.organization_id.as_uuid(),
         event.chatbot_id.as_uuid(),
         &event.kind.as_str(),
         &revision,
         &event.etag,
         &event.at.to_datetime(),
+        &version,
+        &changed,
     ];
     client.execute(&statement, &params).await?;
     Ok(())
@@ -53,6 +57,7 @@ fn event_from_row(row: &Row) -> Result<ChatbotEvent> {
     let kind = match column::<String>(row, 3)?.as_str() {
         "created" => ChangeKind::Created,
         "updated" => ChangeKind::Updated,
+        "restored" => ChangeKind::Restored,
         "deleted" => ChangeKind::Deleted,
         other => return Err(Error::storage(format!("unknown change kind {other:?}"))),
     };
@@ -64,6 +69,8 @@ fn event_from_row(row: &Row) -> Result<ChatbotEvent> {
         revision: position(column(row, 4)?)?,
         etag: column(row, 5)?,
         at: Timestamp::from_datetime(column(row, 6)?),
+        version_id: column::<Option<uuid::Uuid>>(row, 7)?.map(VersionId::from_uuid),
+        changed: column::<Option<Json<Vec<String>>>>(row, 8)?.map(|Json(paths)| paths).unwrap_or_default(),
     })
 }
 
@@ -75,8 +82,8 @@ impl PostgresStore {
         let limit = i64::try_from(limit).map_err(Error::storage)?;
         let statement = client
             .prepare_cached(
-                "SELECT position, organisation_id, chatbot_id, kind, revision, etag, changed_at FROM chatbotd_changes
-                 WHERE organisation_id = $1 AND position > $2 ORDER BY position LIMIT $3",
+                "SELECT position, organisation_id, chatbot_id, kind, revision, etag, changed_at, version_id, changed
+                 FROM chatbotd_changes WHERE organisation_id = $1 AND position > $2 ORDER BY position LIMIT $3",
             )
             .await?;
         let rows = client.query(&statement, &[org.as_uuid(), &after_i64, &limit]).await?;

@@ -8,20 +8,21 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::avatar::{AvatarRef, StoredAvatar};
-use crate::changes::{ChangeKind, ChatbotEvent};
+use crate::changes::ChatbotEvent;
 use crate::chatbot::{Chatbot, ChatbotConfig};
 use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result};
+use crate::history::{Revision, StoredRevision};
 use crate::idempotency::{Outcome, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
     ChatbotDeletion, ChatbotStore, ChatbotUpdate, Filter, Listing, NewChatbot, PageCursor, StoreFuture, slug_candidates,
 };
 
-use super::avatars::{AVATAR_COLUMNS, avatar_from_row, replace_avatar};
+use super::avatars::{AVATAR_COLUMNS, avatar_from_row, insert_avatar, remove_avatars};
 use super::claims::{check_claim, record_claim};
 use super::failure::Failure;
-use super::{PostgresStore, changes, column};
+use super::{PostgresStore, changes, column, history};
 
 /// How many derived-slug candidates are looked up in one query.
 pub(super) const SLUG_BATCH: usize = 64;
@@ -30,14 +31,19 @@ pub(super) const COLUMNS: &str = "id, organisation_id, config, created_at, updat
 
 /// A chatbot from a row of [`COLUMNS`]; its configuration is re-checked by the types' own parsers.
 pub(super) fn chatbot_from_row(row: &Row) -> Result<Chatbot> {
-    let Json(config): Json<ChatbotConfig> = column(row, 2)?;
+    chatbot_from_row_at(row, 0)
+}
+
+/// A chatbot from a row whose columns from `at` on are [`COLUMNS`].
+pub(super) fn chatbot_from_row_at(row: &Row, at: usize) -> Result<Chatbot> {
+    let Json(config): Json<ChatbotConfig> = column(row, at + 2)?;
     Ok(Chatbot {
-        id: ChatbotId::from_uuid(column(row, 0)?),
-        organization_id: OrgId::from_uuid(column(row, 1)?),
+        id: ChatbotId::from_uuid(column(row, at)?),
+        organization_id: OrgId::from_uuid(column(row, at + 1)?),
         config,
-        created_at: Timestamp::from_datetime(column(row, 3)?),
-        updated_at: Timestamp::from_datetime(column(row, 4)?),
-        revision: u64::try_from(column::<i64>(row, 5)?).map_err(Error::storage)?,
+        created_at: Timestamp::from_datetime(column(row, at + 3)?),
+        updated_at: Timestamp::from_datetime(column(row, at + 4)?),
+        revision: u64::try_from(column::<i64>(row, at + 5)?).map_err(Error::storage)?,
     })
 }
 
@@ -89,7 +95,14 @@ impl PostgresStore {
             return Ok(outcome.replayed_chatbot()?);
         }
         let current = Self::lock_owned(&tx, update.org, update.id, None).await?;
-        let (mut next, slug) = update.apply(&current)?;
+        let Some((mut next, slug)) = update.apply(&current)? else {
+            // Nothing changes: no revision, no event; the claim still records the answer.
+            if let Some(claim) = &update.claim {
+                record_claim(&tx, update.org, claim, Outcome::Chatbot(Box::new(current.clone()))).await?;
+                tx.commit().await?;
+            }
+            return Ok(Written::fresh(current));
+        };
         next.config.slug = match slug {
             SlugChoice::Kept | SlugChoice::Exact => next.config.slug,
             SlugChoice::Derived => first_free_slug(&tx, &next.config.slug, Some(next.id))
@@ -132,9 +145,13 @@ impl PostgresStore {
             }
             Err(err) => return Err(err.into()),
         }
-        let (before, after) = (current.config.settings.avatar, next.config.settings.avatar);
-        replace_avatar(&tx, before, after, update.avatar.as_ref()).await?;
-        changes::log(&tx, &ChatbotEvent::of(ChangeKind::Updated, &next)).await?;
+        if let Some(image) = &update.avatar {
+            insert_avatar(&tx, image).await?;
+        }
+        let revision = update.revision(&current, &next);
+        changes::log(&tx, &ChatbotEvent::of_revision(&revision, next.etag())).await?;
+        history::keep_snapshot(&tx, &current).await?;
+        history::put(&tx, &StoredRevision { revision, snapshot: None }).await?;
         if let Some(claim) = &update.claim {
             record_claim(&tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone()))).await?;
         }
@@ -154,8 +171,16 @@ impl PostgresStore {
         let current = Self::lock_owned(&tx, deletion.org, deletion.id, deletion.expected_etag.as_deref()).await?;
         let statement = tx.prepare_cached("DELETE FROM chatbots WHERE id = $1").await?;
         tx.execute(&statement, &[current.id.as_uuid()]).await?;
-        replace_avatar(&tx, current.config.settings.avatar, None, None).await?;
-        changes::log(&tx, &ChatbotEvent::of(ChangeKind::Deleted, &current)).await?;
+        // Every image the chatbot or a revision of it points at goes with it.
+        let mut images: Vec<Uuid> = history::forget_all(&tx, current.id)
+            .await?
+            .iter()
+            .filter_map(|r| r.avatar)
+            .map(|a| *a.id.as_uuid())
+            .collect();
+        images.extend(current.config.settings.avatar.map(|avatar| *avatar.id.as_uuid()));
+        remove_avatars(&tx, &images).await?;
+        changes::log(&tx, &ChatbotEvent::deleted(&current)).await?;
         if let Some(claim) = &deletion.claim {
             record_claim(&tx, deletion.org, claim, Outcome::Deleted).await?;
         }
@@ -195,7 +220,7 @@ impl ChatbotStore for PostgresStore {
             // Group commit first; what the batch cannot take goes the one-by-one way, which says why.
             if let (Some(creates), None, false) =
                 (&self.creates, &new.claim, self.options.inject_serialization_failures)
-                && creates.insert(new.chatbot.clone()).await
+                && creates.insert(new.chatbot.clone(), new.revision()).await
             {
                 return self.written(Ok(Written::fresh(new.chatbot)));
             }
@@ -290,21 +315,25 @@ pub(super) async fn insert(
     client: &impl GenericClient,
     chatbot: &Chatbot,
     slug: &Slug,
-    logged: Logged,
+    logged: Logged<'_>,
 ) -> Result<bool, Failure> {
     let sql = match logged {
         Logged::No => {
             "INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING"
         }
-        // One statement, so that a create stays one round trip: its event exactly when it is inserted.
-        Logged::Yes => {
+        // One statement, so that a create stays one round trip: its revision and its event exactly
+        // when it is inserted.
+        Logged::Yes(_) => {
             "WITH inserted AS (
                 INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING RETURNING id
+             ), revised AS (
+                INSERT INTO chatbot_revisions (chatbot_id, revision, version_id, created_at, meta)
+                SELECT id, $8, $11, $7, $12 FROM inserted
              )
-             INSERT INTO chatbotd_changes (organisation_id, chatbot_id, kind, revision, etag, changed_at)
-             SELECT $2, id, 'created', $8, $10, $7 FROM inserted"
+             INSERT INTO chatbotd_changes (organisation_id, chatbot_id, kind, revision, etag, changed_at, version_id, changed)
+             SELECT $2, id, 'created', $8, $10, $7, $11, '[]'::jsonb FROM inserted"
         }
     };
     let statement = client.prepare_cached(sql).await?;
@@ -312,7 +341,11 @@ pub(super) async fn insert(
     let (created, updated) = (chatbot.created_at.to_datetime(), chatbot.updated_at.to_datetime());
     let (revision, etag) = (revision(chatbot)?, chatbot.etag());
     let stored = Json(ChatbotConfig { slug: slug.clone(), ..config.clone() });
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+    let (version, meta) = match logged {
+        Logged::Yes(first) => (*first.version_id.as_uuid(), Some(Json(first))),
+        Logged::No => (Uuid::nil(), None),
+    };
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
         chatbot.id.as_uuid(),
         chatbot.organization_id.as_uuid(),
         &slug.as_str(),
@@ -323,16 +356,18 @@ pub(super) async fn insert(
         &revision,
         &stored,
         &etag,
+        &version,
+        &meta,
     ];
-    let given = if logged == Logged::Yes { &params[..] } else { &params[..9] };
+    let given = if matches!(logged, Logged::Yes(_)) { &params[..] } else { &params[..9] };
     let inserted = client.execute(&statement, given).await?;
     Ok(inserted == 1)
 }
 
-/// Whether an insert adds its event to the change log (a create) or not (an import).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Logged {
-    Yes,
+/// Whether an insert records its first revision and its event (a create) or not (an import).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Logged<'a> {
+    Yes(&'a Revision),
     No,
 }
 
@@ -340,6 +375,7 @@ pub(super) enum Logged {
 pub(super) async fn insert_resolving_slug(client: &impl GenericClient, new: &NewChatbot) -> Result<Chatbot, Failure> {
     let wanted = &new.chatbot.config.slug;
     let taken = || Failure::Fail(Error::SlugTaken { slug: wanted.to_string() });
+    let first = new.revision();
     // Each lost race means another create just took the candidate, so every round one contender wins:
     // looking again until the candidates run out always ends, and never refuses a derived slug while
     // one is free (16 rounds used to, for the 17th of many concurrent creates of one name).
@@ -349,7 +385,7 @@ pub(super) async fn insert_resolving_slug(client: &impl GenericClient, new: &New
             SlugChoice::Derived => first_free_slug(client, wanted, None).await?.ok_or_else(taken)?,
         };
         // The unique index decides between concurrent creates.
-        if insert(client, &new.chatbot, &slug, Logged::Yes).await? {
+        if insert(client, &new.chatbot, &slug, Logged::Yes(&first)).await? {
             let mut chatbot = new.chatbot.clone();
             chatbot.config.slug = slug;
             return Ok(chatbot);

@@ -3,7 +3,7 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use crate::auth::{ApiKeyInfo, KeyHash};
+use crate::auth::{ApiKeyInfo, KeyHash, Principal};
 use crate::domain::{KeyId, OrgId, Timestamp};
 use crate::error::{Error, Result, Violation, ViolationCode};
 use crate::store::{KeyStore, Organisation, StoreFuture};
@@ -80,11 +80,11 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn org_of_key_now(&self, key: KeyHash) -> Result<OrgId, Failure> {
+    async fn key_owner_now(&self, key: KeyHash) -> Result<Principal, Failure> {
         let client = self.client().await?;
-        let statement = client.prepare_cached("SELECT organisation_id FROM api_keys WHERE hash = $1").await?;
+        let statement = client.prepare_cached("SELECT organisation_id, id FROM api_keys WHERE hash = $1").await?;
         let row = client.query_opt(&statement, &[&key.as_bytes().as_slice()]).await?.ok_or(Error::Unauthenticated)?;
-        Ok(OrgId::from_uuid(column(&row, 0)?))
+        Ok(Principal { org: OrgId::from_uuid(column(&row, 0)?), key: KeyId::from_uuid(column(&row, 1)?) })
     }
 }
 
@@ -111,8 +111,8 @@ impl KeyStore for PostgresStore {
         Box::pin(async move { self.with_retries(|_| self.add_api_key_now(&key)).await })
     }
 
-    fn org_of_key(&self, key: KeyHash) -> StoreFuture<'_, OrgId> {
-        Box::pin(async move { self.with_retries(|_| self.org_of_key_now(key)).await })
+    fn key_owner(&self, key: KeyHash) -> StoreFuture<'_, Principal> {
+        Box::pin(async move { self.with_retries(|_| self.key_owner_now(key)).await })
     }
 
     fn add_first_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, bool> {

@@ -20,6 +20,7 @@ mod changes;
 mod chatbots;
 mod claims;
 mod failure;
+mod history;
 mod keys;
 mod schema;
 

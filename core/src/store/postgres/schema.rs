@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_idempotency_keys.sql"),
     include_str!("migrations/0003_avatars.sql"),
     include_str!("migrations/0004_change_log.sql"),
+    include_str!("migrations/0005_history.sql"),
 ];
 
 impl PostgresStore {

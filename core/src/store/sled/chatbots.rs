@@ -1,11 +1,12 @@
 //! Chatbots in the tree: records (`c`), the global slug index (`s`), the listing index (`l`, see
-//! `listing.rs`) and avatar images (`a`), each change applied by the writer with its event and claim.
+//! `listing.rs`) and avatar images (`d`), each change applied by the writer with its revision (see
+//! `history.rs`), its event and its claim.
 
 use super::claims::{check_claim, record_claim};
 use super::writer::Tx;
-use super::{SledStore, codec, listing};
+use super::{SledStore, codec, history, listing};
 use crate::avatar::{AvatarId, AvatarRef, StoredAvatar};
-use crate::changes::{ChangeKind, ChatbotEvent};
+use crate::changes::ChatbotEvent;
 use crate::chatbot::Chatbot;
 use crate::domain::{ChatbotId, OrgId, Slug};
 use crate::error::{Error, Result};
@@ -28,23 +29,6 @@ pub(super) fn avatar_key(id: AvatarId) -> Vec<u8> {
     [b"d".as_slice(), id.as_bytes()].concat()
 }
 
-/// Points the store from the avatar image `before` to `after`: the image no longer pointed at is
-/// removed, the new one (if any) stored, in the same batch as the chatbot's change.
-pub(super) fn replace_avatar(
-    tx: &mut Tx<'_>,
-    before: Option<AvatarRef>,
-    after: Option<AvatarRef>,
-    new: Option<&StoredAvatar>,
-) -> Result<()> {
-    if let Some(old) = before.filter(|old| Some(*old) != after) {
-        tx.remove(avatar_key(old.id));
-    }
-    if let Some(new) = new {
-        tx.insert(avatar_key(new.reference.id), codec::encode_avatar(new)?);
-    }
-    Ok(())
-}
-
 /// Key of a slug's owner.
 pub(super) fn slug_key(slug: &Slug) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + slug.as_str().len());
@@ -56,7 +40,8 @@ pub(super) fn slug_key(slug: &Slug) -> Vec<u8> {
 impl ChatbotStore for SledStore {
     fn create(&self, new: NewChatbot) -> StoreFuture<'_, Written<Chatbot>> {
         self.write(move |tx| {
-            let NewChatbot { mut chatbot, slug, claim } = new;
+            let revision = new.revision();
+            let NewChatbot { mut chatbot, slug, claim, .. } = new;
             let org = chatbot.organization_id;
             if let Some(claim) = &claim
                 && let Some(outcome) = check_claim(tx, org, claim)?
@@ -65,7 +50,8 @@ impl ChatbotStore for SledStore {
             }
             chatbot.config.slug = claim_slug(tx, chatbot.id, &chatbot.config.slug, slug)?;
             put(tx, &chatbot)?;
-            tx.log(ChatbotEvent::of(ChangeKind::Created, &chatbot));
+            tx.log(ChatbotEvent::of_revision(&revision, chatbot.etag()));
+            history::record(tx, revision)?;
             if let Some(claim) = &claim {
                 record_claim(tx, org, claim, Outcome::Chatbot(Box::new(chatbot.clone())))?;
             }
@@ -112,16 +98,26 @@ impl ChatbotStore for SledStore {
                 return outcome.replayed_chatbot();
             }
             let current = owned(tx, update.org, update.id, None)?;
-            let (mut next, slug) = update.apply(&current)?;
+            let Some((mut next, slug)) = update.apply(&current)? else {
+                // Nothing changes: no revision, no event; the claim still records the answer.
+                if let Some(claim) = &update.claim {
+                    record_claim(tx, update.org, claim, Outcome::Chatbot(Box::new(current.clone())))?;
+                }
+                return Ok(Written::fresh(current));
+            };
             next.config.slug = claim_slug(tx, next.id, &next.config.slug, slug)?;
             if next.config.slug != current.config.slug {
                 tx.remove(slug_key(&current.config.slug));
             }
             tx.remove(listing::key(&current));
             put(tx, &next)?;
-            let (before, after) = (current.config.settings.avatar, next.config.settings.avatar);
-            replace_avatar(tx, before, after, update.avatar.as_ref())?;
-            tx.log(ChatbotEvent::of(ChangeKind::Updated, &next));
+            if let Some(image) = &update.avatar {
+                tx.insert(avatar_key(image.reference.id), codec::encode_avatar(image)?);
+            }
+            let revision = update.revision(&current, &next);
+            tx.log(ChatbotEvent::of_revision(&revision, next.etag()));
+            history::keep_snapshot(tx, &current)?;
+            history::record(tx, revision)?;
             if let Some(claim) = &update.claim {
                 record_claim(tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone())))?;
             }
@@ -140,8 +136,12 @@ impl ChatbotStore for SledStore {
             tx.remove(record_key(current.id));
             tx.remove(slug_key(&current.config.slug));
             tx.remove(listing::key(&current));
-            replace_avatar(tx, current.config.settings.avatar, None, None)?;
-            tx.log(ChatbotEvent::of(ChangeKind::Deleted, &current));
+            // Every image the chatbot or a revision of it points at goes with it.
+            let mut images: Vec<_> =
+                history::forget_all(tx, current.id)?.into_iter().filter_map(|r| r.avatar).collect();
+            images.extend(current.config.settings.avatar);
+            images.into_iter().for_each(|image| tx.remove(avatar_key(image.id)));
+            tx.log(ChatbotEvent::deleted(&current));
             if let Some(claim) = &deletion.claim {
                 record_claim(tx, deletion.org, claim, Outcome::Deleted)?;
             }

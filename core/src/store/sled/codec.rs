@@ -5,6 +5,7 @@
 use crate::avatar::{AvatarId, AvatarRef, ImageType, StoredAvatar};
 use crate::chatbot::Chatbot;
 use crate::error::{Error, Result};
+use crate::history::StoredRevision;
 
 /// The schema written today.
 const SCHEMA_V1: u8 = 1;
@@ -46,6 +47,22 @@ pub(super) fn decode_avatar(id: AvatarId, bytes: &[u8]) -> Result<StoredAvatar> 
 
 /// Image types by their stored number; never reorder, only append.
 const IMAGE_TYPES: [ImageType; 4] = [ImageType::Png, ImageType::Jpeg, ImageType::Webp, ImageType::Gif];
+
+/// The bytes stored for a revision: the schema byte, then JSON.
+pub(super) fn encode_revision(revision: &StoredRevision) -> Result<Vec<u8>> {
+    let mut bytes = vec![SCHEMA_V1];
+    serde_json::to_writer(&mut bytes, revision).map_err(Error::storage)?;
+    Ok(bytes)
+}
+
+/// The revision stored as `bytes`.
+pub(super) fn decode_revision(bytes: &[u8]) -> Result<StoredRevision> {
+    match bytes.split_first() {
+        Some((&SCHEMA_V1, json)) => serde_json::from_slice(json).map_err(Error::storage),
+        Some((version, _)) => Err(Error::storage(format!("unknown revision schema version {version}"))),
+        None => Err(Error::storage("empty revision record")),
+    }
+}
 
 /// The chatbot stored as `bytes`, re-checked by the types' own parsers.
 pub(super) fn decode(bytes: &[u8]) -> Result<Chatbot> {

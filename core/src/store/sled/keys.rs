@@ -2,7 +2,7 @@
 //! `api_keys`), changed in sled transactions.
 
 use super::SledStore;
-use crate::auth::{ApiKeyInfo, KeyHash};
+use crate::auth::{ApiKeyInfo, KeyHash, Principal};
 use crate::domain::{KeyId, OrgId, Timestamp};
 use crate::error::{Error, Result};
 use crate::store::{KeyStore, Organisation, StoreFuture};
@@ -48,8 +48,11 @@ impl KeyStore for SledStore {
         Box::pin(async move { self.add_api_key_now(&key) })
     }
 
-    fn org_of_key(&self, key: KeyHash) -> StoreFuture<'_, OrgId> {
-        Box::pin(async move { Ok(self.key_now(key)?.organisation_id) })
+    fn key_owner(&self, key: KeyHash) -> StoreFuture<'_, Principal> {
+        Box::pin(async move {
+            let info = self.key_now(key)?;
+            Ok(Principal { org: info.organisation_id, key: info.id })
+        })
     }
 
     fn add_first_api_key(&self, key: ApiKeyInfo) -> StoreFuture<'_, bool> {

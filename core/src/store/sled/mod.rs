@@ -6,6 +6,7 @@
 //!   change;
 //! - `s` + slug -> chatbot id (global uniqueness);
 //! - `l` + listing key -> empty (per-organisation order and filters, see [`listing`]);
+//! - `h` + chatbot id + revision, `v` + version id: revisions (see `history.rs`);
 //! - `i` + organisation + idempotency key -> the claim's record (fingerprint, time, outcome);
 //! - `t` + claim time + organisation + idempotency key -> empty (claims in time order, for pruning).
 //!
@@ -19,6 +20,7 @@ mod changes;
 mod chatbots;
 mod claims;
 mod codec;
+mod history;
 mod keys;
 mod listing;
 mod snapshot;
@@ -52,10 +54,11 @@ impl From<sled::Error> for Error {
 /// small enough for a container.
 pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
-/// Whether a key of the chatbots tree holds a record an export carries (a chatbot or an avatar image):
+/// Whether a key of the chatbots tree holds a record an export carries (a chatbot, an avatar image or a
+/// revision):
 /// the keys that snapshots keep.
 fn is_exported(key: &[u8]) -> bool {
-    matches!(key.first(), Some(b'c' | b'd'))
+    matches!(key.first(), Some(b'c' | b'd' | b'h'))
 }
 
 /// The sled engine: a database in one directory, used by one process at a time.
@@ -259,6 +262,10 @@ impl Archive for SledStore {
             Ok(())
         })
     }
+
+    fn import_revision(&self, revision: crate::history::StoredRevision) -> StoreFuture<'_, ()> {
+        self.write(move |tx| history::put(tx, &revision))
+    }
 }
 
 impl Lifecycle for SledStore {
@@ -292,6 +299,7 @@ mod tests {
 
     use super::*;
     use crate::chatbot::ChatbotDraft;
+    use crate::history::Provenance;
     use crate::idempotency::IdempotencyKey;
     use crate::registry::Registry;
     use crate::rules::Rules;
@@ -312,9 +320,9 @@ mod tests {
 
         let kept = open(Duration::from_secs(3600));
         let org = block_on(kept.admission().create_api_key("acme")).expect("a key").0;
-        let first = block_on(kept.create_with(org, named("First"), key())).expect("created");
+        let first = block_on(kept.create_with(org, named("First"), key(), Provenance::embedded())).expect("created");
         assert!(!first.replayed);
-        let reused = block_on(kept.create_with(org, named("Second"), key()));
+        let reused = block_on(kept.create_with(org, named("Second"), key(), Provenance::embedded()));
         assert!(matches!(reused, Err(Error::IdempotencyKeyReused)), "an hour is not over");
         drop(kept);
 
@@ -326,7 +334,8 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(10), "the expired key is still stored");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let again = block_on(expiring.create_with(org, named("Second"), key())).expect("the key is free again");
+        let again = block_on(expiring.create_with(org, named("Second"), key(), Provenance::embedded()))
+            .expect("the key is free again");
         assert!(!again.replayed);
         assert_eq!(again.value.config.name.as_str(), "Second");
     }

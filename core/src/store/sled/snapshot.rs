@@ -70,6 +70,11 @@ impl<'a> SledSnapshot<'a> {
             for entry in self.store.chatbots.range::<Vec<u8>, _>((Bound::Excluded(from), Bound::Unbounded)) {
                 let (key, now) = entry?;
                 if !is_exported(&key) {
+                    // Past chatbots and images (`c`, `d`): on to revisions (`h`) in the next batch.
+                    if key.as_ref() < b"h".as_slice() {
+                        log.read_upto = b"g".to_vec();
+                        return Ok(Some(batch));
+                    }
                     self.read_all = true;
                     break;
                 }
@@ -104,7 +109,8 @@ impl<'a> SledSnapshot<'a> {
     }
 }
 
-/// The export record of an exported key's value: a chatbot (`c`) or an avatar image (`d`).
+/// The export record of an exported key's value: a chatbot (`c`), an avatar image (`d`) or a revision
+/// (`h`).
 fn record(key: &[u8], value: &[u8]) -> Result<Record> {
     match key.split_first() {
         Some((b'c', _)) => Ok(Record::Chatbot(Box::new(codec::decode(value)?))),
@@ -112,6 +118,7 @@ fn record(key: &[u8], value: &[u8]) -> Result<Record> {
             let id = <[u8; 16]>::try_from(id).map_err(|_| Error::storage("an avatar key is not an id"))?;
             Ok(Record::Avatar(codec::decode_avatar(AvatarId::from_uuid(uuid::Uuid::from_bytes(id)), value)?))
         }
+        Some((b'h', _)) => Ok(Record::Revision { revision: Box::new(codec::decode_revision(value)?) }),
         _ => Err(Error::storage("not an exported record")),
     }
 }

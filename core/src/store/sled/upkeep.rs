@@ -1,5 +1,5 @@
-//! What the sled engine forgets by itself: change-log events and idempotency keys past their
-//! [`Retention`]. Each prune is found with a read, then removed as one change of the writer (so the
+//! What the sled engine forgets by itself: change-log events, idempotency keys and revisions past
+//! their [`Retention`]. Each prune is found with a read, then removed as one change of the writer (so the
 //! writer only spends the time to remove them), between the batches of writes, as long as the store
 //! is open: an embedder needs no loop of its own.
 
@@ -67,12 +67,18 @@ pub(super) fn prune_changes(
 pub(super) struct Upkeep {
     retention: Retention,
     due: Instant,
+    /// Where the next pass over revisions starts (empty: at the first).
+    history_from: Vec<u8>,
 }
+
+/// Chatbots whose revisions one upkeep reads: a pass over a large store takes many upkeeps, which is
+/// fine for history kept by the month.
+const HISTORY_CHATBOTS_PER_UPKEEP: usize = 1000;
 
 impl Upkeep {
     /// Upkeep keeping what `retention` says, first due one period from now.
     pub(super) fn new(retention: Retention) -> Self {
-        Upkeep { retention, due: Instant::now() + retention.upkeep_every() }
+        Upkeep { retention, due: Instant::now() + retention.upkeep_every(), history_from: Vec::new() }
     }
 
     /// How long until the upkeep is due.
@@ -102,6 +108,16 @@ impl Upkeep {
             }
             Ok(None) => {}
             Err(err) => tracing::warn!(error = %err, "cannot prune the change log"),
+        }
+        let history = self.retention.history;
+        match super::history::prunable(tree, history, now, &self.history_from, HISTORY_CHATBOTS_PER_UPKEEP) {
+            Ok((found, next)) => {
+                self.history_from = next.unwrap_or_default();
+                if !found.is_empty() {
+                    jobs.push(job(move |tx: &mut Tx<'_>| super::history::forget(tx, found), report("revisions")));
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot prune revisions"),
         }
         // A full batch means more may be waiting: due again at once (after the writes queued meanwhile).
         self.due = if more { Instant::now() } else { Instant::now() + self.retention.upkeep_every() };

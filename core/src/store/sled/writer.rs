@@ -38,6 +38,20 @@ impl Tx<'_> {
         Ok(self.tree.get(key)?.map(|v| v.to_vec()))
     }
 
+    /// Every key starting with `prefix` and its value, as this change sees them, in key order.
+    pub(super) fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut seen: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = std::collections::BTreeMap::new();
+        for entry in self.tree.scan_prefix(prefix) {
+            let (key, value) = entry?;
+            seen.insert(key.to_vec(), Some(value.to_vec()));
+        }
+        let later = self.earlier.iter().chain(self.writes.iter().map(|(k, v)| (k, v)));
+        for (key, value) in later.filter(|(key, _)| key.starts_with(prefix)) {
+            seen.insert(key.clone(), value.clone());
+        }
+        Ok(seen.into_iter().filter_map(|(key, value)| value.map(|value| (key, value))).collect())
+    }
+
     /// Sets `key` to `value` when the change commits.
     pub(super) fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.writes.push((key.into(), Some(value.into())));

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chatbot_core::fair_use::{self, RateLimits};
+use chatbot_core::history::HistoryRetention;
 use chatbot_core::store::Retention;
 use chatbot_core::store::postgres::{Isolation, PostgresOptions};
 use chatbot_core::store::sled::SledOptions;
@@ -269,6 +270,13 @@ pub(crate) struct ServeArgs {
     /// How long the change log keeps events; a watcher resuming from an older token is told to resync.
     #[arg(long, env = "CHATBOTD_CHANGE_RETENTION", default_value_t = Span::from(Retention::default().changes))]
     pub(crate) change_retention: Span,
+    /// Revisions kept per chatbot, however old (besides every one younger than --history-max-age).
+    #[arg(long, env = "CHATBOTD_HISTORY_KEEP", default_value_t = chatbot_core::history::DEFAULT_HISTORY_KEEP,
+          value_parser = clap::value_parser!(usize))]
+    pub(crate) history_keep: usize,
+    /// Revisions younger than this are kept, however many (besides the newest --history-keep).
+    #[arg(long, env = "CHATBOTD_HISTORY_MAX_AGE", default_value = "90days")]
+    pub(crate) history_max_age: Span,
     /// Most change streams (SSE and gRPC watches) open at once.
     #[arg(long, env = "CHATBOTD_MAX_WATCHERS", default_value_t = chatbot_core::DEFAULT_MAX_WATCHERS)]
     pub(crate) max_watchers: usize,
@@ -319,7 +327,9 @@ impl ServeArgs {
                 grpc_server::MIN_ADMIN_TOKEN_CHARS
             );
         }
-        let retention = Retention { changes: self.change_retention.into(), claims: self.idempotency_ttl.into() };
+        let history = HistoryRetention { keep: self.history_keep.max(1), max_age: self.history_max_age.into() };
+        let retention =
+            Retention { changes: self.change_retention.into(), claims: self.idempotency_ttl.into(), history };
         Ok(Config {
             rules: self.store.rules(),
             store: self.store.store(retention),

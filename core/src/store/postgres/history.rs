@@ -1,0 +1,224 @@
+//! The `chatbot_revisions` table: one row per committed change, written in the change's transaction.
+//! The head revision's content is the chatbot's own row (`snapshot` NULL); an update stores the
+//! content it replaces as the previous revision's `snapshot`.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use super::chatbots::{COLUMNS, chatbot_from_row, chatbot_from_row_at};
+use super::failure::Failure;
+use super::{PostgresStore, column};
+use crate::chatbot::Chatbot;
+use crate::domain::{ChatbotId, OrgId, Timestamp};
+use crate::error::{Error, Result};
+use crate::history::{Pruning, Revision, RevisionRef, RevisionSnapshot, StoredRevision};
+use crate::store::{History, StoreFuture};
+
+fn number(revision: u64) -> Result<i64> {
+    i64::try_from(revision).map_err(Error::storage)
+}
+
+/// Stores a revision as given (the head's, with no snapshot; or an imported one).
+pub(super) async fn put(client: &impl GenericClient, stored: &StoredRevision) -> Result<(), Failure> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO chatbot_revisions (chatbot_id, revision, version_id, created_at, meta, snapshot)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    let revision = &stored.revision;
+    let snapshot = stored.snapshot.as_deref().map(Json);
+    client
+        .execute(
+            &statement,
+            &[
+                revision.chatbot_id.as_uuid(),
+                &number(revision.revision)?,
+                revision.version_id.as_uuid(),
+                &revision.create_time.to_datetime(),
+                &Json(revision),
+                &snapshot,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Keeps `current` (the head being replaced) as its revision's snapshot; a head stored before history
+/// was kept gets its revision now, marked unrecorded. One statement.
+pub(super) async fn keep_snapshot(client: &impl GenericClient, current: &Chatbot) -> Result<(), Failure> {
+    let statement = client
+        .prepare_cached(
+            "WITH kept AS (
+                UPDATE chatbot_revisions SET snapshot = $3 WHERE chatbot_id = $1 AND revision = $2 RETURNING 1
+             )
+             INSERT INTO chatbot_revisions (chatbot_id, revision, version_id, created_at, meta, snapshot)
+             SELECT $1, $2, $4, $5, $6, $3 WHERE NOT EXISTS (SELECT 1 FROM kept)",
+        )
+        .await?;
+    let unrecorded = Revision::unrecorded(current);
+    client
+        .execute(
+            &statement,
+            &[
+                current.id.as_uuid(),
+                &number(current.revision)?,
+                &Json(current),
+                unrecorded.version_id.as_uuid(),
+                &unrecorded.create_time.to_datetime(),
+                &Json(&unrecorded),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Removes every revision of chatbot `id`; returns them.
+pub(super) async fn forget_all(client: &impl GenericClient, id: ChatbotId) -> Result<Vec<Revision>, Failure> {
+    let statement = client.prepare_cached("DELETE FROM chatbot_revisions WHERE chatbot_id = $1 RETURNING meta").await?;
+    let rows = client.query(&statement, &[id.as_uuid()]).await?;
+    Ok(rows.iter().map(|row| column::<Json<Revision>>(row, 0).map(|Json(r)| r)).collect::<Result<_>>()?)
+}
+
+impl PostgresStore {
+    async fn owned_now(&self, client: &impl GenericClient, org: OrgId, id: ChatbotId) -> Result<Chatbot, Failure> {
+        let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2");
+        let statement = client.prepare_cached(&sql).await?;
+        let row = client.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await?.ok_or(Error::NotFound)?;
+        Ok(chatbot_from_row(&row)?)
+    }
+
+    async fn revisions_now(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        below: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Revision>, Failure> {
+        let client = self.client().await?;
+        let head = self.owned_now(&client, org, id).await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT meta FROM chatbot_revisions WHERE chatbot_id = $1 AND revision < $2
+                 ORDER BY revision DESC LIMIT $3",
+            )
+            .await?;
+        let below_number = below.map_or(Ok(i64::MAX), number)?;
+        let limit_rows = i64::try_from(limit).map_err(Error::storage)?;
+        let rows = client.query(&statement, &[id.as_uuid(), &below_number, &limit_rows]).await?;
+        let mut revisions: Vec<Revision> =
+            rows.iter().map(|row| column::<Json<Revision>>(row, 0).map(|Json(r)| r)).collect::<Result<_>>()?;
+        // A head stored before history was kept shows as its unrecorded revision.
+        if revisions.first().is_none_or(|newest| newest.revision < head.revision)
+            && below.is_none_or(|below| head.revision < below)
+        {
+            revisions.insert(0, Revision::unrecorded(&head));
+            revisions.truncate(limit);
+        }
+        Ok(revisions)
+    }
+
+    async fn revision_now(&self, org: OrgId, id: ChatbotId, which: RevisionRef) -> Result<RevisionSnapshot, Failure> {
+        let client = self.client().await?;
+        // The revision and the head in one statement, so that the head is the content it had.
+        let sql = format!(
+            "SELECT r.meta, r.snapshot, {} FROM chatbots c LEFT JOIN chatbot_revisions r ON r.chatbot_id = c.id
+             AND (r.revision = $3 OR r.version_id = $4) WHERE c.id = $1 AND c.organisation_id = $2",
+            COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
+        );
+        let statement = client.prepare_cached(&sql).await?;
+        let (by_number, by_version) = match which {
+            RevisionRef::Number(n) => (number(n)?, Uuid::nil()),
+            RevisionRef::Version(version) => (-1, *version.as_uuid()),
+        };
+        let row = client
+            .query_opt(&statement, &[id.as_uuid(), org.as_uuid(), &by_number, &by_version])
+            .await?
+            .ok_or(Error::NotFound)?;
+        let head = chatbot_from_row_at(&row, 2)?;
+        let meta: Option<Json<Revision>> = column(&row, 0)?;
+        let snapshot: Option<Json<Chatbot>> = column(&row, 1)?;
+        match (meta, snapshot) {
+            (Some(Json(revision)), Some(Json(chatbot))) => Ok(RevisionSnapshot { revision, chatbot }),
+            (Some(Json(revision)), None) if revision.revision == head.revision => {
+                Ok(RevisionSnapshot { revision, chatbot: head })
+            }
+            (None, _) if which == RevisionRef::Number(head.revision) => {
+                Ok(RevisionSnapshot { revision: Revision::unrecorded(&head), chatbot: head })
+            }
+            _ => Err(Error::NotFound.into()),
+        }
+    }
+
+    async fn prune_history_now(&self, now: Timestamp, limit: usize) -> Result<usize, Failure> {
+        let retention = self.options.retention.history;
+        let mut client = self.client().await?;
+        // Chatbots with more revisions than retention keeps by count, whose oldest is past its age.
+        let young_from = Timestamp::from_micros(
+            now.as_micros().saturating_sub(i64::try_from(retention.max_age.as_micros()).unwrap_or(i64::MAX)),
+        );
+        let statement = client
+            .prepare_cached(
+                "SELECT chatbot_id FROM chatbot_revisions GROUP BY chatbot_id
+                 HAVING count(*) > $1 AND min(created_at) < $2 LIMIT $3",
+            )
+            .await?;
+        let keep = i64::try_from(retention.keep.max(1)).map_err(Error::storage)?;
+        let limit_rows = i64::try_from(limit).map_err(Error::storage)?;
+        let ids: Vec<Uuid> = client
+            .query(&statement, &[&keep, &young_from.to_datetime(), &limit_rows])
+            .await?
+            .iter()
+            .map(|row| column(row, 0))
+            .collect::<Result<_>>()?;
+        let mut forgotten = 0;
+        for id in ids {
+            let tx = client.transaction().await?;
+            let statement = tx
+                .prepare_cached(
+                    "SELECT meta FROM chatbot_revisions WHERE chatbot_id = $1 ORDER BY revision DESC FOR UPDATE",
+                )
+                .await?;
+            let revisions: Vec<Revision> = tx
+                .query(&statement, &[&id])
+                .await?
+                .iter()
+                .map(|row| column::<Json<Revision>>(row, 0).map(|Json(r)| r))
+                .collect::<Result<_>>()?;
+            let Pruning { revisions: numbers, images } = retention.prune(&revisions, now);
+            let numbers: Vec<i64> = numbers.into_iter().map(number).collect::<Result<_>>()?;
+            let statement = tx
+                .prepare_cached(
+                    "DELETE FROM chatbot_revisions WHERE chatbot_id = $1 AND revision = ANY($2) AND snapshot IS NOT NULL",
+                )
+                .await?;
+            forgotten += tx.execute(&statement, &[&id, &numbers]).await?;
+            // An image the head points at by now (a restore since) stays.
+            let images: Vec<Uuid> = images.iter().map(|image| *image.id.as_uuid()).collect();
+            let statement = tx
+                .prepare_cached(
+                    "DELETE FROM avatars WHERE id = ANY($1) AND NOT EXISTS (
+                        SELECT 1 FROM chatbots WHERE id = $2 AND config->'settings'->'avatar'->>'id' = avatars.id::text)",
+                )
+                .await?;
+            tx.execute(&statement, &[&images, &id]).await?;
+            tx.commit().await?;
+        }
+        Ok(usize::try_from(forgotten).unwrap_or(usize::MAX))
+    }
+}
+
+impl History for PostgresStore {
+    fn revisions(&self, org: OrgId, id: ChatbotId, below: Option<u64>, limit: usize) -> StoreFuture<'_, Vec<Revision>> {
+        Box::pin(async move { self.with_retries(|_| self.revisions_now(org, id, below, limit)).await })
+    }
+
+    fn revision(&self, org: OrgId, id: ChatbotId, which: RevisionRef) -> StoreFuture<'_, RevisionSnapshot> {
+        Box::pin(async move { self.with_retries(|_| self.revision_now(org, id, which)).await })
+    }
+
+    fn prune_history(&self, now: Timestamp, limit: usize) -> StoreFuture<'_, usize> {
+        Box::pin(async move { self.with_retries(|_| self.prune_history_now(now, limit)).await })
+    }
+}

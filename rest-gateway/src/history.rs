@@ -1,0 +1,135 @@
+//! The history endpoints: a chatbot's revisions listed, read, diffed and restored. Every route is
+//! behind `x-api-key`; another organisation's chatbot is a 404 as everywhere.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chatbot_core::domain::limits::MAX_PAGE_SIZE;
+use chatbot_core::history::RevisionRef;
+use chatbot_core::view::{RevisionDiffJson, RevisionEnvelope, RevisionJson, RevisionPageJson};
+use chatbot_core::{ChatbotId, Error, Registry, Violation, ViolationCode};
+
+use crate::error::ApiError;
+use crate::extract::{Author, Caller, Idempotency};
+use crate::preconditions::{etag_header, if_none_match};
+use crate::query::QueryParams;
+use crate::routes::{chatbot_response, expected_etag};
+
+/// The history routes (to merge under the API's admission layer).
+pub(crate) fn routes() -> Router<Arc<Registry>> {
+    Router::new()
+        .route("/api/external/chatbot/{chatbot_id}/revisions", get(list))
+        .route("/api/external/chatbot/{chatbot_id}/revisions/{revision}", get(get_one))
+        .route("/api/external/chatbot/{chatbot_id}/revisions/{revision}/diff", get(diff))
+        .route("/api/external/chatbot/{chatbot_id}/revisions/{revision}/restore", post(restore))
+}
+
+/// A revision's content never changes: caches may keep it as long as they like (for this caller).
+const IMMUTABLE: HeaderValue = HeaderValue::from_static("private, max-age=31536000, immutable");
+
+/// The chatbot and the revision a path names; either not being one is a 404.
+fn target(chatbot: &str, revision: &str) -> Result<(ChatbotId, RevisionRef), ApiError> {
+    let id = chatbot.parse().map_err(|_| Error::NotFound)?;
+    Ok((id, RevisionRef::parse(revision).ok_or(Error::NotFound)?))
+}
+
+/// `GET /api/external/chatbot/{chatbotId}/revisions`: newest first, `limit` (1 to 100) and `cursor`.
+async fn list(
+    State(registry): State<Arc<Registry>>,
+    Caller(org): Caller,
+    Path(chatbot): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let id: ChatbotId = chatbot.parse().map_err(|_| Error::NotFound)?;
+    let params = QueryParams::parse(query.as_deref(), &["limit", "cursor"])?;
+    let mut violations = Vec::new();
+    let limit = match params.get("limit").map(str::parse::<usize>) {
+        None => None,
+        Some(Ok(limit @ 1..=MAX_PAGE_SIZE)) => Some(limit),
+        Some(_) => {
+            let message = format!("must be a whole number from 1 to {MAX_PAGE_SIZE}");
+            violations.push(Violation::new("limit", ViolationCode::InvalidFormat, message));
+            None
+        }
+    };
+    let below = match params.get("cursor").map(RevisionRef::parse) {
+        None => None,
+        Some(Some(RevisionRef::Number(below))) => Some(below),
+        Some(_) => {
+            violations.push(Violation::new(
+                "cursor",
+                ViolationCode::InvalidFormat,
+                "is not a cursor this service gave",
+            ));
+            None
+        }
+    };
+    if !violations.is_empty() {
+        return Err(Error::Invalid { violations }.into());
+    }
+    let page = registry.revisions(org, id, limit, below).await?;
+    let revisions = page.revisions.iter().map(RevisionJson::new).collect();
+    Ok(Json(RevisionPageJson { revisions, next_cursor: page.next.map(|n| n.to_string()) }).into_response())
+}
+
+/// `GET /api/external/chatbot/{chatbotId}/revisions/{revision}`: by number or `version_id`, with its
+/// content; strong `ETag` (its `version_id`) and immutable caching.
+async fn get_one(
+    State(registry): State<Arc<Registry>>,
+    Caller(org): Caller,
+    Path((chatbot, revision)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (id, which) = target(&chatbot, &revision)?;
+    let snapshot = registry.revision(org, id, which).await?;
+    let etag = snapshot.revision.version_id.to_string();
+    let cached = [(header::ETAG, etag_header(&etag)), (header::CACHE_CONTROL, IMMUTABLE)];
+    if if_none_match(&headers, &etag)? {
+        return Ok((StatusCode::NOT_MODIFIED, cached).into_response());
+    }
+    let envelope = RevisionEnvelope { revision: RevisionJson::with_content(&snapshot, registry.public_url()) };
+    Ok((cached, Json(envelope)).into_response())
+}
+
+/// `GET /api/external/chatbot/{chatbotId}/revisions/{revision}/diff?from=`: the RFC 6902 patch from
+/// `from` (by default the revision before) to this one.
+async fn diff(
+    State(registry): State<Arc<Registry>>,
+    Caller(org): Caller,
+    Path((chatbot, revision)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let (id, to) = target(&chatbot, &revision)?;
+    let params = QueryParams::parse(query.as_deref(), &["from"])?;
+    let from = match params.get("from") {
+        None => None,
+        Some(from) => Some(RevisionRef::parse(from).ok_or_else(|| {
+            let message = "must be a revision number or a version_id";
+            Error::invalid(Violation::new("from", ViolationCode::InvalidFormat, message))
+        })?),
+    };
+    let diff = registry.diff(org, id, to, from).await?;
+    let body =
+        RevisionDiffJson { from: RevisionJson::new(&diff.from), to: RevisionJson::new(&diff.to), patch: &diff.patch };
+    Ok(Json(body).into_response())
+}
+
+/// `POST /api/external/chatbot/{chatbotId}/revisions/{revision}/restore`: the revision's content as a
+/// new revision; `If-Match` and `Idempotency-Key` as on every write.
+async fn restore(
+    State(registry): State<Arc<Registry>>,
+    Caller(org): Caller,
+    Path((chatbot, revision)): Path<(String, String)>,
+    Idempotency(key): Idempotency,
+    Author(by): Author,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (id, which) = target(&chatbot, &revision)?;
+    let etag = expected_etag(&registry, org, id, &headers).await?;
+    let restored = registry.restore_with(org, id, which, etag.as_deref(), key, by).await?;
+    Ok(chatbot_response(&registry, StatusCode::OK, restored, Some("Chatbot restored successfully")))
+}
