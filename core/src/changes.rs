@@ -27,17 +27,23 @@ pub enum ChangeKind {
     Updated,
     /// An earlier revision's content was brought back.
     Restored,
+    /// A revision was published: the public routes serve it.
+    Published,
+    /// The published revision was withdrawn: the public routes serve the current one again.
+    Unpublished,
     /// It was deleted.
     Deleted,
 }
 
 impl ChangeKind {
-    /// The wire name: `created`, `updated`, `restored`, `deleted`.
+    /// The wire name: `created`, `updated`, `restored`, `published`, `unpublished`, `deleted`.
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeKind::Created => "created",
             ChangeKind::Updated => "updated",
             ChangeKind::Restored => "restored",
+            ChangeKind::Published => "published",
+            ChangeKind::Unpublished => "unpublished",
             ChangeKind::Deleted => "deleted",
         }
     }

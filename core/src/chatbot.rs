@@ -28,6 +28,19 @@ pub struct Chatbot {
     pub updated_at: Timestamp,
     /// Counts changes, starting at 1: the basis of the entity tag.
     pub revision: u64,
+    /// The revision the public routes serve, once one is published; `None`: the current one (the
+    /// contract's `version_id` is then null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<Published>,
+}
+
+/// A published revision: the public routes serve its content while the chatbot's own changes go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// Its number.
+    pub revision: u64,
+    /// Its id: the contract's `version_id`.
+    pub version_id: crate::domain::VersionId,
 }
 
 impl Chatbot {
@@ -41,6 +54,7 @@ impl Chatbot {
             created_at: now,
             updated_at: now,
             revision: 1,
+            published: None,
         }
     }
 

@@ -129,12 +129,15 @@ impl Revision {
 
     /// The revision of `chatbot` as it is, made before the store kept history: what an engine records
     /// for a head it finds without one.
+    /// Its version id is derived from the chatbot and the revision, so that it is the same however
+    /// often it is made.
     pub fn unrecorded(chatbot: &Chatbot) -> Self {
+        let name = [chatbot.id.as_bytes().as_slice(), &chatbot.revision.to_be_bytes()].concat();
         Revision {
             chatbot_id: chatbot.id,
             organization_id: chatbot.organization_id,
             revision: chatbot.revision,
-            version_id: VersionId::new_random(),
+            version_id: VersionId::derived(&name),
             kind: if chatbot.revision == 1 { ChangeKind::Created } else { ChangeKind::Updated },
             create_time: chatbot.updated_at,
             provenance: Provenance { actor: Actor::Unrecorded, request_id: None, note: None },
@@ -241,15 +244,16 @@ pub struct Pruning {
 }
 
 impl HistoryRetention {
-    /// What to forget of a chatbot's `revisions` (newest first, the head among them), seen at `now`.
-    pub fn prune(&self, revisions: &[Revision], now: Timestamp) -> Pruning {
+    /// What to forget of a chatbot's `revisions` (newest first, the head among them), seen at `now`;
+    /// never the `published` one.
+    pub fn prune(&self, revisions: &[Revision], published: Option<u64>, now: Timestamp) -> Pruning {
         let max_age = i64::try_from(self.max_age.as_micros()).unwrap_or(i64::MAX);
         let young_from = now.as_micros().saturating_sub(max_age);
         let keep = self.keep.max(1);
         let mut kept = Vec::new();
         let mut dropped = Vec::new();
         for (index, revision) in revisions.iter().enumerate() {
-            if index < keep || revision.create_time.as_micros() >= young_from {
+            if index < keep || revision.create_time.as_micros() >= young_from || published == Some(revision.revision) {
                 kept.push(revision);
             } else {
                 dropped.push(revision);
@@ -328,9 +332,9 @@ mod tests {
             .into_iter()
             .map(|(number, age)| revision(number, age, None, now))
             .collect();
-        assert_eq!(retention.prune(&revisions, now).revisions, vec![4, 2, 1]);
+        assert_eq!(retention.prune(&revisions, None, now).revisions, vec![4, 2, 1]);
         let generous = HistoryRetention { keep: 5, max_age: Duration::from_secs(86_400) };
-        assert_eq!(generous.prune(&revisions, now).revisions, vec![1]);
+        assert_eq!(generous.prune(&revisions, None, now).revisions, vec![1]);
     }
 
     #[test]
@@ -343,9 +347,15 @@ mod tests {
         let (a, b) = (image(1), image(2));
         let retention = HistoryRetention { keep: 1, max_age: Duration::ZERO };
         let revisions = vec![revision(3, 9, Some(a), now), revision(2, 9, Some(a), now), revision(1, 9, Some(b), now)];
-        let pruning = retention.prune(&revisions, now);
+        let pruning = retention.prune(&revisions, None, now);
         assert_eq!(pruning.revisions, vec![2, 1]);
         assert_eq!(pruning.images, vec![b]);
+        let published = retention.prune(&revisions, Some(1), now);
+        assert_eq!(
+            (published.revisions, published.images),
+            (vec![2], vec![]),
+            "the published one stays, and its image"
+        );
     }
 
     #[test]

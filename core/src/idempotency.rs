@@ -66,6 +66,7 @@ pub(crate) enum Operation {
     Delete,
     Avatar,
     Restore,
+    Publish,
 }
 
 impl Fingerprint {
@@ -132,18 +133,41 @@ impl Fingerprint {
         let mut digest = Sha256::new();
         digest.update([Operation::Restore as u8]);
         digest.update(target.as_bytes());
-        match which {
-            crate::history::RevisionRef::Number(number) => {
-                digest.update([0]);
-                digest.update(number.to_be_bytes());
-            }
-            crate::history::RevisionRef::Version(version) => {
-                digest.update([1]);
-                digest.update(version.as_bytes());
-            }
-        }
+        hash_revision(&mut digest, Some(which));
         hash_etag(&mut digest, expected_etag);
         Fingerprint(digest.finalize().into())
+    }
+}
+
+impl Fingerprint {
+    /// The fingerprint of a publish (or, without a revision, an unpublish): its target, the revision,
+    /// and the entity tag it requires.
+    pub(crate) fn of_publish(
+        target: ChatbotId,
+        which: Option<crate::history::RevisionRef>,
+        expected_etag: Option<&str>,
+    ) -> Self {
+        let mut digest = Sha256::new();
+        digest.update([Operation::Publish as u8]);
+        digest.update(target.as_bytes());
+        hash_revision(&mut digest, which);
+        hash_etag(&mut digest, expected_etag);
+        Fingerprint(digest.finalize().into())
+    }
+}
+
+/// Adds the revision a write names (or that it names none) to a fingerprint.
+fn hash_revision(digest: &mut Sha256, which: Option<crate::history::RevisionRef>) {
+    match which {
+        None => digest.update([0]),
+        Some(crate::history::RevisionRef::Number(number)) => {
+            digest.update([1]);
+            digest.update(number.to_be_bytes());
+        }
+        Some(crate::history::RevisionRef::Version(version)) => {
+            digest.update([2]);
+            digest.update(version.as_bytes());
+        }
     }
 }
 

@@ -43,7 +43,7 @@ pub use avatar::{AvatarImage, AvatarRef, StoredAvatar};
 pub use catalog::{Field, FieldMask, Form, Kind, Limit, Slot, Spec, Value};
 pub use changes::{ChangeKind, ChatbotEvent, ResumeToken};
 pub use chatbot::{
-    Chatbot, ChatbotConfig, ChatbotDraft, Personality, PersonalityDraft, Settings, SettingsDraft, Snippet,
+    Chatbot, ChatbotConfig, ChatbotDraft, Personality, PersonalityDraft, Published, Settings, SettingsDraft, Snippet,
     SnippetDraft, Vad, VoiceAppearance, VoiceDraft, VoiceModel, VoiceText, VoiceWidget,
 };
 pub use domain::{ChatbotId, KeyId, OrgId, Rejection, Timestamp, VersionId};

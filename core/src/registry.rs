@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::admission::Admission;
 use crate::avatar::{AvatarImage, AvatarRef, StoredAvatar};
 use crate::catalog::FieldMask;
-use crate::chatbot::{Chatbot, ChatbotDraft};
+use crate::chatbot::{Chatbot, ChatbotDraft, Published};
 use crate::domain::limits::MAX_PAGE_SIZE;
 use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
 use crate::error::{Error, Result};
@@ -233,8 +233,17 @@ impl Registry {
             let rules = Arc::clone(&self.rules);
             let change = Box::new(move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask));
             let expected_etag = expected_etag.map(str::to_owned);
-            let update =
-                ChatbotUpdate { org, id, expected_etag, change, claim, avatar: None, provenance, restored_from: None };
+            let update = ChatbotUpdate {
+                org,
+                id,
+                expected_etag,
+                change,
+                claim,
+                avatar: None,
+                provenance,
+                restored_from: None,
+                publish: None,
+            };
             self.store.update(update).await
         })
         .await
@@ -264,8 +273,17 @@ impl Registry {
             });
             let expected_etag = expected_etag.map(str::to_owned);
             let avatar = Some(stored);
-            let update =
-                ChatbotUpdate { org, id, expected_etag, change, claim, avatar, provenance, restored_from: None };
+            let update = ChatbotUpdate {
+                org,
+                id,
+                expected_etag,
+                change,
+                claim,
+                avatar,
+                provenance,
+                restored_from: None,
+                publish: None,
+            };
             self.store.update(update).await
         })
         .await
@@ -372,6 +390,48 @@ impl Registry {
                 avatar: None,
                 provenance,
                 restored_from: Some(number),
+                publish: None,
+            };
+            self.store.update(update).await
+        })
+        .await
+    }
+
+    /// Publishes revision `which` (`Some`), or withdraws the published one (`None`): while a revision
+    /// is published, the public routes serve its content, and changes of the chatbot wait for the
+    /// next publish. A change of its own (`published` or `unpublished`), so it makes a revision; one
+    /// that changes nothing makes none. At most once per idempotency key; with `expected_etag`, as
+    /// [`Registry::update`].
+    pub async fn publish_with(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        which: Option<RevisionRef>,
+        expected_etag: Option<&str>,
+        key: Option<IdempotencyKey>,
+        provenance: Provenance,
+    ) -> Result<Written<Chatbot>> {
+        let claim = key.map(|key| self.claim(key, Fingerprint::of_publish(id, which, expected_etag)));
+        self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
+            let published = match which {
+                Some(which) => {
+                    let revision = self.store.revision(org, id, which).await?.revision;
+                    Some(Published { revision: revision.revision, version_id: revision.version_id })
+                }
+                None => None,
+            };
+            let change: Change =
+                Box::new(|current: &Chatbot| Ok(Proposal { config: current.config.clone(), slug: SlugChoice::Kept }));
+            let update = ChatbotUpdate {
+                org,
+                id,
+                expected_etag: expected_etag.map(str::to_owned),
+                change,
+                claim,
+                avatar: None,
+                provenance,
+                restored_from: None,
+                publish: Some(published),
             };
             self.store.update(update).await
         })

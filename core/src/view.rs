@@ -275,7 +275,7 @@ impl<'a> ChatbotListItem<'a> {
             slug: config.slug.as_str(),
             suggestions: None,
             updated_at: chatbot.updated_at.to_contract_string(),
-            version_id: None,
+            version_id: chatbot.published.map(|published| Value::String(published.version_id.to_string())),
             voice_widget_config: config.voice.as_ref().map(Into::into),
         }
     }

@@ -155,6 +155,7 @@ pub(crate) fn chatbot(chatbot: &Chatbot, public_url: &str) -> pb::Chatbot {
         update_time: Some(timestamp(chatbot.updated_at)),
         etag: chatbot.etag(),
         voice_widget_config: config.voice.as_ref().map(voice_widget),
+        version_id: chatbot.published.map(|published| published.version_id.to_string()).unwrap_or_default(),
     }
 }
 
@@ -216,6 +217,8 @@ fn change_type(kind: ChangeKind) -> pb::ChangeType {
         ChangeKind::Created => pb::ChangeType::Created,
         ChangeKind::Updated => pb::ChangeType::Updated,
         ChangeKind::Restored => pb::ChangeType::Restored,
+        ChangeKind::Published => pb::ChangeType::Published,
+        ChangeKind::Unpublished => pb::ChangeType::Unpublished,
         ChangeKind::Deleted => pb::ChangeType::Deleted,
     }
 }

@@ -17,8 +17,9 @@ use crate::pb::chatbot_service_server::ChatbotService;
 use crate::pb::{
     Chatbot, ChatbotRevision, CreateChatbotRequest, DeleteChatbotRequest, DiffChatbotRevisionsRequest,
     DiffChatbotRevisionsResponse, GetChatbotRequest, GetChatbotRevisionRequest, ListChatbotRevisionsRequest,
-    ListChatbotRevisionsResponse, ListChatbotsRequest, ListChatbotsResponse, RollbackChatbotRequest,
-    UpdateChatbotAvatarRequest, UpdateChatbotRequest, WatchChatbotsRequest, WatchChatbotsResponse,
+    ListChatbotRevisionsResponse, ListChatbotsRequest, ListChatbotsResponse, PublishChatbotRevisionRequest,
+    RollbackChatbotRequest, UnpublishChatbotRequest, UpdateChatbotAvatarRequest, UpdateChatbotRequest,
+    WatchChatbotsRequest, WatchChatbotsResponse,
 };
 use crate::status::{self, to_status};
 
@@ -321,6 +322,31 @@ impl ChatbotService for ChatbotApi {
             to: Some(convert::revision(&diff.to)),
             patch,
         }))
+    }
+
+    async fn publish_chatbot_revision(
+        &self,
+        request: Request<PublishChatbotRevisionRequest>,
+    ) -> Result<Response<Chatbot>, Status> {
+        within_limit(&request)?;
+        let (org, by) = self.author(&request).await?;
+        let request = request.into_inner();
+        let (id, which) = (chatbot_id(&request.id)?, revision_id(&request.revision_id)?);
+        let key = idempotency_key(&request.request_id)?;
+        let published =
+            self.registry.publish_with(org, id, Some(which), etag(&request.etag), key, by).await.map_err(to_status)?;
+        Ok(written(published, |chatbot| convert::chatbot(&chatbot, self.registry.public_url())))
+    }
+
+    async fn unpublish_chatbot(&self, request: Request<UnpublishChatbotRequest>) -> Result<Response<Chatbot>, Status> {
+        within_limit(&request)?;
+        let (org, by) = self.author(&request).await?;
+        let request = request.into_inner();
+        let id = chatbot_id(&request.id)?;
+        let key = idempotency_key(&request.request_id)?;
+        let unpublished =
+            self.registry.publish_with(org, id, None, etag(&request.etag), key, by).await.map_err(to_status)?;
+        Ok(written(unpublished, |chatbot| convert::chatbot(&chatbot, self.registry.public_url())))
     }
 
     async fn rollback_chatbot(&self, request: Request<RollbackChatbotRequest>) -> Result<Response<Chatbot>, Status> {

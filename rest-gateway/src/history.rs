@@ -1,5 +1,5 @@
-//! The history endpoints: a chatbot's revisions listed, read, diffed and restored. Every route is
-//! behind `x-api-key`; another organisation's chatbot is a 404 as everywhere.
+//! The history endpoints: a chatbot's revisions listed, read, diffed, restored and published. Every
+//! route is behind `x-api-key`; another organisation's chatbot is a 404 as everywhere.
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use chatbot_core::view::{RevisionDiffJson, RevisionEnvelope, RevisionJson, Revis
 use chatbot_core::{ChatbotId, Error, Registry, Violation, ViolationCode};
 
 use crate::error::ApiError;
-use crate::extract::{Author, Caller, Idempotency};
+use crate::extract::{Author, Caller, ChatbotIdPath, Idempotency};
 use crate::preconditions::{etag_header, if_none_match};
 use crate::query::QueryParams;
 use crate::routes::{chatbot_response, expected_etag};
@@ -26,6 +26,8 @@ pub(crate) fn routes() -> Router<Arc<Registry>> {
         .route("/api/external/chatbot/{chatbot_id}/revisions/{revision}", get(get_one))
         .route("/api/external/chatbot/{chatbot_id}/revisions/{revision}/diff", get(diff))
         .route("/api/external/chatbot/{chatbot_id}/revisions/{revision}/restore", post(restore))
+        .route("/api/external/chatbot/{chatbot_id}/revisions/{revision}/publish", post(publish))
+        .route("/api/external/chatbot/{chatbot_id}/unpublish", post(unpublish))
 }
 
 /// A revision's content never changes: caches may keep it as long as they like (for this caller).
@@ -132,4 +134,35 @@ async fn restore(
     let etag = expected_etag(&registry, org, id, &headers).await?;
     let restored = registry.restore_with(org, id, which, etag.as_deref(), key, by).await?;
     Ok(chatbot_response(&registry, StatusCode::OK, restored, Some("Chatbot restored successfully")))
+}
+
+/// `POST /api/external/chatbot/{chatbotId}/revisions/{revision}/publish`: the public routes serve this
+/// revision's content (and the chatbot's `version_id` is its) until the next publish or unpublish.
+async fn publish(
+    State(registry): State<Arc<Registry>>,
+    Caller(org): Caller,
+    Path((chatbot, revision)): Path<(String, String)>,
+    Idempotency(key): Idempotency,
+    Author(by): Author,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (id, which) = target(&chatbot, &revision)?;
+    let etag = expected_etag(&registry, org, id, &headers).await?;
+    let published = registry.publish_with(org, id, Some(which), etag.as_deref(), key, by).await?;
+    Ok(chatbot_response(&registry, StatusCode::OK, published, Some("Chatbot published successfully")))
+}
+
+/// `POST /api/external/chatbot/{chatbotId}/unpublish`: the public routes serve the current content
+/// again (`version_id` null).
+async fn unpublish(
+    State(registry): State<Arc<Registry>>,
+    Caller(org): Caller,
+    ChatbotIdPath(id): ChatbotIdPath,
+    Idempotency(key): Idempotency,
+    Author(by): Author,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let etag = expected_etag(&registry, org, id, &headers).await?;
+    let unpublished = registry.publish_with(org, id, None, etag.as_deref(), key, by).await?;
+    Ok(chatbot_response(&registry, StatusCode::OK, unpublished, Some("Chatbot unpublished successfully")))
 }

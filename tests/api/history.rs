@@ -21,6 +21,9 @@ on_every_engine!(
     the_change_stream_carries_each_revisions_kind_version_and_changed_paths,
     retention_keeps_the_newest_revisions_and_frees_their_images,
     acknowledged_restores_survive_kill_9,
+    publish_pins_the_public_widget_while_the_head_changes_and_unpublish_returns_it,
+    a_published_revision_is_never_pruned,
+    publishing_over_grpc_sets_the_version_id,
 );
 
 impl TestApp {
@@ -482,4 +485,128 @@ async fn acknowledged_restores_survive_kill_9(engine: Engine) {
     }
     let numbers: Vec<u64> = kept.iter().map(|(n, _)| *n).collect();
     assert!(numbers.windows(2).all(|w| w[0] == w[1] + 1), "no gaps: {numbers:?}");
+}
+
+impl TestApp {
+    /// `POST` to `path` (publish, unpublish) with an optional `If-Match`.
+    async fn post_action(&self, path: &str, if_match: Option<&str>) -> Answer {
+        let mut request = self.http.post(format!("{}{path}", self.rest)).header("x-api-key", &self.key);
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        answer(request.send().await.expect("answered")).await
+    }
+
+    /// The public widget's answer for `slug` (no key).
+    async fn public(&self, slug: &str) -> Answer {
+        self.call(Method::GET, &format!("/api/public/chatbots/{slug}"), None, None).await
+    }
+}
+
+async fn publish_pins_the_public_widget_while_the_head_changes_and_unpublish_returns_it(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let id = app.create_named("Live one", json!({"slug": "live-one", "is_public": true})).await;
+    assert_eq!(app.details(&id).await["version_id"], Value::Null, "nothing published: the head is live");
+    let version = app.revision(&id, "1").await.body["revision"]["version_id"].clone();
+
+    let stale = app.post_action(&format!("/api/external/chatbot/{id}/revisions/1/publish"), Some("\"9-9\"")).await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    let published = app.post_action(&format!("/api/external/chatbot/{id}/revisions/1/publish"), None).await;
+    assert_eq!(published.status, StatusCode::OK, "{:?}", published.body);
+    assert_eq!(published.body["message"], "Chatbot published successfully");
+    assert_eq!(published.body["chatbot"]["version_id"], version);
+
+    // Edits change the head only: Details shows them, the widget keeps the published content.
+    assert_eq!(
+        app.patch(&id, &json!({"name": "Draft two", "settings": {"greeting": "New hello"}})).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.upload_png(&id, 50).await.status, StatusCode::OK);
+    let head = app.details(&id).await;
+    assert_eq!((head["name"].as_str(), &head["version_id"]), (Some("Draft two"), &version));
+    let public = app.public("live-one").await;
+    assert_eq!(public.status, StatusCode::OK);
+    assert_eq!(public.body["chatbot"]["name"], "Live one");
+    assert_eq!(public.body["chatbot"]["avatar"], Value::Null, "the published content has no avatar yet");
+    let list = app.revisions(&id, "").await;
+    assert_eq!(
+        numbered(&list).iter().map(|(n, k)| (*n, k.as_str())).collect::<Vec<_>>(),
+        [(4, "updated"), (3, "updated"), (2, "published"), (1, "created")]
+    );
+    assert_eq!(list.body["revisions"][2]["changed"], json!(["version_id"]));
+
+    // Publishing the head shows the avatar; unpublishing serves the head as it changes.
+    assert_eq!(
+        app.post_action(&format!("/api/external/chatbot/{id}/revisions/4/publish"), None).await.status,
+        StatusCode::OK
+    );
+    let public = app.public("live-one").await;
+    assert_eq!(public.body["chatbot"]["name"], "Draft two");
+    let avatar = public.body["chatbot"]["avatar"].as_str().expect("an avatar URL").to_owned();
+    assert_eq!(app.http.get(&avatar).send().await.expect("answered").status(), StatusCode::OK);
+    let unpublished = app.post_action(&format!("/api/external/chatbot/{id}/unpublish"), None).await;
+    assert_eq!((unpublished.status, &unpublished.body["chatbot"]["version_id"]), (StatusCode::OK, &Value::Null));
+    assert_eq!(unpublished.body["message"], "Chatbot unpublished successfully");
+    assert_eq!(app.patch(&id, &json!({"name": "Draft three"})).await.status, StatusCode::OK);
+    assert_eq!(app.public("live-one").await.body["chatbot"]["name"], "Draft three");
+    // A private published revision hides the widget though the head is public.
+    assert_eq!(app.patch(&id, &json!({"is_public": false})).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post_action(&format!("/api/external/chatbot/{id}/revisions/8/publish"), None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.patch(&id, &json!({"is_public": true})).await.status, StatusCode::OK);
+    assert_eq!(app.public("live-one").await.status, StatusCode::NOT_FOUND);
+    // A revision that is not there is a 404; so is another organisation's chatbot.
+    assert_eq!(
+        app.post_action(&format!("/api/external/chatbot/{id}/revisions/99/publish"), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn a_published_revision_is_never_pruned(engine: Engine) {
+    let storage = crate::helpers::Storage::new(engine);
+    let flags = ["--history-keep", "1", "--history-max-age", "0s", "--change-retention", "2s"];
+    let app = TestApp::spawn_on(storage, crate::helpers::fresh_key(), &flags).await;
+    let id = app.create_named("Pinned", json!({"slug": "pinned", "is_public": true})).await;
+    assert_eq!(app.upload_png(&id, 7).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post_action(&format!("/api/external/chatbot/{id}/revisions/2/publish"), None).await.status,
+        StatusCode::OK
+    );
+    for n in 0..3 {
+        assert_eq!(app.patch(&id, &json!({"description": format!("v{n}")})).await.status, StatusCode::OK);
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let listed: Vec<u64> = numbered(&app.revisions(&id, "").await).iter().map(|(n, _)| *n).collect();
+        if listed == [6, 2] {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "kept: {listed:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let public = app.public("pinned").await;
+    assert_eq!(public.body["chatbot"]["name"], "Pinned");
+    let avatar = public.body["chatbot"]["avatar"].as_str().expect("the published avatar").to_owned();
+    assert_eq!(app.http.get(&avatar).send().await.expect("answered").status(), StatusCode::OK);
+}
+
+async fn publishing_over_grpc_sets_the_version_id(engine: Engine) {
+    let (app, other) = TestApp::spawn_with_second_org(engine).await;
+    let mut grpc = app.grpc_client().await;
+    let id = app.create_named("Remote live", json!({})).await;
+    let publish = pb::PublishChatbotRevisionRequest { id: id.clone(), revision_id: "1".into(), ..Default::default() };
+    let theirs = grpc.publish_chatbot_revision(with_key(publish.clone(), &other)).await.expect_err("not theirs");
+    assert_eq!(theirs.code(), Code::NotFound);
+    let published = grpc.publish_chatbot_revision(app.grpc_request(publish)).await.expect("published").into_inner();
+    let version = app.revision(&id, "1").await.body["revision"]["version_id"].as_str().expect("an id").to_owned();
+    assert_eq!(published.version_id, version);
+    let stale = pb::UnpublishChatbotRequest { id: id.clone(), etag: "1-0".into(), ..Default::default() };
+    assert_eq!(grpc.unpublish_chatbot(app.grpc_request(stale)).await.expect_err("stale").code(), Code::Aborted);
+    let unpublish = pb::UnpublishChatbotRequest { id: id.clone(), ..Default::default() };
+    let unpublished = grpc.unpublish_chatbot(app.grpc_request(unpublish)).await.expect("unpublished").into_inner();
+    assert_eq!(unpublished.version_id, "");
+    let kinds: Vec<String> = numbered(&app.revisions(&id, "").await).into_iter().map(|(_, kind)| kind).collect();
+    assert_eq!(kinds, ["unpublished", "published", "created"]);
 }

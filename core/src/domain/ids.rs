@@ -76,6 +76,18 @@ uuid_id!(
     /// Identifies one revision of one chatbot, globally: the contract's `version_id`.
     VersionId
 );
+impl VersionId {
+    /// The id derived from `name`: the same name gives the same id (a UUIDv8 of its SHA-256), for a
+    /// revision that must be named alike however often it is made.
+    pub fn derived(name: &[u8]) -> Self {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(name);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        VersionId(Uuid::new_v8(bytes))
+    }
+}
+
 uuid_id!(
     /// Identifies one API key, so that it can be listed and revoked without its secret.
     KeyId

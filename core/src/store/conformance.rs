@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::history::{Actor, Provenance, RevisionRef};
 use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Outcome};
 use crate::rules::{Proposal, Rules, SlugChoice};
-use crate::store::{ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, Record, Store};
+use crate::store::{Change, ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, Record, Store};
 
 /// Runs every check over `store`, which must be new and empty; panics at the first that fails.
 pub async fn run(store: &dyn Store) {
@@ -32,6 +32,7 @@ pub async fn run(store: &dyn Store) {
     concurrent_writers_of_one_slug_or_one_etag_have_exactly_one_winner(store).await;
     a_snapshot_holds_every_record_owners_first(store).await;
     every_change_is_a_revision_whose_snapshot_is_what_was_stored(store).await;
+    a_published_revision_is_what_the_public_sees_and_is_never_pruned(store).await;
 }
 
 /// A draft named `name` with `slug` (derived from the name when `None`), checked by the default rules.
@@ -76,6 +77,7 @@ fn updating() -> ChatbotUpdate {
         avatar: None,
         provenance: Provenance::embedded(),
         restored_from: None,
+        publish: None,
     }
 }
 
@@ -446,4 +448,42 @@ async fn every_change_is_a_revision_whose_snapshot_is_what_was_stored(store: &dy
     assert_eq!(store.prune_history(Timestamp::now(), 100).await.expect("pruned"), 0);
     store.delete(ChatbotDeletion { org, id: first.id, expected_etag: None, claim: None }).await.expect("deleted");
     assert!(matches!(store.revision(org, first.id, RevisionRef::Number(1)).await, Err(Error::NotFound)));
+}
+
+/// An update that publishes `published` (or withdraws the publication).
+fn publish(org: OrgId, id: ChatbotId, published: Option<crate::chatbot::Published>) -> ChatbotUpdate {
+    let change: Change =
+        Box::new(|current: &Chatbot| Ok(Proposal { config: current.config.clone(), slug: SlugChoice::Kept }));
+    ChatbotUpdate { org, id, change, publish: Some(published), ..updating() }
+}
+
+async fn a_published_revision_is_what_the_public_sees_and_is_never_pruned(store: &dyn Store) {
+    let org = organisation(store, "publishing").await;
+    let mut shown = new_chatbot(org, "Shown", None);
+    shown.chatbot.config.is_public = true;
+    let first = store.create(shown).await.expect("created").value;
+    let slug = first.config.slug.clone();
+    let version = store.revision(org, first.id, RevisionRef::Number(1)).await.expect("read").revision.version_id;
+    let published = crate::chatbot::Published { revision: 1, version_id: version };
+    let pinned = store.update(publish(org, first.id, Some(published))).await.expect("published").value;
+    assert_eq!((pinned.revision, pinned.published), (2, Some(published)));
+    let edited = store.update(rename(org, first.id, "Edited", None)).await.expect("edited").value;
+    assert_eq!(edited.published, Some(published), "edits keep the publication");
+    let public = store.public_by_slug(&slug).await.expect("read").expect("public");
+    assert_eq!((public.revision, public.config.name.as_str()), (1, "Shown"), "the published content, not the head");
+
+    // A revision that is not kept cannot be published; republishing the same changes nothing.
+    let missing = crate::chatbot::Published { revision: 1, version_id: crate::domain::VersionId::new_random() };
+    assert!(matches!(store.update(publish(org, first.id, Some(missing))).await, Err(Error::NotFound)));
+    let same = store.update(publish(org, first.id, Some(published))).await.expect("no change").value;
+    assert_eq!(same, edited);
+
+    // Publishing is a change of its own; unpublishing serves the head again.
+    let kinds: Vec<ChangeKind> =
+        store.revisions(org, first.id, None, 10).await.expect("listed").iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [ChangeKind::Updated, ChangeKind::Published, ChangeKind::Created]);
+    let unpinned = store.update(publish(org, first.id, None)).await.expect("unpublished").value;
+    assert_eq!(unpinned.published, None);
+    let public = store.public_by_slug(&slug).await.expect("read").expect("public");
+    assert_eq!(public.config.name.as_str(), "Edited", "the head again");
 }

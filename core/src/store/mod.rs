@@ -22,7 +22,7 @@ use std::pin::Pin;
 use crate::auth::{ApiKeyInfo, KeyHash, Principal};
 use crate::avatar::{AvatarRef, StoredAvatar};
 use crate::changes::{ChangeKind, ChangeSignal, ChatbotEvent};
-use crate::chatbot::Chatbot;
+use crate::chatbot::{Chatbot, Published};
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::Result;
 use crate::history::{HistoryRetention, Provenance, Revision, RevisionRef, RevisionSnapshot, StoredRevision};
@@ -79,6 +79,10 @@ pub struct ChatbotUpdate {
     pub provenance: Provenance,
     /// For a restore: the revision whose content the change brings back.
     pub restored_from: Option<u64>,
+    /// Publishes a revision (`Some(Some(..))`), withdraws the published one (`Some(None)`), or leaves
+    /// the publication as it is (`None`). The engine checks, in its write, that a revision to publish
+    /// is kept.
+    pub publish: Option<Option<Published>>,
 }
 
 impl ChatbotUpdate {
@@ -90,15 +94,23 @@ impl ChatbotUpdate {
     pub fn apply(&self, current: &Chatbot) -> Result<Option<(Chatbot, crate::rules::SlugChoice)>> {
         let proposal = (self.change)(current)?;
         current.check_etag(self.expected_etag.as_deref())?;
-        if proposal.config == current.config && self.avatar.is_none() {
+        let published = self.publish.unwrap_or(current.published);
+        if proposal.config == current.config && self.avatar.is_none() && published == current.published {
             return Ok(None);
         }
-        Ok(Some((current.next(proposal.config), proposal.slug)))
+        let mut next = current.next(proposal.config);
+        next.published = published;
+        Ok(Some((next, proposal.slug)))
     }
 
     /// The revision this update records, turning `current` into `next` (its slug resolved).
     pub fn revision(&self, current: &Chatbot, next: &Chatbot) -> Revision {
-        let kind = if self.restored_from.is_some() { ChangeKind::Restored } else { ChangeKind::Updated };
+        let kind = match (self.restored_from, self.publish) {
+            (Some(_), _) => ChangeKind::Restored,
+            (None, Some(Some(_))) => ChangeKind::Published,
+            (None, Some(None)) => ChangeKind::Unpublished,
+            (None, None) => ChangeKind::Updated,
+        };
         Revision::of(kind, Some(current), next, self.provenance.clone(), self.restored_from)
     }
 }

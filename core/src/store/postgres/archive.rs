@@ -41,7 +41,25 @@ impl Archive for PostgresStore {
     fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let slug = chatbot.config.slug.clone();
-            let insert = || async { insert(&self.client().await?, &chatbot, &slug, Logged::No).await };
+            let insert = || async {
+                // The record and its publication, in one transaction.
+                let mut client = self.client().await?;
+                let client = client.transaction().await?;
+                let inserted = insert(&client, &chatbot, &slug, Logged::No).await?;
+                if let (true, Some(published)) = (inserted, chatbot.published) {
+                    let statement = client
+                        .prepare_cached(
+                            "UPDATE chatbots SET published_revision = $2, published_version = $3 WHERE id = $1",
+                        )
+                        .await?;
+                    let number = i64::try_from(published.revision).map_err(Error::storage)?;
+                    client
+                        .execute(&statement, &[chatbot.id.as_uuid(), &number, published.version_id.as_uuid()])
+                        .await?;
+                }
+                client.commit().await?;
+                Ok(inserted)
+            };
             if self.with_retries(|_| insert()).await? {
                 Ok(())
             } else {

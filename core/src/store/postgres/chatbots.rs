@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::avatar::{AvatarRef, StoredAvatar};
 use crate::changes::ChatbotEvent;
-use crate::chatbot::{Chatbot, ChatbotConfig};
-use crate::domain::{ChatbotId, OrgId, Slug, Timestamp};
+use crate::chatbot::{Chatbot, ChatbotConfig, Published};
+use crate::domain::{ChatbotId, OrgId, Slug, Timestamp, VersionId};
 use crate::error::{Error, Result};
 use crate::history::{Revision, StoredRevision};
 use crate::idempotency::{Outcome, Written};
@@ -27,7 +27,8 @@ use super::{PostgresStore, changes, column, history};
 /// How many derived-slug candidates are looked up in one query.
 pub(super) const SLUG_BATCH: usize = 64;
 /// The columns a chatbot is read from, in [`chatbot_from_row`]'s order.
-pub(super) const COLUMNS: &str = "id, organisation_id, config, created_at, updated_at, revision";
+pub(super) const COLUMNS: &str =
+    "id, organisation_id, config, created_at, updated_at, revision, published_revision, published_version";
 
 /// A chatbot from a row of [`COLUMNS`]; its configuration is re-checked by the types' own parsers.
 pub(super) fn chatbot_from_row(row: &Row) -> Result<Chatbot> {
@@ -44,6 +45,13 @@ pub(super) fn chatbot_from_row_at(row: &Row, at: usize) -> Result<Chatbot> {
         created_at: Timestamp::from_datetime(column(row, at + 3)?),
         updated_at: Timestamp::from_datetime(column(row, at + 4)?),
         revision: u64::try_from(column::<i64>(row, at + 5)?).map_err(Error::storage)?,
+        published: match (column::<Option<i64>>(row, at + 6)?, column::<Option<Uuid>>(row, at + 7)?) {
+            (Some(revision), Some(version)) => Some(Published {
+                revision: u64::try_from(revision).map_err(Error::storage)?,
+                version_id: VersionId::from_uuid(version),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -95,6 +103,21 @@ impl PostgresStore {
             return Ok(outcome.replayed_chatbot()?);
         }
         let current = Self::lock_owned(&tx, update.org, update.id, None).await?;
+        if let Some(Some(published)) = update.publish
+            && published.revision != current.revision
+        {
+            let statement = tx
+                .prepare_cached(
+                    "SELECT 1 FROM chatbot_revisions WHERE chatbot_id = $1 AND revision = $2 AND version_id = $3",
+                )
+                .await?;
+            let number = i64::try_from(published.revision).map_err(Error::storage)?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [current.id.as_uuid(), &number, published.version_id.as_uuid()];
+            if tx.query_opt(&statement, &params).await?.is_none() {
+                return Err(Failure::Fail(Error::NotFound));
+            }
+        }
         let Some((mut next, slug)) = update.apply(&current)? else {
             // Nothing changes: no revision, no event; the claim still records the answer.
             if let Some(claim) = &update.claim {
@@ -111,7 +134,8 @@ impl PostgresStore {
         };
         let statement = tx
             .prepare_cached(
-                "UPDATE chatbots SET slug = $3, is_public = $4, active = $5, updated_at = $6, revision = $7, config = $8
+                "UPDATE chatbots SET slug = $3, is_public = $4, active = $5, updated_at = $6, revision = $7, config = $8,
+                    published_revision = $9, published_version = $10
                  WHERE id = $1 AND revision = $2",
             )
             .await?;
@@ -128,6 +152,8 @@ impl PostgresStore {
                     &next.updated_at.to_datetime(),
                     &revision(&next)?,
                     &Json(config),
+                    &next.published.map(|p| i64::try_from(p.revision)).transpose().map_err(Error::storage)?,
+                    &next.published.map(|p| *p.version_id.as_uuid()),
                 ],
             )
             .await;
@@ -246,11 +272,19 @@ impl ChatbotStore for PostgresStore {
         Box::pin(async move {
             self.with_retries(|_| async {
                 let client = self.client().await?;
-                let statement = client
-                    .prepare_cached(&format!("SELECT {COLUMNS} FROM chatbots WHERE slug = $1 AND is_public AND active"))
-                    .await?;
-                let row = client.query_opt(&statement, &[&slug]).await?;
-                Ok(row.map(|row| chatbot_from_row(&row)).transpose()?)
+                // The chatbot, and the content of its published revision when that is not the current one.
+                let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+                let sql = format!(
+                    "SELECT {}, r.snapshot FROM chatbots c LEFT JOIN chatbot_revisions r ON r.chatbot_id = c.id
+                     AND r.revision = c.published_revision AND c.published_revision <> c.revision WHERE c.slug = $1",
+                    columns.join(", ")
+                );
+                let statement = client.prepare_cached(&sql).await?;
+                let Some(row) = client.query_opt(&statement, &[&slug]).await? else { return Ok(None) };
+                let head = chatbot_from_row(&row)?;
+                let published: Option<Json<Chatbot>> = column(&row, 8)?;
+                let served = published.map_or(head, |Json(snapshot)| snapshot);
+                Ok(Some(served).filter(|chatbot| chatbot.config.is_public && chatbot.config.active))
             })
             .await
         })

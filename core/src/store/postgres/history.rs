@@ -175,6 +175,14 @@ impl PostgresStore {
         let mut forgotten = 0;
         for id in ids {
             let tx = client.transaction().await?;
+            // The chatbot's row first, as its writers lock it: a publish waits, or is waited for.
+            let statement =
+                tx.prepare_cached("SELECT published_revision FROM chatbots WHERE id = $1 FOR UPDATE").await?;
+            let published: Option<i64> = match tx.query_opt(&statement, &[&id]).await? {
+                Some(row) => column(&row, 0)?,
+                None => None,
+            };
+            let published = published.map(u64::try_from).transpose().map_err(Error::storage)?;
             let statement = tx
                 .prepare_cached(
                     "SELECT meta FROM chatbot_revisions WHERE chatbot_id = $1 ORDER BY revision DESC FOR UPDATE",
@@ -186,7 +194,7 @@ impl PostgresStore {
                 .iter()
                 .map(|row| column::<Json<Revision>>(row, 0).map(|Json(r)| r))
                 .collect::<Result<_>>()?;
-            let Pruning { revisions: numbers, images } = retention.prune(&revisions, now);
+            let Pruning { revisions: numbers, images } = retention.prune(&revisions, published, now);
             let numbers: Vec<i64> = numbers.into_iter().map(number).collect::<Result<_>>()?;
             let statement = tx
                 .prepare_cached(

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_avatars.sql"),
     include_str!("migrations/0004_change_log.sql"),
     include_str!("migrations/0005_history.sql"),
+    include_str!("migrations/0006_publication.sql"),
 ];
 
 impl PostgresStore {

@@ -75,14 +75,22 @@ impl ChatbotStore for SledStore {
                 None => [0; 16],
             };
             // A chatbot deleted between the two reads is simply not found.
-            let chatbot = match self.chatbots.get(record_key(ChatbotId::from_bytes(id)))? {
+            let chatbot: Option<Chatbot> = match self.chatbots.get(record_key(ChatbotId::from_bytes(id)))? {
                 Some(record) => Some(codec::decode(&record)?),
                 None => {
                     std::hint::black_box(codec::decode(&codec::STAND_IN)?);
                     None
                 }
             };
-            Ok(chatbot.filter(|chatbot| chatbot.config.is_public && chatbot.config.active))
+            // While a revision is published, its content is what the public sees.
+            let served = match chatbot {
+                Some(head) => match head.published.filter(|published| published.revision != head.revision) {
+                    Some(published) => history::content(&self.chatbots, head.id, published.revision)?,
+                    None => Some(head),
+                },
+                None => None,
+            };
+            Ok(served.filter(|chatbot| chatbot.config.is_public && chatbot.config.active))
         })
     }
 
@@ -98,6 +106,9 @@ impl ChatbotStore for SledStore {
                 return outcome.replayed_chatbot();
             }
             let current = owned(tx, update.org, update.id, None)?;
+            if let Some(Some(published)) = update.publish {
+                history::check_kept(tx, &current, published)?;
+            }
             let Some((mut next, slug)) = update.apply(&current)? else {
                 // Nothing changes: no revision, no event; the claim still records the answer.
                 if let Some(claim) = &update.claim {

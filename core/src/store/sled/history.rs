@@ -6,7 +6,7 @@
 use super::chatbots::{avatar_key, record_key};
 use super::writer::Tx;
 use super::{SledStore, codec};
-use crate::chatbot::Chatbot;
+use crate::chatbot::{Chatbot, Published};
 use crate::domain::{ChatbotId, OrgId, Timestamp, VersionId};
 use crate::error::{Error, Result};
 use crate::history::{HistoryRetention, Revision, RevisionRef, RevisionSnapshot, StoredRevision};
@@ -62,6 +62,26 @@ pub(super) fn forget_all(tx: &mut Tx<'_>, id: ChatbotId) -> Result<Vec<Revision>
         forgotten.push(stored.revision);
     }
     Ok(forgotten)
+}
+
+/// The content of a revision that is no longer the head, if it is kept.
+pub(super) fn content(tree: &sled::Tree, id: ChatbotId, number: u64) -> Result<Option<Chatbot>> {
+    match tree.get(revision_key(id, number))? {
+        Some(bytes) => Ok(codec::decode_revision(&bytes)?.snapshot.map(|snapshot| *snapshot)),
+        None => Ok(None),
+    }
+}
+
+/// [`NotFound`](Error::NotFound) unless `published` names a kept revision of `current` (the head
+/// itself, or one stored with that version id).
+pub(super) fn check_kept(tx: &Tx<'_>, current: &Chatbot, published: Published) -> Result<()> {
+    if published.revision == current.revision {
+        return Ok(());
+    }
+    match tx.get(&revision_key(current.id, published.revision))? {
+        Some(bytes) if codec::decode_revision(&bytes)?.revision.version_id == published.version_id => Ok(()),
+        _ => Err(Error::NotFound),
+    }
 }
 
 impl SledStore {
@@ -159,12 +179,19 @@ pub(super) fn prunable(
     let mut found = Found::new();
     let mut chatbots = 0;
     let mut current: Option<(ChatbotId, Vec<Revision>)> = None;
-    let finish = |id: ChatbotId, mut revisions: Vec<Revision>, found: &mut Found| {
+    let finish = |id: ChatbotId, mut revisions: Vec<Revision>, found: &mut Found| -> Result<()> {
         revisions.reverse();
-        let pruning = retention.prune(&revisions, now);
+        if retention.prune(&revisions, None, now).revisions.is_empty() {
+            return Ok(());
+        }
+        // Something to forget: never the published revision.
+        let head = tree.get(record_key(id))?.map(|bytes| codec::decode(&bytes)).transpose()?;
+        let published = head.and_then(|head| head.published).map(|published| published.revision);
+        let pruning = retention.prune(&revisions, published, now);
         if !pruning.revisions.is_empty() {
             found.push((id, pruning));
         }
+        Ok(())
     };
     for entry in tree.range(start..b"i".to_vec()) {
         let (key, bytes) = entry?;
@@ -175,7 +202,7 @@ pub(super) fn prunable(
             Some((of, revisions)) if *of == id => revisions.push(codec::decode_revision(&bytes)?.revision),
             _ => {
                 if let Some((of, revisions)) = current.take() {
-                    finish(of, revisions, &mut found);
+                    finish(of, revisions, &mut found)?;
                     chatbots += 1;
                     if chatbots >= limit {
                         return Ok((found, Some(key.to_vec())));
@@ -186,7 +213,7 @@ pub(super) fn prunable(
         }
     }
     if let Some((of, revisions)) = current.take() {
-        finish(of, revisions, &mut found);
+        finish(of, revisions, &mut found)?;
     }
     Ok((found, None))
 }
@@ -196,6 +223,13 @@ pub(super) fn prunable(
 pub(super) fn forget(tx: &mut Tx<'_>, found: Found) -> Result<usize> {
     let mut forgotten = 0;
     for (id, pruning) in found {
+        // Published since the read: it stays (its images were counted as kept or not then; keeping
+        // them all is the safe side).
+        let head = tx.get(&record_key(id))?.map(|bytes| codec::decode(&bytes)).transpose()?;
+        let published = head.as_ref().and_then(|head| head.published).map(|published| published.revision);
+        if pruning.revisions.iter().any(|number| Some(*number) == published) {
+            continue;
+        }
         for number in pruning.revisions {
             let key = revision_key(id, number);
             if let Some(bytes) = tx.get(&key)? {
@@ -208,8 +242,7 @@ pub(super) fn forget(tx: &mut Tx<'_>, found: Found) -> Result<usize> {
                 forgotten += 1;
             }
         }
-        let head = tx.get(&record_key(id))?.map(|bytes| codec::decode(&bytes)).transpose()?;
-        let head_image = head.and_then(|head| head.config.settings.avatar);
+        let head_image = head.as_ref().and_then(|head| head.config.settings.avatar);
         for image in pruning.images.into_iter().filter(|image| Some(*image) != head_image) {
             tx.remove(avatar_key(image.id));
         }
