@@ -31,12 +31,34 @@ pub enum ChangeKind {
     Published,
     /// The published revision was withdrawn: the public routes serve the current one again.
     Unpublished,
-    /// It was deleted.
+    /// It was deleted: kept for undelete until its purge time (or removed at once, with no window).
     Deleted,
+    /// A deleted chatbot was brought back.
+    Undeleted,
+    /// A deleted chatbot was removed for good, with its history.
+    Purged,
 }
 
 impl ChangeKind {
-    /// The wire name: `created`, `updated`, `restored`, `published`, `unpublished`, `deleted`.
+    /// Every kind, in the order of the enum.
+    pub const ALL: [ChangeKind; 8] = [
+        ChangeKind::Created,
+        ChangeKind::Updated,
+        ChangeKind::Restored,
+        ChangeKind::Published,
+        ChangeKind::Unpublished,
+        ChangeKind::Deleted,
+        ChangeKind::Undeleted,
+        ChangeKind::Purged,
+    ];
+
+    /// The kind whose wire name is `name`.
+    pub fn parse(name: &str) -> Option<ChangeKind> {
+        ChangeKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// The wire name: `created`, `updated`, `restored`, `published`, `unpublished`, `deleted`,
+    /// `undeleted`, `purged`.
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeKind::Created => "created",
@@ -45,6 +67,8 @@ impl ChangeKind {
             ChangeKind::Published => "published",
             ChangeKind::Unpublished => "unpublished",
             ChangeKind::Deleted => "deleted",
+            ChangeKind::Undeleted => "undeleted",
+            ChangeKind::Purged => "purged",
         }
     }
 }
@@ -60,13 +84,14 @@ pub struct ChatbotEvent {
     pub chatbot_id: ChatbotId,
     /// What happened.
     pub kind: ChangeKind,
-    /// The chatbot's revision after the change (the deleted revision for a delete).
+    /// The revision the change made (a delete is one too); a purge, or a delete without an undelete
+    /// window, names the last one.
     pub revision: u64,
     /// The chatbot's new entity tag; none for a delete.
     pub etag: Option<String>,
     /// When it was written.
     pub at: Timestamp,
-    /// The revision's own id; none for a delete.
+    /// The revision's own id; none for a purge or a delete without an undelete window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<VersionId>,
     /// The paths whose values it changed (never the values), as the revision records them.
@@ -77,27 +102,28 @@ pub struct ChatbotEvent {
 impl ChatbotEvent {
     /// The event of the change `revision` made, which left the chatbot with entity tag `etag`, without
     /// a position yet.
-    pub fn of_revision(revision: &Revision, etag: String) -> Self {
+    pub fn of_revision(revision: &Revision, etag: Option<String>) -> Self {
         ChatbotEvent {
             position: 0,
             organization_id: revision.organization_id,
             chatbot_id: revision.chatbot_id,
             kind: revision.kind,
             revision: revision.revision,
-            etag: Some(etag),
+            etag,
             at: revision.create_time,
             version_id: Some(revision.version_id),
             changed: revision.changed.clone(),
         }
     }
 
-    /// The event of `chatbot`'s deletion (as it was), without a position yet.
-    pub fn deleted(chatbot: &Chatbot) -> Self {
+    /// The event of `chatbot`'s removal (`Deleted` at once, or `Purged`) as it was, without a position
+    /// yet.
+    pub fn removed(kind: ChangeKind, chatbot: &Chatbot) -> Self {
         ChatbotEvent {
             position: 0,
             organization_id: chatbot.organization_id,
             chatbot_id: chatbot.id,
-            kind: ChangeKind::Deleted,
+            kind,
             revision: chatbot.revision,
             etag: None,
             at: Timestamp::now(),
@@ -245,6 +271,14 @@ pub(crate) fn too_many_watchers(limit: usize) -> Error {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_kind_reads_back_from_its_wire_name() {
+        for kind in super::ChangeKind::ALL {
+            assert_eq!(super::ChangeKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(super::ChangeKind::parse("renamed"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -26,6 +26,9 @@ pub enum Error {
         /// The slug that was asked for.
         slug: String,
     },
+    /// An undelete or a purge of a chatbot that is not deleted.
+    #[error("the chatbot is not deleted")]
+    NotDeleted,
     /// The caller's entity tag no longer matches the chatbot: it changed since the caller read it.
     #[error("the chatbot has changed since it was read (etag mismatch)")]
     EtagMismatch,
@@ -79,6 +82,7 @@ impl Error {
             Error::Unauthenticated => "unauthenticated",
             Error::NotFound => "not_found",
             Error::SlugTaken { .. } => "slug_taken",
+            Error::NotDeleted => "not_deleted",
             Error::EtagMismatch => "etag_mismatch",
             Error::ImageTooLarge { .. } => "payload_too_large",
             Error::UnsupportedImage => "unsupported_media_type",

@@ -169,6 +169,51 @@ pub struct StoredRevision {
     pub snapshot: Option<Box<Chatbot>>,
 }
 
+/// A deleted chatbot, kept (with its history, its slug reserved against other organisations) for
+/// undelete until its purge time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedChatbot {
+    /// Its last content, as it was before the delete.
+    pub chatbot: Chatbot,
+    /// When it was deleted.
+    pub delete_time: Timestamp,
+    /// When it is purged, unless it is undeleted first.
+    pub purge_time: Timestamp,
+}
+
+impl DeletedChatbot {
+    /// `chatbot` deleted now, to be purged after `keep_for`, and the revision (`deleted`, with its
+    /// content) that records the delete.
+    pub fn of(chatbot: Chatbot, keep_for: Duration, provenance: Provenance) -> (DeletedChatbot, StoredRevision) {
+        let gone = chatbot.next(chatbot.config.clone());
+        let revision = Revision::of(ChangeKind::Deleted, Some(&chatbot), &gone, provenance, None);
+        let delete_time = gone.updated_at;
+        let keep_for = i64::try_from(keep_for.as_micros()).unwrap_or(i64::MAX);
+        let purge_time = Timestamp::from_micros(delete_time.as_micros().saturating_add(keep_for));
+        let stored = StoredRevision { revision, snapshot: Some(Box::new(gone)) };
+        (DeletedChatbot { chatbot, delete_time, purge_time }, stored)
+    }
+
+    /// The chatbot brought back with `slug` (its own when `None`), and the revision (`undeleted`)
+    /// that records it: two revisions after its last content (the delete was one).
+    pub fn undeleted(&self, slug: Option<crate::domain::Slug>, provenance: Provenance) -> (Chatbot, Revision) {
+        let gone = self.chatbot.next(self.chatbot.config.clone());
+        let mut config = self.chatbot.config.clone();
+        if let Some(slug) = slug {
+            config.slug = slug;
+        }
+        let back = gone.next(config);
+        let revision = Revision::of(ChangeKind::Undeleted, Some(&gone), &back, provenance, None);
+        (back, revision)
+    }
+
+    /// Whether it keeps `slug` from a chatbot of `org` at `now`: only another organisation's, and only
+    /// until its purge time.
+    pub fn reserves(&self, org: OrgId, now: Timestamp) -> bool {
+        self.chatbot.organization_id != org && now < self.purge_time
+    }
+}
+
 /// Which revision a caller names: its number, or its `version_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevisionRef {

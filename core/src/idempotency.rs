@@ -67,6 +67,7 @@ pub(crate) enum Operation {
     Avatar,
     Restore,
     Publish,
+    Undelete,
 }
 
 impl Fingerprint {
@@ -152,6 +153,17 @@ impl Fingerprint {
         digest.update(target.as_bytes());
         hash_revision(&mut digest, which);
         hash_etag(&mut digest, expected_etag);
+        Fingerprint(digest.finalize().into())
+    }
+}
+
+impl Fingerprint {
+    /// The fingerprint of an undelete: its target and the slug it asks for.
+    pub(crate) fn of_undelete(target: ChatbotId, slug: Option<&crate::domain::Slug>) -> Self {
+        let mut digest = Sha256::new();
+        digest.update([Operation::Undelete as u8]);
+        digest.update(target.as_bytes());
+        hash_etag(&mut digest, slug.map(|slug| slug.as_str()));
         Fingerprint(digest.finalize().into())
     }
 }

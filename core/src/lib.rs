@@ -50,7 +50,7 @@ pub use domain::{ChatbotId, KeyId, OrgId, Rejection, Timestamp, VersionId};
 pub use error::{Error, Result, Violation, ViolationCode};
 pub use history::{Actor, Provenance, Revision, RevisionRef};
 pub use idempotency::{IdempotencyKey, Written};
-pub use registry::{ListQuery, Page, Registry, RegistryOptions};
+pub use registry::{DEFAULT_UNDELETE_WINDOW, Deletion, ListQuery, Page, Registry, RegistryOptions};
 pub use rules::{AllowList, Proposal, Rules, SlugChoice, defaults};
 pub use store::{Organisation, PageCursor, Record, Snapshot, Store};
 pub use transfer::Transfer;

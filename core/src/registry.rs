@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::admission::Admission;
 use crate::avatar::{AvatarImage, AvatarRef, StoredAvatar};
@@ -17,7 +18,7 @@ use crate::history::{self, Provenance, RevisionDiff, RevisionPage, RevisionRef, 
 use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Operation, Outcome, Verdict, Written};
 use crate::rules::{Proposal, Rules, SlugChoice};
 use crate::store::sled::SledStore;
-use crate::store::{Change, ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Store};
+use crate::store::{Change, ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Store, Undeletion};
 use crate::transfer::Transfer;
 use crate::watching::{DEFAULT_MAX_WATCHERS, DEFAULT_MAX_WATCHERS_PER_ORG, Watching};
 
@@ -29,6 +30,8 @@ pub struct Registry {
     pub(crate) store: Arc<dyn Store>,
     /// What the service's public URLs start with (`https://bots.example.com`); empty for relative URLs.
     public_url: String,
+    /// How long a deleted chatbot is kept for undelete.
+    undelete_window: Duration,
     admission: Arc<Admission>,
     watching: Arc<Watching>,
     transfer: Arc<Transfer>,
@@ -46,7 +49,12 @@ pub struct RegistryOptions {
     pub max_watchers: usize,
     /// Most watches open at once per organisation.
     pub max_watchers_per_org: usize,
+    /// How long a deleted chatbot is kept for undelete (zero deletes at once, history and all).
+    pub undelete_window: Duration,
 }
+
+/// How long a deleted chatbot is kept for undelete by default: 30 days.
+pub const DEFAULT_UNDELETE_WINDOW: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 impl Default for RegistryOptions {
     fn default() -> Self {
@@ -55,6 +63,7 @@ impl Default for RegistryOptions {
             public_url: String::new(),
             max_watchers: DEFAULT_MAX_WATCHERS,
             max_watchers_per_org: DEFAULT_MAX_WATCHERS_PER_ORG,
+            undelete_window: DEFAULT_UNDELETE_WINDOW,
         }
     }
 }
@@ -70,6 +79,8 @@ pub struct ListQuery {
     pub is_public: Option<bool>,
     /// Only active or only inactive chatbots.
     pub active: Option<bool>,
+    /// Deleted chatbots kept for undelete too (their last content), each named in [`Page::deleted`].
+    pub show_deleted: bool,
 }
 
 /// One page of a listing.
@@ -79,6 +90,26 @@ pub struct Page {
     pub items: Vec<Chatbot>,
     /// Where the next page starts; `None` on the last page.
     pub next: Option<PageCursor>,
+    /// Which of the items are deleted, and when (only with [`ListQuery::show_deleted`]).
+    pub deleted: Vec<Deletion>,
+}
+
+/// When a listed chatbot was deleted, and when it will be purged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deletion {
+    /// Which chatbot.
+    pub id: ChatbotId,
+    /// When it was deleted.
+    pub delete_time: Timestamp,
+    /// When it is purged, unless undeleted first.
+    pub purge_time: Timestamp,
+}
+
+impl Page {
+    /// When `id`, an item of this page, was deleted; `None` if it is live.
+    pub fn deletion(&self, id: ChatbotId) -> Option<&Deletion> {
+        self.deleted.iter().find(|deletion| deletion.id == id)
+    }
 }
 
 impl Registry {
@@ -99,6 +130,7 @@ impl Registry {
             watching: Arc::new(watching),
             transfer: Arc::new(Transfer::new(Arc::clone(&store), Arc::clone(&rules))),
             public_url: options.public_url.trim_end_matches('/').to_owned(),
+            undelete_window: options.undelete_window,
             rules,
             store,
         }
@@ -193,8 +225,24 @@ impl Registry {
         let limit = query.limit.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
         let filter = Filter { is_public: query.is_public, active: query.active };
         let listing = self.store.list(org, filter, query.after, limit).await?;
-        let next = if listing.more { listing.items.last().map(PageCursor::after) } else { None };
-        Ok(Page { items: listing.items, next })
+        if !query.show_deleted {
+            let next = if listing.more { listing.items.last().map(PageCursor::after) } else { None };
+            return Ok(Page { items: listing.items, next, deleted: Vec::new() });
+        }
+        // The live page and the deleted ones after the same cursor, merged in listing order.
+        let deleted = self.store.deleted(org, filter, query.after, limit + 1).await?;
+        let deletions: Vec<Deletion> = deleted
+            .iter()
+            .map(|d| Deletion { id: d.chatbot.id, delete_time: d.delete_time, purge_time: d.purge_time })
+            .collect();
+        let more = listing.more || deleted.len() > limit;
+        let mut items: Vec<Chatbot> = listing.items.into_iter().chain(deleted.into_iter().map(|d| d.chatbot)).collect();
+        items.sort_by_key(|chatbot| (std::cmp::Reverse(chatbot.created_at), chatbot.id));
+        let more = more || items.len() > limit;
+        items.truncate(limit);
+        let next = if more { items.last().map(PageCursor::after) } else { None };
+        let deleted = deletions.into_iter().filter(|d| items.iter().any(|c| c.id == d.id)).collect();
+        Ok(Page { items, next, deleted })
     }
 
     /// Changes the fields of `mask` to the draft's values (a masked field the draft leaves out is
@@ -438,9 +486,10 @@ impl Registry {
         .await
     }
 
-    /// Deletes the chatbot and frees its slug.
+    /// Deletes the chatbot: it is gone from every read and its slug free for `org` at once; it is kept
+    /// for undelete (its slug reserved against other organisations) for the undelete window.
     pub async fn delete(&self, org: OrgId, id: ChatbotId, expected_etag: Option<&str>) -> Result<()> {
-        self.delete_with(org, id, expected_etag, None).await.map(drop)
+        self.delete_with(org, id, expected_etag, None, Provenance::embedded()).await.map(drop)
     }
 
     /// [`Registry::delete`], at most once per idempotency key (as [`Registry::create_with`]): a
@@ -451,14 +500,41 @@ impl Registry {
         id: ChatbotId,
         expected_etag: Option<&str>,
         key: Option<IdempotencyKey>,
+        provenance: Provenance,
     ) -> Result<Written<()>> {
         let fingerprint = || Fingerprint::of(Operation::Delete, Some(id), None, FieldMask::EMPTY, expected_etag);
         let claim = key.map(|key| self.claim(key, fingerprint()));
         self.at_most_once(org, claim, Outcome::replayed_deletion, |claim| async move {
             let expected_etag = expected_etag.map(str::to_owned);
-            self.store.delete(ChatbotDeletion { org, id, expected_etag, claim }).await
+            let keep_for = self.undelete_window;
+            self.store.delete(ChatbotDeletion { org, id, expected_etag, claim, keep_for, provenance }).await
         })
         .await
+    }
+
+    /// Brings a deleted chatbot back as a new revision (`undeleted`), with its own slug or `slug`;
+    /// [`Error::NotDeleted`] for a live chatbot, [`Error::NotFound`] once purged,
+    /// [`Error::SlugTaken`] if its slug is another's now (give a new one). At most once per
+    /// idempotency key.
+    pub async fn undelete_with(
+        &self,
+        org: OrgId,
+        id: ChatbotId,
+        slug: Option<Slug>,
+        key: Option<IdempotencyKey>,
+        provenance: Provenance,
+    ) -> Result<Written<Chatbot>> {
+        let claim = key.map(|key| self.claim(key, Fingerprint::of_undelete(id, slug.as_ref())));
+        self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
+            self.store.undelete(Undeletion { org, id, slug, claim, provenance }).await
+        })
+        .await
+    }
+
+    /// Removes a deleted chatbot, its history and its images at once; [`Error::NotDeleted`] for a
+    /// live chatbot.
+    pub async fn purge(&self, org: OrgId, id: ChatbotId) -> Result<()> {
+        self.store.purge(org, id).await
     }
 
     /// The claim of `key` for a request with `fingerprint`, made now.

@@ -33,6 +33,10 @@ impl Transfer {
             Record::Organisation(organisation) => self.store.import_organisation(organisation).await,
             Record::ApiKey(key) => self.store.add_api_key(key).await,
             Record::Avatar(avatar) => self.store.import_avatar(avatar).await,
+            Record::Deleted { deleted } => {
+                storable_text(&deleted.chatbot.config)?;
+                self.store.import_deleted(*deleted).await
+            }
             Record::Revision { revision } => {
                 if let Some(snapshot) = &revision.snapshot {
                     storable_text(&snapshot.config)?;

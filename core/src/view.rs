@@ -309,11 +309,42 @@ pub struct VoiceWidgetEnvelope<'a> {
     pub message: &'static str,
 }
 
+/// A list item, marked when it is a deleted chatbot (listed only with `show_deleted=true`): the 15
+/// fields of the list projection, then `deleted: true`, `delete_time` and `purge_time`.
+#[derive(Debug, Serialize)]
+pub struct ListedChatbot<'a> {
+    #[serde(flatten)]
+    item: ChatbotListItem<'a>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    deletion: Option<DeletionJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct DeletionJson {
+    deleted: bool,
+    delete_time: String,
+    purge_time: String,
+}
+
+impl<'a> ListedChatbot<'a> {
+    /// The list item of `chatbot`, marked with `deletion` when it is deleted.
+    pub fn new(chatbot: &'a Chatbot, deletion: Option<&crate::registry::Deletion>, public_url: &str) -> Self {
+        ListedChatbot {
+            item: ChatbotListItem::new(chatbot, public_url),
+            deletion: deletion.map(|deletion| DeletionJson {
+                deleted: true,
+                delete_time: deletion.delete_time.to_contract_string(),
+                purge_time: deletion.purge_time.to_contract_string(),
+            }),
+        }
+    }
+}
+
 /// `{"chatbots": [...], "next_cursor": ...}`.
 #[derive(Debug, Serialize)]
 pub struct ChatbotPage<'a> {
     /// The page, newest first.
-    pub chatbots: Vec<ChatbotListItem<'a>>,
+    pub chatbots: Vec<ListedChatbot<'a>>,
     /// The cursor of the next page; null on the last.
     pub next_cursor: Option<String>,
 }

@@ -156,6 +156,8 @@ pub(crate) fn chatbot(chatbot: &Chatbot, public_url: &str) -> pb::Chatbot {
         etag: chatbot.etag(),
         voice_widget_config: config.voice.as_ref().map(voice_widget),
         version_id: chatbot.published.map(|published| published.version_id.to_string()).unwrap_or_default(),
+        delete_time: None,
+        purge_time: None,
     }
 }
 
@@ -220,6 +222,8 @@ fn change_type(kind: ChangeKind) -> pb::ChangeType {
         ChangeKind::Published => pb::ChangeType::Published,
         ChangeKind::Unpublished => pb::ChangeType::Unpublished,
         ChangeKind::Deleted => pb::ChangeType::Deleted,
+        ChangeKind::Undeleted => pb::ChangeType::Undeleted,
+        ChangeKind::Purged => pb::ChangeType::Purged,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chatbot_core::domain::limits::MAX_REQUEST_BYTES;
 use chatbot_core::{
     AvatarImage, ChatbotId, Error, FieldMask, IdempotencyKey, ListQuery, OrgId, PageCursor, Principal, Provenance,
-    Registry, Rejection, ResumeToken, RevisionRef, ViolationCode, Written,
+    Registry, Rejection, ResumeToken, RevisionRef, ViolationCode, Written, domain::Slug,
 };
 use futures_util::stream::{BoxStream, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -18,8 +18,8 @@ use crate::pb::{
     Chatbot, ChatbotRevision, CreateChatbotRequest, DeleteChatbotRequest, DiffChatbotRevisionsRequest,
     DiffChatbotRevisionsResponse, GetChatbotRequest, GetChatbotRevisionRequest, ListChatbotRevisionsRequest,
     ListChatbotRevisionsResponse, ListChatbotsRequest, ListChatbotsResponse, PublishChatbotRevisionRequest,
-    RollbackChatbotRequest, UnpublishChatbotRequest, UpdateChatbotAvatarRequest, UpdateChatbotRequest,
-    WatchChatbotsRequest, WatchChatbotsResponse,
+    PurgeChatbotRequest, RollbackChatbotRequest, UndeleteChatbotRequest, UnpublishChatbotRequest,
+    UpdateChatbotAvatarRequest, UpdateChatbotRequest, WatchChatbotsRequest, WatchChatbotsResponse,
 };
 use crate::status::{self, to_status};
 
@@ -206,10 +206,24 @@ impl ChatbotService for ChatbotApi {
             "" => None,
             token => Some(PageCursor::parse(token).map_err(|r| invalid("page_token", r))?),
         };
-        let query = ListQuery { limit, after, is_public: request.is_public, active: request.active };
+        let query = ListQuery {
+            limit,
+            after,
+            is_public: request.is_public,
+            active: request.active,
+            show_deleted: request.show_deleted,
+        };
         let page = self.registry.list(org, &query).await.map_err(to_status)?;
+        let listed = |chatbot: &chatbot_core::Chatbot| {
+            let mut message = convert::chatbot(chatbot, self.registry.public_url());
+            if let Some(deletion) = page.deletion(chatbot.id) {
+                message.delete_time = Some(convert::timestamp(deletion.delete_time));
+                message.purge_time = Some(convert::timestamp(deletion.purge_time));
+            }
+            message
+        };
         Ok(Response::new(ListChatbotsResponse {
-            chatbots: page.items.iter().map(|chatbot| convert::chatbot(chatbot, self.registry.public_url())).collect(),
+            chatbots: page.items.iter().map(listed).collect(),
             next_page_token: page.next.map(|cursor| cursor.encode()).unwrap_or_default(),
         }))
     }
@@ -238,12 +252,34 @@ impl ChatbotService for ChatbotApi {
 
     async fn delete_chatbot(&self, request: Request<DeleteChatbotRequest>) -> Result<Response<()>, Status> {
         within_limit(&request)?;
-        let org = self.authenticate(&request).await?;
+        let (org, by) = self.author(&request).await?;
         let request = request.into_inner();
         let id = chatbot_id(&request.id)?;
         let key = idempotency_key(&request.request_id)?;
-        let deleted = self.registry.delete_with(org, id, etag(&request.etag), key).await.map_err(to_status)?;
+        let deleted = self.registry.delete_with(org, id, etag(&request.etag), key, by).await.map_err(to_status)?;
         Ok(written(deleted, |()| ()))
+    }
+
+    async fn undelete_chatbot(&self, request: Request<UndeleteChatbotRequest>) -> Result<Response<Chatbot>, Status> {
+        within_limit(&request)?;
+        let (org, by) = self.author(&request).await?;
+        let request = request.into_inner();
+        let id = chatbot_id(&request.id)?;
+        let slug = match request.slug.as_str() {
+            "" => None,
+            slug => Some(Slug::parse(slug).map_err(|rejection| invalid("slug", rejection))?),
+        };
+        let key = idempotency_key(&request.request_id)?;
+        let undeleted = self.registry.undelete_with(org, id, slug, key, by).await.map_err(to_status)?;
+        Ok(written(undeleted, |chatbot| convert::chatbot(&chatbot, self.registry.public_url())))
+    }
+
+    async fn purge_chatbot(&self, request: Request<PurgeChatbotRequest>) -> Result<Response<()>, Status> {
+        within_limit(&request)?;
+        let org = self.authenticate(&request).await?;
+        let id = chatbot_id(&request.get_ref().id)?;
+        self.registry.purge(org, id).await.map_err(to_status)?;
+        Ok(Response::new(()))
     }
 
     async fn update_chatbot_avatar(

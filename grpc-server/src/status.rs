@@ -46,6 +46,7 @@ pub(crate) fn to_status(err: Error) -> Status {
             Code::AlreadyExists
         }
         Error::EtagMismatch => Code::Aborted,
+        Error::NotDeleted => Code::FailedPrecondition,
         Error::ResyncRequired => Code::FailedPrecondition,
         Error::TooManyWatchers { .. } | Error::ImageTooLarge { .. } => Code::ResourceExhausted,
         Error::UnsupportedImage => Code::InvalidArgument,

@@ -142,7 +142,7 @@ impl ApiError {
                     }
                     Error::Unauthenticated => (StatusCode::UNAUTHORIZED, said),
                     Error::NotFound => (StatusCode::NOT_FOUND, said),
-                    Error::SlugTaken { .. } => (StatusCode::CONFLICT, said),
+                    Error::SlugTaken { .. } | Error::NotDeleted => (StatusCode::CONFLICT, said),
                     Error::EtagMismatch => (StatusCode::PRECONDITION_FAILED, said),
                     Error::ImageTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, said),
                     Error::UnsupportedImage => (StatusCode::UNSUPPORTED_MEDIA_TYPE, said),

@@ -51,7 +51,12 @@ struct ChangeJson {
     chatbot_id: String,
     /// The new entity tag; null for a delete.
     etag: Option<String>,
+    /// The revision the change made (a delete is one too; a purge names the last).
     revision: u64,
+    /// That revision's id; null when there is none (a purge, a delete with no undelete window).
+    version_id: Option<String>,
+    /// The paths whose values it changed (never the values).
+    changed: Vec<String>,
     changed_at: String,
     resume_token: String,
 }
@@ -63,6 +68,8 @@ impl From<&ChatbotEvent> for ChangeJson {
             chatbot_id: event.chatbot_id.to_string(),
             etag: event.etag.clone(),
             revision: event.revision,
+            version_id: event.version_id.map(|version| version.to_string()),
+            changed: event.changed.clone(),
             changed_at: event.at.to_contract_string(),
             resume_token: event.resume_token().encode(),
         }

@@ -135,6 +135,26 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
+/// An optional JSON object body: none at all (no `Content-Type`, no bytes) is `None`; anything else
+/// is read as [`JsonObject`] is.
+#[derive(Debug)]
+pub struct OptionalJsonObject(pub Option<Map<String, Value>>);
+
+impl<S: Send + Sync> FromRequest<S> for OptionalJsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = request.headers();
+        let empty = headers.get(header::CONTENT_LENGTH).is_none_or(|length| length.as_bytes() == b"0")
+            && headers.get(header::TRANSFER_ENCODING).is_none();
+        if empty && headers.get(header::CONTENT_TYPE).is_none() {
+            return Ok(OptionalJsonObject(None));
+        }
+        let JsonObject(body) = JsonObject::from_request(request, state).await?;
+        Ok(OptionalJsonObject(Some(body)))
+    }
+}
+
 /// The bytes of the `avatar` file part of a `multipart/form-data` body (else 415): at most
 /// [`MAX_AVATAR_BYTES`] (else 413, as soon as the part grows past it), the part given (else 400 naming
 /// `avatar`). Other parts are read past and ignored. What the bytes are is for the core to decide, by

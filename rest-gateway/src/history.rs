@@ -8,13 +8,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chatbot_core::domain::Slug;
 use chatbot_core::domain::limits::MAX_PAGE_SIZE;
 use chatbot_core::history::RevisionRef;
-use chatbot_core::view::{RevisionDiffJson, RevisionEnvelope, RevisionJson, RevisionPageJson};
+use chatbot_core::view::{MessageOnly, RevisionDiffJson, RevisionEnvelope, RevisionJson, RevisionPageJson};
 use chatbot_core::{ChatbotId, Error, Registry, Violation, ViolationCode};
+use serde_json::Value;
 
+use crate::contract::request::json_type;
 use crate::error::ApiError;
-use crate::extract::{Author, Caller, ChatbotIdPath, Idempotency};
+use crate::extract::{Author, Caller, ChatbotIdPath, Idempotency, OptionalJsonObject};
 use crate::preconditions::{etag_header, if_none_match};
 use crate::query::QueryParams;
 use crate::routes::{chatbot_response, expected_etag};
@@ -28,6 +31,8 @@ pub(crate) fn routes() -> Router<Arc<Registry>> {
         .route("/api/external/chatbot/{chatbot_id}/revisions/{revision}/restore", post(restore))
         .route("/api/external/chatbot/{chatbot_id}/revisions/{revision}/publish", post(publish))
         .route("/api/external/chatbot/{chatbot_id}/unpublish", post(unpublish))
+        .route("/api/external/chatbot/{chatbot_id}/undelete", post(undelete))
+        .route("/api/external/chatbot/{chatbot_id}/purge", post(purge))
 }
 
 /// A revision's content never changes: caches may keep it as long as they like (for this caller).
@@ -165,4 +170,50 @@ async fn unpublish(
     let etag = expected_etag(&registry, org, id, &headers).await?;
     let unpublished = registry.publish_with(org, id, None, etag.as_deref(), key, by).await?;
     Ok(chatbot_response(&registry, StatusCode::OK, unpublished, Some("Chatbot unpublished successfully")))
+}
+
+/// `POST /api/external/chatbot/{chatbotId}/undelete`: a deleted chatbot back, as a new revision; an
+/// optional JSON body `{"slug": ...}` gives it a new slug when its own has been taken since (409).
+async fn undelete(
+    State(registry): State<Arc<Registry>>,
+    Caller(org): Caller,
+    ChatbotIdPath(id): ChatbotIdPath,
+    Idempotency(key): Idempotency,
+    Author(by): Author,
+    OptionalJsonObject(body): OptionalJsonObject,
+) -> Result<Response, ApiError> {
+    let mut violations = Vec::new();
+    let mut slug = None;
+    for (name, value) in body.unwrap_or_default() {
+        match (name.as_str(), value) {
+            ("slug", Value::String(given)) => match Slug::parse(&given) {
+                Ok(given) => slug = Some(given),
+                Err(rejection) => violations.push(rejection.at("slug")),
+            },
+            ("slug", Value::Null) => {}
+            ("slug", other) => {
+                let message = format!("must be a string, not {}", json_type(&other));
+                violations.push(Violation::new("slug", ViolationCode::WrongType, message));
+            }
+            (other, _) => {
+                violations.push(Violation::new(other, ViolationCode::UnknownField, "is not a field of this body"))
+            }
+        }
+    }
+    if !violations.is_empty() {
+        return Err(Error::Invalid { violations }.into());
+    }
+    let undeleted = registry.undelete_with(org, id, slug, key, by).await?;
+    Ok(chatbot_response(&registry, StatusCode::OK, undeleted, Some("Chatbot undeleted successfully")))
+}
+
+/// `POST /api/external/chatbot/{chatbotId}/purge`: a deleted chatbot, its history and its images
+/// removed at once.
+async fn purge(
+    State(registry): State<Arc<Registry>>,
+    Caller(org): Caller,
+    ChatbotIdPath(id): ChatbotIdPath,
+) -> Result<Response, ApiError> {
+    registry.purge(org, id).await?;
+    Ok(Json(MessageOnly { message: "Chatbot purged successfully" }).into_response())
 }

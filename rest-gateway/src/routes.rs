@@ -24,7 +24,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::contract::request::{ChatbotBody, Target, json_type, read_chatbot};
 use crate::contract::response::{
-    ChatWidgetEnvelope, ChatbotEnvelope, ChatbotJson, ChatbotListItem, ChatbotPage, MessageOnly, VoiceWidgetEnvelope,
+    ChatWidgetEnvelope, ChatbotEnvelope, ChatbotJson, ChatbotPage, ListedChatbot, MessageOnly, VoiceWidgetEnvelope,
 };
 use crate::error::ApiError;
 use crate::events::Watching;
@@ -194,7 +194,7 @@ async fn list(
     Caller(org): Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = QueryParams::parse(query.as_deref(), &["limit", "cursor", "is_public", "active"])?;
+    let params = QueryParams::parse(query.as_deref(), &["limit", "cursor", "is_public", "active", "show_deleted"])?;
     let mut violations = Vec::new();
     let limit = match params.get("limit").map(str::parse::<usize>) {
         None => None,
@@ -207,15 +207,17 @@ async fn list(
     };
     let is_public = params.flag("is_public", &mut violations);
     let active = params.flag("active", &mut violations);
+    let show_deleted = params.flag("show_deleted", &mut violations).unwrap_or(false);
     let after = params
         .get("cursor")
         .and_then(|token| PageCursor::parse(token).map_err(|rejection| violations.push(rejection.at("cursor"))).ok());
     if !violations.is_empty() {
         return Err(Error::Invalid { violations }.into());
     }
-    let page = registry.list(org, &ListQuery { limit, after, is_public, active }).await?;
+    let page = registry.list(org, &ListQuery { limit, after, is_public, active, show_deleted }).await?;
     let next_cursor = page.next.map(|cursor| cursor.encode());
-    let chatbots = page.items.iter().map(|chatbot| ChatbotListItem::new(chatbot, registry.public_url())).collect();
+    let listed = |chatbot| ListedChatbot::new(chatbot, page.deletion(chatbot.id), registry.public_url());
+    let chatbots = page.items.iter().map(listed).collect();
     Ok(Json(ChatbotPage { chatbots, next_cursor }).into_response())
 }
 
@@ -352,10 +354,11 @@ async fn delete_one(
     Caller(org): Caller,
     ChatbotIdPath(id): ChatbotIdPath,
     Idempotency(key): Idempotency,
+    Author(by): Author,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let etag = expected_etag(&registry, org, id, &headers).await?;
-    let deleted = registry.delete_with(org, id, etag.as_deref(), key).await?;
+    let deleted = registry.delete_with(org, id, etag.as_deref(), key, by).await?;
     let mut response = Json(MessageOnly { message: "Chatbot deleted successfully" }).into_response();
     mark_replayed(&mut response, deleted.replayed);
     Ok(response)
@@ -401,7 +404,7 @@ fn written_response(written: &Written<Chatbot>, body: impl IntoResponse) -> Resp
     response
 }
 
-fn mark_replayed(response: &mut Response, replayed: bool) {
+pub(crate) fn mark_replayed(response: &mut Response, replayed: bool) {
     if replayed {
         response.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     }

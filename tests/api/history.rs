@@ -24,6 +24,11 @@ on_every_engine!(
     publish_pins_the_public_widget_while_the_head_changes_and_unpublish_returns_it,
     a_published_revision_is_never_pruned,
     publishing_over_grpc_sets_the_version_id,
+    a_deleted_chatbot_is_gone_everywhere_but_its_history_then_undeleted,
+    a_deleted_slug_is_reserved_from_others_and_free_for_its_own,
+    a_purge_removes_a_deleted_chatbot_and_its_history_at_once,
+    the_undelete_window_expires_by_itself_and_zero_deletes_at_once,
+    soft_delete_undelete_and_purge_over_grpc,
 );
 
 impl TestApp {
@@ -413,13 +418,12 @@ async fn the_change_stream_carries_each_revisions_kind_version_and_changed_paths
         (pb::ChangeType::Created, 1),
         (pb::ChangeType::Updated, 2),
         (pb::ChangeType::Restored, 3),
-        (pb::ChangeType::Deleted, 3),
+        (pb::ChangeType::Deleted, 4),
     ];
     assert_eq!(kinds, expected.map(|(kind, n)| (i32::from(kind), n)));
     assert_eq!(changes[1].changed_paths, ["description", "settings.greeting"]);
     assert_eq!(changes[2].changed_paths, ["description", "settings.greeting"]);
-    assert!(changes[..3].iter().all(|c| is_lower_uuid(&c.version_id)));
-    assert_eq!(changes[3].version_id, "");
+    assert!(changes.iter().all(|c| is_lower_uuid(&c.version_id)), "the delete is a revision too");
 }
 
 async fn retention_keeps_the_newest_revisions_and_frees_their_images(engine: Engine) {
@@ -609,4 +613,206 @@ async fn publishing_over_grpc_sets_the_version_id(engine: Engine) {
     assert_eq!(unpublished.version_id, "");
     let kinds: Vec<String> = numbered(&app.revisions(&id, "").await).into_iter().map(|(_, kind)| kind).collect();
     assert_eq!(kinds, ["unpublished", "published", "created"]);
+}
+
+impl TestApp {
+    async fn undelete(&self, id: &str, body: Option<&Value>) -> Answer {
+        self.call(Method::POST, &format!("/api/external/chatbot/{id}/undelete"), Some(&self.key), body).await
+    }
+
+    async fn purge(&self, id: &str) -> Answer {
+        self.call(Method::POST, &format!("/api/external/chatbot/{id}/purge"), Some(&self.key), None).await
+    }
+}
+
+/// The ids of a list answer, with whether each is marked deleted.
+fn listed(list: &Answer) -> Vec<(String, bool)> {
+    assert_eq!(list.status, StatusCode::OK, "{:?}", list.body);
+    list.body["chatbots"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|c| (c["id"].as_str().expect("an id").to_owned(), c["deleted"] == true))
+        .collect()
+}
+
+async fn a_deleted_chatbot_is_gone_everywhere_but_its_history_then_undeleted(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let kept = app.create_named("Kept", json!({})).await;
+    let id = app.create_named("Binned", json!({"slug": "binned", "is_public": true})).await;
+    let avatar = app.upload_png(&id, 3).await.body["chatbot"]["settings"]["avatar"].as_str().expect("a URL").to_owned();
+    let before = app.details(&id).await;
+    let deleted = app.delete(&id).await;
+    assert_eq!((deleted.status, &deleted.body), (StatusCode::OK, &json!({"message": "Chatbot deleted successfully"})));
+
+    // A 404 on every existing route and on the public ones; absent from lists.
+    assert_eq!(app.get(&id).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.patch(&id, &json!({"name": "x"})).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.delete(&id).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.public("binned").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.http.get(&avatar).send().await.expect("answered").status(), StatusCode::NOT_FOUND);
+    assert_eq!(listed(&app.list("").await), [(kept.clone(), false)]);
+    assert_eq!(listed(&app.list("?show_deleted=false").await), [(kept.clone(), false)]);
+
+    // Listed with show_deleted, marked, with its times; the live ones unchanged.
+    let with_deleted = app.list("?show_deleted=true").await;
+    assert_eq!(listed(&with_deleted), [(id.clone(), true), (kept.clone(), false)]);
+    let item = &with_deleted.body["chatbots"][0];
+    assert!(crate::helpers::is_contract_timestamp(item["delete_time"].as_str().expect("a delete time")));
+    assert!(crate::helpers::is_contract_timestamp(item["purge_time"].as_str().expect("a purge time")));
+    assert!(item["purge_time"].as_str() > item["delete_time"].as_str());
+    assert_eq!(item["name"], "Binned");
+    let live = &with_deleted.body["chatbots"][1];
+    assert!(live.get("deleted").is_none() && live.get("delete_time").is_none(), "a live item is as always");
+    let first = app.list("?show_deleted=true&limit=1").await;
+    assert_eq!(listed(&first), [(id.clone(), true)]);
+    let cursor = first.body["next_cursor"].as_str().expect("more").to_owned();
+    assert_eq!(
+        listed(&app.list(&format!("?show_deleted=true&limit=1&cursor={cursor}")).await),
+        [(kept.clone(), false)]
+    );
+
+    // Its history stays readable, the delete a revision of its own.
+    let kinds: Vec<String> = numbered(&app.revisions(&id, "").await).into_iter().map(|(_, kind)| kind).collect();
+    assert_eq!(kinds, ["deleted", "updated", "created"]);
+
+    // Undelete: its last content as a new revision, its image served again.
+    let back = app.undelete(&id, None).await;
+    assert_eq!(back.status, StatusCode::OK, "{:?}", back.body);
+    assert_eq!(back.body["message"], "Chatbot undeleted successfully");
+    let mut expected = content(&before);
+    let mut got = content(&back.body["chatbot"]);
+    expected.as_object_mut().map(|o| o.remove("version_id"));
+    got.as_object_mut().map(|o| o.remove("version_id"));
+    assert_eq!(got, expected);
+    assert!(back.header("etag").is_some_and(|tag| tag.starts_with("\"4-")));
+    assert_eq!(app.get(&id).await.status, StatusCode::OK);
+    assert_eq!(app.public("binned").await.status, StatusCode::OK);
+    assert_eq!(app.http.get(&avatar).send().await.expect("answered").status(), StatusCode::OK);
+    let again = app.undelete(&id, None).await;
+    assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "not_deleted"));
+    assert_eq!(numbered(&app.revisions(&id, "").await)[0], (4, "undeleted".to_owned()));
+}
+
+async fn a_deleted_slug_is_reserved_from_others_and_free_for_its_own(engine: Engine) {
+    let (app, other) = TestApp::spawn_with_second_org(engine).await;
+    let id = app.create_named("Reserved", json!({"slug": "reserved-slug"})).await;
+    assert_eq!(app.delete(&id).await.status, StatusCode::OK);
+    let theirs = app
+        .call(
+            Method::POST,
+            "/api/external/chatbots",
+            Some(&other),
+            Some(&json!({"name": "x", "slug": "reserved-slug"})),
+        )
+        .await;
+    assert_eq!((theirs.status, theirs.code()), (StatusCode::CONFLICT, "slug_taken"), "no one else's bot in its embeds");
+    let derived =
+        app.call(Method::POST, "/api/external/chatbots", Some(&other), Some(&json!({"name": "Reserved slug"}))).await;
+    assert_eq!(derived.status, StatusCode::CREATED);
+    assert_ne!(derived.body["chatbot"]["slug"], "reserved-slug");
+    let mine = app.create_named("Mine now", json!({"slug": "reserved-slug"})).await;
+
+    // Its undelete needs a new slug now: a 409 that says so, then a body that gives one.
+    let refused = app.undelete(&id, None).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::CONFLICT, "slug_taken"));
+    let bad = app.undelete(&id, Some(&json!({"slug": "Not A Slug", "extra": 1}))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let mut fields: Vec<String> = bad.violations().into_iter().map(|(field, _)| field).collect();
+    fields.sort();
+    assert_eq!(fields, ["extra", "slug"]);
+    let back = app.undelete(&id, Some(&json!({"slug": "reserved-again"}))).await;
+    assert_eq!((back.status, back.body["chatbot"]["slug"].as_str()), (StatusCode::OK, Some("reserved-again")));
+    assert_eq!(app.get(&mine).await.body["chatbot"]["slug"], "reserved-slug");
+
+    // Another organisation: a 404 on undelete and purge, and nothing in its deleted list.
+    assert_eq!(app.delete(&id).await.status, StatusCode::OK);
+    for path in ["undelete", "purge"] {
+        let answer = app.call(Method::POST, &format!("/api/external/chatbot/{id}/{path}"), Some(&other), None).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let their_list = app.call(Method::GET, "/api/external/chatbots?show_deleted=true", Some(&other), None).await;
+    assert!(listed(&their_list).iter().all(|(listed, _)| listed != &id));
+    let their_history =
+        app.call(Method::GET, &format!("/api/external/chatbot/{id}/revisions"), Some(&other), None).await;
+    assert_eq!(their_history.status, StatusCode::NOT_FOUND);
+}
+
+async fn a_purge_removes_a_deleted_chatbot_and_its_history_at_once(engine: Engine) {
+    let (app, other) = TestApp::spawn_with_second_org(engine).await;
+    let id = app.create_named("Purged", json!({"slug": "purged-slug"})).await;
+    let live = app.purge(&id).await;
+    assert_eq!((live.status, live.code()), (StatusCode::CONFLICT, "not_deleted"));
+    assert_eq!(app.delete(&id).await.status, StatusCode::OK);
+    let purged = app.purge(&id).await;
+    assert_eq!((purged.status, &purged.body), (StatusCode::OK, &json!({"message": "Chatbot purged successfully"})));
+    assert_eq!(app.revisions(&id, "").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.undelete(&id, None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.purge(&id).await.status, StatusCode::NOT_FOUND);
+    assert!(listed(&app.list("?show_deleted=true").await).is_empty());
+    let theirs = app
+        .call(Method::POST, "/api/external/chatbots", Some(&other), Some(&json!({"name": "x", "slug": "purged-slug"})))
+        .await;
+    assert_eq!(theirs.status, StatusCode::CREATED, "a purged slug is free for all");
+}
+
+async fn the_undelete_window_expires_by_itself_and_zero_deletes_at_once(engine: Engine) {
+    let storage = crate::helpers::Storage::new(engine);
+    let flags = ["--undelete-window", "1s", "--change-retention", "2s"];
+    let app = TestApp::spawn_on(storage, crate::helpers::fresh_key(), &flags).await;
+    let id = app.create_named("Brief", json!({})).await;
+    assert_eq!(app.delete(&id).await.status, StatusCode::OK);
+    assert_eq!(listed(&app.list("?show_deleted=true").await).len(), 1);
+    let started = std::time::Instant::now();
+    while app.revisions(&id, "").await.status != StatusCode::NOT_FOUND {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "not purged yet");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(listed(&app.list("?show_deleted=true").await).is_empty());
+
+    let storage = crate::helpers::Storage::new(engine);
+    let app = TestApp::spawn_on(storage, crate::helpers::fresh_key(), &["--undelete-window", "0s"]).await;
+    let id = app.create_named("Gone at once", json!({})).await;
+    assert_eq!(app.delete(&id).await.status, StatusCode::OK);
+    assert_eq!(app.revisions(&id, "").await.status, StatusCode::NOT_FOUND, "no history kept");
+    assert_eq!(app.undelete(&id, None).await.status, StatusCode::NOT_FOUND);
+    assert!(listed(&app.list("?show_deleted=true").await).is_empty());
+}
+
+async fn soft_delete_undelete_and_purge_over_grpc(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let mut grpc = app.grpc_client().await;
+    let id = app.create_named("Remote bin", json!({"slug": "remote-bin"})).await;
+    let delete = pb::DeleteChatbotRequest { id: id.clone(), ..Default::default() };
+    grpc.delete_chatbot(app.grpc_request(delete)).await.expect("deleted");
+    let get = pb::GetChatbotRequest { id: id.clone() };
+    assert_eq!(grpc.get_chatbot(app.grpc_request(get)).await.expect_err("gone").code(), Code::NotFound);
+    let list = pb::ListChatbotsRequest { show_deleted: true, ..Default::default() };
+    let page = grpc.list_chatbots(app.grpc_request(list)).await.expect("listed").into_inner();
+    let item = page.chatbots.iter().find(|c| c.id == id).expect("listed as deleted");
+    assert!(item.delete_time.is_some() && item.purge_time.is_some());
+    let plain = grpc.list_chatbots(app.grpc_request(pb::ListChatbotsRequest::default())).await.expect("listed");
+    assert!(plain.into_inner().chatbots.iter().all(|c| c.id != id && c.delete_time.is_none()));
+
+    let bad = pb::UndeleteChatbotRequest { id: id.clone(), slug: "Bad Slug".into(), ..Default::default() };
+    let refused = grpc.undelete_chatbot(app.grpc_request(bad)).await.expect_err("a bad slug");
+    assert_eq!(
+        (refused.code(), crate::helpers::field_violations(&refused)[0].0.as_str()),
+        (Code::InvalidArgument, "slug")
+    );
+    let undelete = pb::UndeleteChatbotRequest { id: id.clone(), ..Default::default() };
+    let back = grpc.undelete_chatbot(app.grpc_request(undelete.clone())).await.expect("undeleted").into_inner();
+    assert!(back.etag.starts_with("3-"));
+    let again = grpc.undelete_chatbot(app.grpc_request(undelete)).await.expect_err("not deleted");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    let purge = pb::PurgeChatbotRequest { id: id.clone() };
+    assert_eq!(
+        grpc.purge_chatbot(app.grpc_request(purge.clone())).await.expect_err("live").code(),
+        Code::FailedPrecondition
+    );
+    grpc.delete_chatbot(app.grpc_request(pb::DeleteChatbotRequest { id: id.clone(), ..Default::default() }))
+        .await
+        .expect("deleted");
+    grpc.purge_chatbot(app.grpc_request(purge)).await.expect("purged");
+    assert_eq!(app.revisions(&id, "").await.status, StatusCode::NOT_FOUND);
 }

@@ -35,6 +35,12 @@ pub(crate) async fn import(target: &Storage, input: &[u8]) -> (bool, String) {
     (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
+/// The revisions of `id` as `app` lists them.
+async fn history(app: &TestApp, id: &str) -> serde_json::Value {
+    let path = format!("/api/external/chatbot/{id}/revisions");
+    app.call(reqwest::Method::GET, &path, Some(&app.key), None).await.body
+}
+
 /// Public URLs independent of the port a server happens to get, so that answers compare across servers.
 const PUBLIC_URL: &[&str] = &["--public-url", "https://bots.example.com"];
 
@@ -58,8 +64,23 @@ async fn a_sled_store_exported_and_imported_serves_the_same_chatbots_and_keys(en
         .expect("answered");
     assert_eq!(upload.status(), StatusCode::OK);
     ids.push(keyed);
+    // History, notes and a deleted chatbot travel too.
+    let noted = source
+        .http
+        .patch(format!("{}/api/external/chatbot/{}", source.rest, ids[0]))
+        .header("x-api-key", &source.key)
+        .header("x-change-note", "before the move")
+        .json(&json!({"description": "moved with its history"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(noted.status(), StatusCode::OK);
+    let binned = source.create_named("Binned", json!({"slug": "binned-on-the-way"})).await;
+    assert_eq!(source.delete(&binned).await.status, StatusCode::OK);
+    let histories: Vec<_> = futures::future::join_all(ids.iter().chain([&binned]).map(|id| history(&source, id))).await;
     let before: Vec<_> = futures::future::join_all(ids.iter().map(|id| source.get(id))).await;
     let listed = source.list("").await.body;
+    let listed_deleted = source.list("?show_deleted=true").await.body;
     let (key, storage) = (source.key.clone(), source.storage.clone());
     assert!(source.terminate().await.success());
 
@@ -69,6 +90,8 @@ async fn a_sled_store_exported_and_imported_serves_the_same_chatbots_and_keys(en
     let lines = String::from_utf8(export.stdout.clone()).expect("UTF-8");
     assert_eq!(lines.lines().filter(|l| l.contains(r#""kind":"chatbot""#)).count(), 3);
     assert_eq!(lines.lines().filter(|l| l.contains(r#""kind":"avatar""#)).count(), 1);
+    assert_eq!(lines.lines().filter(|l| l.starts_with(r#"{"kind":"deleted""#)).count(), 1);
+    assert!(lines.lines().filter(|l| l.starts_with(r#"{"kind":"revision""#)).count() >= 7);
     assert!(!lines.contains(&key), "keys travel as hashes only");
 
     let target = Storage::new(engine);
@@ -93,6 +116,14 @@ async fn a_sled_store_exported_and_imported_serves_the_same_chatbots_and_keys(en
         assert_eq!(after.header("etag"), before.header("etag"), "{id} keeps its etag");
     }
     assert_eq!(app.list("").await.body, listed);
+    assert_eq!(app.list("?show_deleted=true").await.body, listed_deleted, "the deleted chatbot came along");
+    let moved: Vec<_> = futures::future::join_all(ids.iter().chain([&binned]).map(|id| history(&app, id))).await;
+    assert_eq!(moved, histories, "every revision, actor and note came along");
+    assert_eq!(histories[0]["revisions"][0]["note"], "before the move");
+    let undeleted = app
+        .call(reqwest::Method::POST, &format!("/api/external/chatbot/{binned}/undelete"), Some(&app.key), None)
+        .await;
+    assert_eq!(undeleted.status, StatusCode::OK, "{:?}", undeleted.body);
     let taken = app.post(&json!({"name": "x", "slug": "api-docs-demo-chatbot"})).await;
     assert_eq!(taken.status, StatusCode::CONFLICT, "the slug index came along");
 }

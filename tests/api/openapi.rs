@@ -88,6 +88,34 @@ async fn real_answers_match_the_documents_schemas(engine: Engine) {
     conforms("PublicChatbot", &public.body);
     conforms("ChatbotDeleted", &app.delete(&keyed).await.body);
 
+    // History, publishing and the recycle bin.
+    let history = |path: &str| format!("/api/external/chatbot/{id}{path}");
+    let call = |method: Method, path: String| {
+        let app = &app;
+        async move { app.call(method, &path, Some(&app.key), None).await }
+    };
+    conforms("RevisionPage", &call(Method::GET, history("/revisions?limit=2")).await.body);
+    conforms("RevisionRead", &call(Method::GET, history("/revisions/1")).await.body);
+    conforms("RevisionDiff", &call(Method::GET, history("/revisions/3/diff?from=1")).await.body);
+    conforms("ChatbotRestored", &call(Method::POST, history("/revisions/1/restore")).await.body);
+    conforms("ChatbotPublished", &call(Method::POST, history("/revisions/2/publish")).await.body);
+    conforms("ChatbotRead", &app.get(&id).await.body);
+    conforms("ChatbotUnpublished", &call(Method::POST, history("/unpublish")).await.body);
+    conforms("ChatbotPage", &app.list("?show_deleted=true").await.body);
+    conforms(
+        "ChatbotUndeleted",
+        &app.call(Method::POST, &format!("/api/external/chatbot/{keyed}/undelete"), Some(&app.key), None).await.body,
+    );
+    assert_eq!(app.delete(&keyed).await.status, StatusCode::OK);
+    conforms(
+        "ChatbotPurged",
+        &app.call(Method::POST, &format!("/api/external/chatbot/{keyed}/purge"), Some(&app.key), None).await.body,
+    );
+    let mut events = crate::changes::SseStream::open(&app, &app.key, Some("c0")).await;
+    for _ in 0..12 {
+        conforms("ChatbotChange", &events.next().await.json());
+    }
+
     let errors: Vec<Answer> = vec![
         app.post(&json!({"name": "", "colour": 1})).await,
         app.get("00000000-0000-4000-8000-000000000000").await,

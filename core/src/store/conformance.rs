@@ -33,6 +33,8 @@ pub async fn run(store: &dyn Store) {
     a_snapshot_holds_every_record_owners_first(store).await;
     every_change_is_a_revision_whose_snapshot_is_what_was_stored(store).await;
     a_published_revision_is_what_the_public_sees_and_is_never_pruned(store).await;
+    a_deleted_chatbot_is_kept_hidden_and_reserved_then_undeleted_or_purged(store).await;
+    a_chatbot_stored_before_history_gets_it_from_its_next_change(store).await;
 }
 
 /// A draft named `name` with `slug` (derived from the name when `None`), checked by the default rules.
@@ -64,6 +66,18 @@ fn rename(org: OrgId, id: ChatbotId, name: &str, expected_etag: Option<String>) 
     let mask = [crate::catalog::Field::Name].into_iter().collect();
     let change = Box::new(move |current: &Chatbot| Rules::default().check(Some(&current.config), &draft, mask));
     ChatbotUpdate { org, id, expected_etag, change, claim: None, avatar: None, ..updating() }
+}
+
+/// The removal of `id` at once (no undelete window), requiring `expected_etag` when given.
+fn deletion(org: OrgId, id: ChatbotId, expected_etag: Option<String>) -> ChatbotDeletion {
+    ChatbotDeletion {
+        org,
+        id,
+        expected_etag,
+        claim: None,
+        keep_for: std::time::Duration::ZERO,
+        provenance: Provenance::embedded(),
+    }
 }
 
 /// What an update that names only its target and change takes: no claim, no image, by an embedder.
@@ -253,13 +267,12 @@ async fn a_delete_frees_the_slug_and_removes_the_avatar(store: &dyn Store) {
     let with_avatar = store.update(update).await.expect("updated").value;
     assert_eq!(store.avatar(reference).await.expect("read").as_ref(), Some(&stored));
 
-    let stale = ChatbotDeletion { org, id: chatbot.id, expected_etag: Some(chatbot.etag()), claim: None };
+    let stale = deletion(org, chatbot.id, Some(chatbot.etag()));
     assert!(matches!(store.delete(stale).await, Err(Error::EtagMismatch)));
-    let deletion = ChatbotDeletion { org, id: chatbot.id, expected_etag: Some(with_avatar.etag()), claim: None };
-    store.delete(deletion).await.expect("deleted");
+    store.delete(deletion(org, chatbot.id, Some(with_avatar.etag()))).await.expect("deleted");
     assert!(matches!(store.get(org, chatbot.id).await, Err(Error::NotFound)));
     assert_eq!(store.avatar(reference).await.expect("read"), None, "its image went with it");
-    let again = ChatbotDeletion { org, id: chatbot.id, expected_etag: None, claim: None };
+    let again = deletion(org, chatbot.id, None);
     assert!(matches!(store.delete(again).await, Err(Error::NotFound)));
     let slug = chatbot.config.slug.to_string();
     store.create(new_chatbot(org, "Heir", Some(&slug))).await.expect("the slug is free");
@@ -337,7 +350,7 @@ async fn the_change_log_holds_each_committed_write_in_order_per_organisation(sto
     let updated = store.update(rename(org, chatbot.id, "Logged again", None)).await.expect("updated").value;
     let refused = rename(org, chatbot.id, "x", Some("stale".into()));
     assert!(store.update(refused).await.is_err());
-    store.delete(ChatbotDeletion { org, id: chatbot.id, expected_etag: None, claim: None }).await.expect("deleted");
+    store.delete(deletion(org, chatbot.id, None)).await.expect("deleted");
     store.publish_changes().await.expect("published");
 
     let events = store.changes(org, from, 100).await.expect("read");
@@ -390,7 +403,7 @@ async fn a_snapshot_holds_every_record_owners_first(store: &dyn Store) {
         Record::Organisation(_) => 0,
         Record::ApiKey(_) => 1,
         Record::Chatbot(_) | Record::Avatar(_) => 2,
-        Record::Revision { .. } => 3,
+        Record::Revision { .. } | Record::Deleted { .. } => 3,
     };
     assert!(records.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])), "owners before what they own");
     assert!(records.iter().any(|r| matches!(r, Record::Organisation(o) if o.id == org)));
@@ -446,7 +459,7 @@ async fn every_change_is_a_revision_whose_snapshot_is_what_was_stored(store: &dy
 
     // Pruning (by the store's retention, here the default) keeps what is young; a delete forgets all.
     assert_eq!(store.prune_history(Timestamp::now(), 100).await.expect("pruned"), 0);
-    store.delete(ChatbotDeletion { org, id: first.id, expected_etag: None, claim: None }).await.expect("deleted");
+    store.delete(deletion(org, first.id, None)).await.expect("deleted");
     assert!(matches!(store.revision(org, first.id, RevisionRef::Number(1)).await, Err(Error::NotFound)));
 }
 
@@ -486,4 +499,101 @@ async fn a_published_revision_is_what_the_public_sees_and_is_never_pruned(store:
     assert_eq!(unpinned.published, None);
     let public = store.public_by_slug(&slug).await.expect("read").expect("public");
     assert_eq!(public.config.name.as_str(), "Edited", "the head again");
+}
+
+async fn a_deleted_chatbot_is_kept_hidden_and_reserved_then_undeleted_or_purged(store: &dyn Store) {
+    let (org, other) = (organisation(store, "bin").await, organisation(store, "bin-other").await);
+    let slug = format!("binned-{}", &ChatbotId::new_random().to_string()[..8]);
+    let mut kept = new_chatbot(org, "Binned", Some(&slug));
+    kept.chatbot.config.is_public = true;
+    let chatbot = store.create(kept).await.expect("created").value;
+    let stored = png().into_stored();
+    let reference = stored.reference;
+    let change: Change = Box::new(move |current: &Chatbot| {
+        let mut config = current.config.clone();
+        config.settings.avatar = Some(reference);
+        Ok(Proposal { config, slug: SlugChoice::Kept })
+    });
+    let update = ChatbotUpdate { org, id: chatbot.id, change, avatar: Some(stored), ..updating() };
+    let with_avatar = store.update(update).await.expect("an avatar").value;
+    let soft = ChatbotDeletion { keep_for: std::time::Duration::from_secs(3600), ..deletion(org, chatbot.id, None) };
+    store.delete(soft).await.expect("deleted");
+
+    // Gone from every read, its image withheld, its history readable, listed as deleted.
+    assert!(matches!(store.get(org, chatbot.id).await, Err(Error::NotFound)));
+    assert!(matches!(store.update(rename(org, chatbot.id, "x", None)).await, Err(Error::NotFound)));
+    let parsed = Slug::parse(&slug).expect("a slug");
+    assert_eq!(store.public_by_slug(&parsed).await.expect("read"), None);
+    assert_eq!(store.avatar(reference).await.expect("read"), None, "withheld while deleted");
+    assert!(
+        store.list(org, Filter::default(), None, 100).await.expect("a page").items.iter().all(|c| c.id != chatbot.id)
+    );
+    let binned = store.deleted(org, Filter::default(), None, 100).await.expect("the bin");
+    assert_eq!(binned.iter().map(|d| &d.chatbot).collect::<Vec<_>>(), [&with_avatar]);
+    assert!(store.deleted(other, Filter::default(), None, 100).await.expect("the bin").is_empty());
+    let kinds: Vec<ChangeKind> =
+        store.revisions(org, chatbot.id, None, 10).await.expect("listed").iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [ChangeKind::Deleted, ChangeKind::Updated, ChangeKind::Created]);
+    let last = store.revision(org, chatbot.id, RevisionRef::Number(3)).await.expect("the deleted revision");
+    assert_eq!(last.chatbot.config, with_avatar.config);
+    assert!(matches!(store.revisions(other, chatbot.id, None, 10).await, Err(Error::NotFound)));
+
+    // Its slug: reserved against another organisation, free for its own.
+    assert!(matches!(store.create(new_chatbot(other, "Squatter", Some(&slug))).await, Err(Error::SlugTaken { .. })));
+    let derived = store.create(new_chatbot(other, &slug, None)).await.expect("a derived slug").value;
+    assert_ne!(derived.config.slug.as_str(), slug, "a derived slug skips the reserved one");
+    let heir = store.create(new_chatbot(org, "Heir", Some(&slug))).await.expect("free for its own").value;
+
+    // Undelete: its slug is taken now, so it needs a new one; a live chatbot is not deleted.
+    let undeletion = |slug: Option<&str>| crate::store::Undeletion {
+        org,
+        id: chatbot.id,
+        slug: slug.map(|s| Slug::parse(s).expect("a slug")),
+        claim: None,
+        provenance: Provenance::embedded(),
+    };
+    assert!(matches!(store.undelete(undeletion(None)).await, Err(Error::SlugTaken { .. })));
+    let new_slug = format!("{slug}-back");
+    let back = store.undelete(undeletion(Some(&new_slug))).await.expect("undeleted").value;
+    assert_eq!((back.revision, back.config.slug.as_str(), back.created_at), (4, new_slug.as_str(), chatbot.created_at));
+    assert_eq!(store.get(org, chatbot.id).await.expect("live again"), back);
+    assert!(store.avatar(reference).await.expect("read").is_some(), "served again");
+    assert!(matches!(store.undelete(undeletion(None)).await, Err(Error::NotDeleted)));
+    assert!(matches!(store.purge(org, chatbot.id).await, Err(Error::NotDeleted)));
+
+    // Purge: the chatbot, its history and its images go; expiry purges by itself.
+    let soft = ChatbotDeletion { keep_for: std::time::Duration::from_secs(3600), ..deletion(org, back.id, None) };
+    store.delete(soft).await.expect("deleted again");
+    assert!(matches!(store.purge(other, back.id).await, Err(Error::NotFound)));
+    store.purge(org, back.id).await.expect("purged");
+    assert!(matches!(store.revisions(org, back.id, None, 10).await, Err(Error::NotFound)));
+    assert!(store.avatar(reference).await.expect("read").is_none());
+    assert!(matches!(store.undelete(undeletion(None)).await, Err(Error::NotFound)));
+    let brief = ChatbotDeletion { keep_for: std::time::Duration::from_micros(1), ..deletion(org, heir.id, None) };
+    store.delete(brief).await.expect("deleted");
+    let later = Timestamp::from_micros(Timestamp::now().as_micros() + 1_000_000);
+    assert!(store.purge_expired(later, 100).await.expect("purged") >= 1);
+    assert!(store.deleted(org, Filter::default(), None, 100).await.expect("the bin").is_empty());
+    store.create(new_chatbot(other, "Now theirs", Some(&slug))).await.expect("a purged slug is free for all");
+}
+
+async fn a_chatbot_stored_before_history_gets_it_from_its_next_change(store: &dyn Store) {
+    // An import stores a record as given, with no revision: as a store written before history was.
+    let org = organisation(store, "legacy").await;
+    let mut old = new_chatbot(org, "Old timer", None).chatbot;
+    old.revision = 3;
+    store.import_chatbot(old.clone()).await.expect("imported");
+    let listed = store.revisions(org, old.id, None, 10).await.expect("listed");
+    assert_eq!(listed.iter().map(|r| (r.revision, r.provenance.actor)).collect::<Vec<_>>(), [(3, Actor::Unrecorded)]);
+    let head = store.revision(org, old.id, RevisionRef::Number(3)).await.expect("the head");
+    assert_eq!(head.chatbot, old);
+    let again = store.revision(org, old.id, RevisionRef::Version(head.revision.version_id)).await.expect("by version");
+    assert_eq!(again.revision, head.revision, "its version id is the same at every read");
+
+    let renamed = store.update(rename(org, old.id, "New timer", None)).await.expect("renamed").value;
+    let listed = store.revisions(org, old.id, None, 10).await.expect("listed");
+    assert_eq!(listed.iter().map(|r| r.revision).collect::<Vec<_>>(), [4, 3]);
+    assert_eq!(listed[1].version_id, head.revision.version_id, "the version id it was shown with");
+    let kept = store.revision(org, old.id, RevisionRef::Number(3)).await.expect("kept");
+    assert_eq!((kept.chatbot, renamed.revision), (old, 4));
 }

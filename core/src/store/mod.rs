@@ -25,7 +25,9 @@ use crate::changes::{ChangeKind, ChangeSignal, ChatbotEvent};
 use crate::chatbot::{Chatbot, Published};
 use crate::domain::{ChatbotId, KeyId, OrgId, Slug, Timestamp};
 use crate::error::Result;
-use crate::history::{HistoryRetention, Provenance, Revision, RevisionRef, RevisionSnapshot, StoredRevision};
+use crate::history::{
+    DeletedChatbot, HistoryRetention, Provenance, Revision, RevisionRef, RevisionSnapshot, StoredRevision,
+};
 use crate::idempotency::{Claim, IdempotencyKey, Record as ClaimRecord, Written};
 use crate::rules::Proposal;
 
@@ -136,6 +138,25 @@ pub struct ChatbotDeletion {
     pub expected_etag: Option<String>,
     /// The idempotency key to claim with the write, if the client sent one.
     pub claim: Option<Claim>,
+    /// How long the chatbot is kept for undelete (with its history, its slug reserved against other
+    /// organisations); zero removes it and its history at once.
+    pub keep_for: std::time::Duration,
+    /// Who deletes it, and why: its `deleted` revision records it.
+    pub provenance: Provenance,
+}
+
+/// The return of a deleted chatbot.
+pub struct Undeletion {
+    /// The owner.
+    pub org: OrgId,
+    /// Which chatbot.
+    pub id: ChatbotId,
+    /// A new slug, for when its own has been taken since.
+    pub slug: Option<Slug>,
+    /// The idempotency key to claim with the write, if the client sent one.
+    pub claim: Option<Claim>,
+    /// Who brings it back, and why: its `undeleted` revision records it.
+    pub provenance: Provenance,
 }
 
 /// An organisation: the owner of API keys and chatbots.
@@ -161,6 +182,11 @@ pub enum Record {
     Chatbot(Box<Chatbot>),
     /// An avatar image, exactly as stored (its bytes in base64).
     Avatar(StoredAvatar),
+    /// A deleted chatbot, kept for undelete (after the chatbots).
+    Deleted {
+        /// The deleted chatbot, its last content and its times.
+        deleted: Box<DeletedChatbot>,
+    },
     /// A revision of a chatbot, exactly as stored (after its chatbot).
     Revision {
         /// The revision, with its content unless it is the head.
@@ -251,9 +277,12 @@ pub struct Listing {
 /// it changes nothing and returns the recorded outcome as a replay; with another, it fails with
 /// [`IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused). Otherwise it writes, and records its
 /// outcome under the key in the same atomic write; a write that fails records nothing.
-pub trait Store: ChatbotStore + History + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle {}
+pub trait Store: ChatbotStore + History + RecycleBin + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle {}
 
-impl<T: ChatbotStore + History + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle> Store for T {}
+impl<T> Store for T where
+    T: ChatbotStore + History + RecycleBin + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle
+{
+}
 
 /// Chatbots and their avatar images. Each write is atomic with everything it implies (the slug
 /// index, the listing order, its change-log event, the claim of its idempotency key) and durable
@@ -278,7 +307,9 @@ pub trait ChatbotStore: Send + Sync {
     /// chatbot as stored.
     fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Written<Chatbot>>;
 
-    /// Removes a chatbot, its avatar image, and frees its slug, atomically.
+    /// Deletes a chatbot, atomically: it leaves every read here and frees its slug for its own
+    /// organisation; kept in the [`RecycleBin`] for the deletion's `keep_for` (none: removed with its
+    /// history and images at once).
     fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, Written<()>>;
 
     /// The stored avatar image `reference` names, if it is stored.
@@ -299,6 +330,34 @@ pub trait History: Send + Sync {
     /// Forgets, as [`Retention::history`] says at `now`, the old revisions of up to `limit` chatbots
     /// (and the avatar images only they pointed at); returns how many revisions.
     fn prune_history(&self, now: Timestamp, limit: usize) -> StoreFuture<'_, usize>;
+}
+
+/// Deleted chatbots, kept for undelete until their purge time ([`ChatbotStore::delete`] puts them
+/// here). While kept, a deleted chatbot is absent from every read of [`ChatbotStore`], its history
+/// stays readable through [`History`], its avatar images are not served, and its slug is reserved
+/// against other organisations (its own may take it at once).
+pub trait RecycleBin: Send + Sync {
+    /// Up to `limit` deleted chatbots of `org` that pass `filter`, after `after`, in listing order.
+    fn deleted(
+        &self,
+        org: OrgId,
+        filter: Filter,
+        after: Option<PageCursor>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<DeletedChatbot>>;
+
+    /// Brings a deleted chatbot back as a new revision (`undeleted`), with its own slug or the one
+    /// given; [`NotDeleted`](crate::Error::NotDeleted) if it is not deleted, [`NotFound`](crate::Error::NotFound)
+    /// if `org` has no such chatbot (or it was purged), [`SlugTaken`](crate::Error::SlugTaken) if the
+    /// slug is another's now.
+    fn undelete(&self, undeletion: Undeletion) -> StoreFuture<'_, Written<Chatbot>>;
+
+    /// Removes a deleted chatbot, its history and its images at once; errors as for
+    /// [`RecycleBin::undelete`].
+    fn purge(&self, org: OrgId, id: ChatbotId) -> StoreFuture<'_, ()>;
+
+    /// Purges up to `limit` deleted chatbots whose purge time is before `now`; returns how many.
+    fn purge_expired(&self, now: Timestamp, limit: usize) -> StoreFuture<'_, usize>;
 }
 
 /// Organisations and the hashes of their API keys (never a key).
@@ -379,6 +438,9 @@ pub trait Archive: Send + Sync {
 
     /// Stores a revision exactly as given (for imports), after its chatbot.
     fn import_revision(&self, revision: StoredRevision) -> StoreFuture<'_, ()>;
+
+    /// Stores a deleted chatbot exactly as given (for imports), its images withheld.
+    fn import_deleted(&self, deleted: DeletedChatbot) -> StoreFuture<'_, ()>;
 }
 
 /// Whether the engine can serve, and its orderly end.

@@ -57,6 +57,8 @@ pub enum Op {
     RestCreateIdempotent,
     RestGet,
     RestList,
+    RestUpdate,
+    RestRevisions,
     GrpcCreate,
     GrpcGet,
     HyperCanned,
@@ -70,6 +72,8 @@ impl Op {
             Op::RestCreateIdempotent => "REST create with Idempotency-Key",
             Op::RestGet => "REST get",
             Op::RestList => "REST list (20)",
+            Op::RestUpdate => "REST update (PATCH with If-Match)",
+            Op::RestRevisions => "REST revision list (20)",
             Op::GrpcCreate => "gRPC create",
             Op::GrpcGet => "gRPC get",
             Op::HyperCanned => "HTTP ceiling",
@@ -105,7 +109,13 @@ enum Connection {
 
 async fn connect(op: Op, target: &Target, client: usize) -> anyhow::Result<Connection> {
     Ok(match op {
-        Op::RestCreate | Op::RestCreateIdempotent | Op::RestGet | Op::RestList | Op::HyperCanned => {
+        Op::RestCreate
+        | Op::RestCreateIdempotent
+        | Op::RestGet
+        | Op::RestList
+        | Op::RestUpdate
+        | Op::RestRevisions
+        | Op::HyperCanned => {
             let stream = tokio::net::TcpStream::connect(target.rest[client % target.rest.len()]).await?;
             stream.set_nodelay(true)?;
             let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -141,9 +151,12 @@ pub async fn drive(op: Op, target: &Target, clients: usize, duration: Duration) 
             tokio::spawn(async move {
                 let mut measured = Measured::new();
                 let mut seq = 0u64;
+                // An updater edits a chatbot of its own, each time with the tag its last answer gave.
+                let mut own = Own { id: target.ids[worker % target.ids.len()].clone(), etag: None };
                 while !stop.load(Ordering::Relaxed) {
                     let at = Instant::now();
-                    let ok = call(op, &mut connection, &target, &template, &format!("{tag}-{worker}-{seq}"), seq).await;
+                    let unique = format!("{tag}-{worker}-{seq}");
+                    let ok = call(op, &mut connection, &target, &template, &unique, seq, &mut own).await;
                     measured.record(at, ok);
                     seq += 1;
                 }
@@ -161,7 +174,21 @@ pub async fn drive(op: Op, target: &Target, clients: usize, duration: Duration) 
     Ok(total)
 }
 
-async fn call(op: Op, connection: &mut Connection, target: &Target, template: &str, unique: &str, seq: u64) -> bool {
+/// What one client of an update row keeps: its chatbot, and the entity tag of its last answer.
+struct Own {
+    id: String,
+    etag: Option<String>,
+}
+
+async fn call(
+    op: Op,
+    connection: &mut Connection,
+    target: &Target,
+    template: &str,
+    unique: &str,
+    seq: u64,
+    own: &mut Own,
+) -> bool {
     let id = || target.ids[(seq as usize * 7919) % target.ids.len()].clone();
     match connection {
         Connection::Http(sender) => {
@@ -171,6 +198,15 @@ async fn call(op: Op, connection: &mut Connection, target: &Target, template: &s
                     ("POST", "/api/external/chatbots".to_owned(), Bytes::from(body), 201)
                 }
                 Op::RestGet => ("GET", format!("/api/external/chatbot/{}", id()), Bytes::new(), 200),
+                Op::RestUpdate => {
+                    // Every PATCH changes the description: each one is a revision.
+                    let body = format!(r#"{{"description":"bench {unique}"}}"#);
+                    ("PATCH", format!("/api/external/chatbot/{}", own.id), Bytes::from(body), 200)
+                }
+                // The clients' own chatbots: the update row (run just before) gave them many revisions.
+                Op::RestRevisions => {
+                    ("GET", format!("/api/external/chatbot/{}/revisions?limit=20", own.id), Bytes::new(), 200)
+                }
                 Op::RestList | Op::GrpcCreate | Op::GrpcGet | Op::TonicEmpty => {
                     ("GET", "/api/external/chatbots?limit=20".to_owned(), Bytes::new(), 200)
                 }
@@ -186,6 +222,9 @@ async fn call(op: Op, connection: &mut Connection, target: &Target, template: &s
             if op == Op::RestCreateIdempotent {
                 request = request.header("idempotency-key", unique);
             }
+            if let (Op::RestUpdate, Some(etag)) = (op, &own.etag) {
+                request = request.header("if-match", etag);
+            }
             let Ok(request) = request.body(Full::new(body)) else { return false };
             if sender.ready().await.is_err() {
                 return false;
@@ -193,6 +232,9 @@ async fn call(op: Op, connection: &mut Connection, target: &Target, template: &s
             match sender.send_request(request).await {
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    if op == Op::RestUpdate {
+                        own.etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    }
                     response.into_body().collect().await.is_ok() && status == expected
                 }
                 Err(_) => false,

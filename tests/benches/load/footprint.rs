@@ -213,3 +213,58 @@ fn rss(pid: u32) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
     Ok(kb * 1024)
 }
+
+/// What history costs on disk: `chatbots` chatbots stored, then each changed `updates` times.
+#[derive(Debug, Serialize)]
+pub struct HistoryFootprint {
+    pub chatbots: usize,
+    pub updates_per_chatbot: usize,
+    pub disk_before_bytes: u64,
+    pub disk_after_bytes: u64,
+    pub bytes_per_revision: f64,
+}
+
+/// Creates `chatbots` chatbots through the core (sled), then changes each `updates` times (a new
+/// description each time: every change a revision), and measures the disk before and after.
+pub fn measure_history(chatbots: usize, updates: usize) -> anyhow::Result<HistoryFootprint> {
+    let dir = tempfile::tempdir()?;
+    let registry = Registry::open(dir.path(), Rules::default())?;
+    let org = registry.add_api_key("default", &ApiKey::from_secret(KEY))?;
+    let ids: Vec<_> = (0..chatbots)
+        .map(|i| registry.create(org, example_draft(format!("history-{i}"))).map(|c| c.id))
+        .collect::<Result<_, _>>()?;
+    drop(registry);
+    let disk_before_bytes = disk_usage(dir.path())?;
+    let registry = Registry::open(dir.path(), Rules::default())?;
+    let mask = chatbot_core::FieldMask::parse(["description"])?;
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..64 {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= chatbots * updates {
+                        break;
+                    }
+                    let draft = chatbot_core::ChatbotDraft {
+                        description: Some(format!("a changed description, number {i}")),
+                        ..Default::default()
+                    };
+                    registry.update(org, ids[i % chatbots], draft, mask, None).expect("updated");
+                }
+            });
+        }
+    });
+    drop(registry);
+    let disk_after_bytes = disk_usage(dir.path())?;
+    let revisions = (chatbots * updates) as f64;
+    let bytes_per_revision = disk_after_bytes.saturating_sub(disk_before_bytes) as f64 / revisions;
+    eprintln!("# history: {chatbots} chatbots x {updates} updates: {bytes_per_revision:.0} B a revision on disk");
+    Ok(HistoryFootprint {
+        chatbots,
+        updates_per_chatbot: updates,
+        disk_before_bytes,
+        disk_after_bytes,
+        bytes_per_revision,
+    })
+}

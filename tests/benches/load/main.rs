@@ -118,6 +118,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
         drive::Op::RestCreateIdempotent,
         drive::Op::RestGet,
         drive::Op::RestList,
+        drive::Op::RestUpdate,
+        drive::Op::RestRevisions,
         drive::Op::GrpcCreate,
         drive::Op::GrpcGet,
     ];
@@ -162,6 +164,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let postgres_rows = [
         ("REST create on PostgreSQL", drive::Op::RestCreate, 1),
         ("REST get on PostgreSQL", drive::Op::RestGet, 1),
+        ("REST update (PATCH with If-Match) on PostgreSQL", drive::Op::RestUpdate, 1),
         ("REST create on PostgreSQL, 2 replicas", drive::Op::RestCreate, 2),
         ("REST get on PostgreSQL, 2 replicas", drive::Op::RestGet, 2),
     ];
@@ -199,7 +202,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
         Some(&largest) => Some(footprint::measure_writes(largest).await?),
         None => None,
     };
-    let report = report::Report { machine, seconds: options.seconds, rows, footprint, written };
+    let history = match options.footprint.iter().max() {
+        Some(&largest) => Some(footprint::measure_history(largest.min(10_000), 10)?),
+        None => None,
+    };
+    let report = report::Report { machine, seconds: options.seconds, rows, footprint, written, history };
     println!("{}", report.markdown());
     report.write_json(&options.json)?;
     eprintln!("# JSON written to {}", options.json.display());

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::drive::Measured;
-use crate::footprint::{Footprint, WrittenFootprint};
+use crate::footprint::{Footprint, HistoryFootprint, WrittenFootprint};
 
 /// One measured row.
 #[derive(Debug, Serialize)]
@@ -84,6 +84,7 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub footprint: Vec<Footprint>,
     pub written: Option<WrittenFootprint>,
+    pub history: Option<HistoryFootprint>,
 }
 
 impl Report {
@@ -147,6 +148,17 @@ impl Report {
                     f.rss_after_reads_bytes as f64 / 1e6,
                 );
             }
+        }
+        if let Some(h) = &self.history {
+            out += &format!(
+                "\n| history: chatbots | changes each | on disk before | after | per revision |\n|---:|---:|---:|---:|---:|\n\
+                 | {} | {} | {:.1} MB | {:.1} MB | {:.0} B |\n",
+                h.chatbots,
+                h.updates_per_chatbot,
+                h.disk_before_bytes as f64 / 1e6,
+                h.disk_after_bytes as f64 / 1e6,
+                h.bytes_per_revision,
+            );
         }
         if let Some(w) = &self.written {
             out += &format!(

@@ -74,6 +74,21 @@ impl Archive for PostgresStore {
         )
     }
 
+    fn import_deleted(&self, deleted: crate::history::DeletedChatbot) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.with_retries(|_| async {
+                let mut client = self.client().await?;
+                let tx = client.transaction().await?;
+                super::bin::put_deleted(&tx, &deleted).await?;
+                let images = super::bin::images(&tx, &deleted.chatbot).await?;
+                super::bin::withhold(&tx, &images, true).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+        })
+    }
+
     fn import_revision(&self, revision: StoredRevision) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.with_retries(|_| async { super::history::put(&self.client().await?, &revision).await }).await
@@ -101,6 +116,8 @@ pub(super) struct PgSnapshot {
     avatars_read: bool,
     /// The last revision read: its chatbot and number.
     revisions_after: (Uuid, i64),
+    /// Whether every revision has been read (deleted chatbots come last).
+    revisions_read: bool,
 }
 
 impl PgSnapshot {
@@ -118,6 +135,7 @@ impl PgSnapshot {
             after: None,
             avatars_read: false,
             revisions_after: (Uuid::nil(), 0),
+            revisions_read: false,
         })
     }
 
@@ -163,16 +181,29 @@ impl PgSnapshot {
             self.avatars_read = rows.len() < AVATAR_EXPORT_BATCH as usize;
             return Ok(Some(batch));
         }
-        let sql = "SELECT chatbot_id, revision, meta, snapshot FROM chatbot_revisions
-                   WHERE (chatbot_id, revision) > ($1, $2) ORDER BY chatbot_id, revision LIMIT $3";
-        let (after_id, after_number) = self.revisions_after;
-        let rows = client.query(sql, &[&after_id, &after_number, &EXPORT_BATCH]).await?;
+        if !self.revisions_read {
+            let sql = "SELECT chatbot_id, revision, meta, snapshot FROM chatbot_revisions
+                       WHERE (chatbot_id, revision) > ($1, $2) ORDER BY chatbot_id, revision LIMIT $3";
+            let (after_id, after_number) = self.revisions_after;
+            let rows = client.query(sql, &[&after_id, &after_number, &EXPORT_BATCH]).await?;
+            for row in &rows {
+                self.revisions_after = (column(row, 0)?, column(row, 1)?);
+                let Json(revision) = column(row, 2)?;
+                let snapshot: Option<Json<Chatbot>> = column(row, 3)?;
+                let snapshot = snapshot.map(|Json(chatbot)| Box::new(chatbot));
+                batch.push(Record::Revision { revision: Box::new(StoredRevision { revision, snapshot }) });
+            }
+            if rows.len() < EXPORT_BATCH as usize {
+                (self.revisions_read, self.after) = (true, None);
+            }
+            return Ok(Some(batch));
+        }
+        let sql = "SELECT id, record FROM deleted_chatbots WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2";
+        let rows = client.query(sql, &[&self.after, &EXPORT_BATCH]).await?;
         for row in &rows {
-            self.revisions_after = (column(row, 0)?, column(row, 1)?);
-            let Json(revision) = column(row, 2)?;
-            let snapshot: Option<Json<Chatbot>> = column(row, 3)?;
-            let snapshot = snapshot.map(|Json(chatbot)| Box::new(chatbot));
-            batch.push(Record::Revision { revision: Box::new(StoredRevision { revision, snapshot }) });
+            self.after = Some(column(row, 0)?);
+            let Json(deleted) = column(row, 1)?;
+            batch.push(Record::Deleted { deleted: Box::new(deleted) });
         }
         if rows.len() < EXPORT_BATCH as usize {
             client.batch_execute("COMMIT").await?;

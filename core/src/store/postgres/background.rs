@@ -15,8 +15,8 @@ use tokio::task::JoinHandle;
 
 use super::PostgresStore;
 use crate::domain::Timestamp;
-use crate::store::History;
 use crate::store::{ChangeLog, ClaimStore, Retention};
+use crate::store::{History, RecycleBin};
 
 /// How often the change log is published when nothing is written through this replica.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -70,6 +70,7 @@ async fn upkeep(store: PostgresStore) {
         let events = drain(|| store.prune_changes(retention.changes_before(now), Retention::BATCH)).await;
         report("change log events", events);
         report("revisions", store.prune_history(now, Retention::BATCH).await);
+        report("deleted chatbots", drain(|| store.purge_expired(now, Retention::BATCH)).await);
     }
 }
 

@@ -105,7 +105,9 @@ async fn insert_all(store: &PostgresStore, batch: &[Job]) -> Result<HashSet<Uuid
                     version_id, meta)
              ), inserted AS (
                 INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
-                SELECT id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config FROM given
+                SELECT id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config FROM given g
+                WHERE NOT EXISTS (SELECT 1 FROM deleted_chatbots d
+                    WHERE d.slug = g.slug AND d.organisation_id <> g.organisation_id AND d.purge_at > now())
                 ON CONFLICT (slug) DO NOTHING RETURNING id
              ), revised AS (
                 INSERT INTO chatbot_revisions (chatbot_id, revision, version_id, created_at, meta)

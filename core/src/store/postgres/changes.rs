@@ -54,13 +54,8 @@ fn position(value: i64) -> Result<u64> {
 }
 
 fn event_from_row(row: &Row) -> Result<ChatbotEvent> {
-    let kind = match column::<String>(row, 3)?.as_str() {
-        "created" => ChangeKind::Created,
-        "updated" => ChangeKind::Updated,
-        "restored" => ChangeKind::Restored,
-        "deleted" => ChangeKind::Deleted,
-        other => return Err(Error::storage(format!("unknown change kind {other:?}"))),
-    };
+    let name = column::<String>(row, 3)?;
+    let kind = ChangeKind::parse(&name).ok_or_else(|| Error::storage(format!("unknown change kind {name:?}")))?;
     Ok(ChatbotEvent {
         position: position(column(row, 0)?)?,
         organization_id: OrgId::from_uuid(column(row, 1)?),

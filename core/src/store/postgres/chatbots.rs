@@ -8,11 +8,11 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::avatar::{AvatarRef, StoredAvatar};
-use crate::changes::ChatbotEvent;
+use crate::changes::{ChangeKind, ChatbotEvent};
 use crate::chatbot::{Chatbot, ChatbotConfig, Published};
 use crate::domain::{ChatbotId, OrgId, Slug, Timestamp, VersionId};
 use crate::error::{Error, Result};
-use crate::history::{Revision, StoredRevision};
+use crate::history::{DeletedChatbot, Revision, StoredRevision};
 use crate::idempotency::{Outcome, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
@@ -22,7 +22,7 @@ use crate::store::{
 use super::avatars::{AVATAR_COLUMNS, avatar_from_row, insert_avatar, remove_avatars};
 use super::claims::{check_claim, record_claim};
 use super::failure::Failure;
-use super::{PostgresStore, changes, column, history};
+use super::{PostgresStore, bin, changes, column, history};
 
 /// How many derived-slug candidates are looked up in one query.
 pub(super) const SLUG_BATCH: usize = 64;
@@ -126,9 +126,15 @@ impl PostgresStore {
             }
             return Ok(Written::fresh(current));
         };
+        if next.config.slug != current.config.slug
+            && slug != SlugChoice::Derived
+            && !bin::reserved(&tx, &[next.config.slug.as_str()], update.org).await?.is_empty()
+        {
+            return Err(Failure::Fail(Error::SlugTaken { slug: next.config.slug.to_string() }));
+        }
         next.config.slug = match slug {
             SlugChoice::Kept | SlugChoice::Exact => next.config.slug,
-            SlugChoice::Derived => first_free_slug(&tx, &next.config.slug, Some(next.id))
+            SlugChoice::Derived => first_free_slug(&tx, &next.config.slug, Some(next.id), update.org)
                 .await?
                 .ok_or_else(|| Error::SlugTaken { slug: next.config.slug.to_string() })?,
         };
@@ -175,7 +181,7 @@ impl PostgresStore {
             insert_avatar(&tx, image).await?;
         }
         let revision = update.revision(&current, &next);
-        changes::log(&tx, &ChatbotEvent::of_revision(&revision, next.etag())).await?;
+        changes::log(&tx, &ChatbotEvent::of_revision(&revision, Some(next.etag()))).await?;
         history::keep_snapshot(&tx, &current).await?;
         history::put(&tx, &StoredRevision { revision, snapshot: None }).await?;
         if let Some(claim) = &update.claim {
@@ -197,16 +203,20 @@ impl PostgresStore {
         let current = Self::lock_owned(&tx, deletion.org, deletion.id, deletion.expected_etag.as_deref()).await?;
         let statement = tx.prepare_cached("DELETE FROM chatbots WHERE id = $1").await?;
         tx.execute(&statement, &[current.id.as_uuid()]).await?;
-        // Every image the chatbot or a revision of it points at goes with it.
-        let mut images: Vec<Uuid> = history::forget_all(&tx, current.id)
-            .await?
-            .iter()
-            .filter_map(|r| r.avatar)
-            .map(|a| *a.id.as_uuid())
-            .collect();
-        images.extend(current.config.settings.avatar.map(|avatar| *avatar.id.as_uuid()));
-        remove_avatars(&tx, &images).await?;
-        changes::log(&tx, &ChatbotEvent::deleted(&current)).await?;
+        let images = bin::images(&tx, &current).await?;
+        if deletion.keep_for.is_zero() {
+            // No window: the chatbot, its history and its images go at once.
+            history::forget_all(&tx, current.id).await?;
+            remove_avatars(&tx, &images).await?;
+            changes::log(&tx, &ChatbotEvent::removed(ChangeKind::Deleted, &current)).await?;
+        } else {
+            history::keep_snapshot(&tx, &current).await?;
+            let (deleted, revision) = DeletedChatbot::of(current, deletion.keep_for, deletion.provenance.clone());
+            bin::withhold(&tx, &images, true).await?;
+            bin::put_deleted(&tx, &deleted).await?;
+            changes::log(&tx, &ChatbotEvent::of_revision(&revision.revision, None)).await?;
+            history::put(&tx, &revision).await?;
+        }
         if let Some(claim) = &deletion.claim {
             record_claim(&tx, deletion.org, claim, Outcome::Deleted).await?;
         }
@@ -308,8 +318,9 @@ impl ChatbotStore for PostgresStore {
         Box::pin(async move {
             self.with_retries(|_| async {
                 let client = self.client().await?;
-                let statement =
-                    client.prepare_cached(&format!("SELECT {AVATAR_COLUMNS} FROM avatars WHERE id = $1")).await?;
+                let statement = client
+                    .prepare_cached(&format!("SELECT {AVATAR_COLUMNS} FROM avatars WHERE id = $1 AND NOT withheld"))
+                    .await?;
                 let row = client.query_opt(&statement, &[reference.id.as_uuid()]).await?;
                 Ok(row.map(|row| avatar_from_row(&row)).transpose()?)
             })
@@ -318,21 +329,30 @@ impl ChatbotStore for PostgresStore {
     }
 }
 
-/// The first of `wanted`, `wanted-1`, `wanted-2`... that no chatbot but `owner` has, looked up
+/// The first of `wanted`, `wanted-1`, `wanted-2`... that no chatbot but `owner` has (nor another
+/// organisation than `org` reserves with a deleted chatbot), looked up
 /// [`SLUG_BATCH`] at a time; `None` when every candidate ([`slug_candidates`]) is taken.
 pub(super) async fn first_free_slug(
     client: &impl GenericClient,
     wanted: &Slug,
     owner: Option<ChatbotId>,
+    org: OrgId,
 ) -> Result<Option<Slug>, Failure> {
     let owner = owner.map(|id| *id.as_uuid()).unwrap_or_else(Uuid::nil);
-    let statement = client.prepare_cached("SELECT slug FROM chatbots WHERE slug = ANY($1) AND id <> $2").await?;
+    // Taken by a chatbot, or reserved by another organisation's deleted one.
+    let statement = client
+        .prepare_cached(
+            "SELECT slug FROM chatbots WHERE slug = ANY($1) AND id <> $2
+             UNION ALL SELECT slug FROM deleted_chatbots
+             WHERE slug = ANY($1) AND organisation_id <> $3 AND purge_at > now()",
+        )
+        .await?;
     let mut all = slug_candidates(wanted, SlugChoice::Derived).peekable();
     while all.peek().is_some() {
         let candidates: Vec<Slug> = all.by_ref().take(SLUG_BATCH).collect();
         let names: Vec<&str> = candidates.iter().map(Slug::as_str).collect();
         let taken: Vec<String> = client
-            .query(&statement, &[&names, &owner])
+            .query(&statement, &[&names, &owner, org.as_uuid()])
             .await?
             .iter()
             .map(|row| column(row, 0))
@@ -410,13 +430,17 @@ pub(super) async fn insert_resolving_slug(client: &impl GenericClient, new: &New
     let wanted = &new.chatbot.config.slug;
     let taken = || Failure::Fail(Error::SlugTaken { slug: wanted.to_string() });
     let first = new.revision();
+    let org = new.chatbot.organization_id;
+    if new.slug != SlugChoice::Derived && !bin::reserved(client, &[wanted.as_str()], org).await?.is_empty() {
+        return Err(taken());
+    }
     // Each lost race means another create just took the candidate, so every round one contender wins:
     // looking again until the candidates run out always ends, and never refuses a derived slug while
     // one is free (16 rounds used to, for the 17th of many concurrent creates of one name).
     for _ in 0..=crate::domain::limits::MAX_SLUG_SUFFIX {
         let slug = match new.slug {
             SlugChoice::Kept | SlugChoice::Exact => wanted.clone(),
-            SlugChoice::Derived => first_free_slug(client, wanted, None).await?.ok_or_else(taken)?,
+            SlugChoice::Derived => first_free_slug(client, wanted, None, org).await?.ok_or_else(taken)?,
         };
         // The unique index decides between concurrent creates.
         if insert(client, &new.chatbot, &slug, Logged::Yes(&first)).await? {

@@ -82,11 +82,25 @@ pub(super) async fn forget_all(client: &impl GenericClient, id: ChatbotId) -> Re
 }
 
 impl PostgresStore {
-    async fn owned_now(&self, client: &impl GenericClient, org: OrgId, id: ChatbotId) -> Result<Chatbot, Failure> {
+    /// The chatbot `id` if `org` owns it, live (`Some`) or deleted and kept (`None`: every revision
+    /// of a deleted chatbot has its content).
+    async fn owned_now(
+        &self,
+        client: &impl GenericClient,
+        org: OrgId,
+        id: ChatbotId,
+    ) -> Result<Option<Chatbot>, Failure> {
         let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2");
         let statement = client.prepare_cached(&sql).await?;
-        let row = client.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await?.ok_or(Error::NotFound)?;
-        Ok(chatbot_from_row(&row)?)
+        if let Some(row) = client.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await? {
+            return Ok(Some(chatbot_from_row(&row)?));
+        }
+        let statement =
+            client.prepare_cached("SELECT 1 FROM deleted_chatbots WHERE id = $1 AND organisation_id = $2").await?;
+        match client.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await? {
+            Some(_) => Ok(None),
+            None => Err(Error::NotFound.into()),
+        }
     }
 
     async fn revisions_now(
@@ -110,7 +124,8 @@ impl PostgresStore {
         let mut revisions: Vec<Revision> =
             rows.iter().map(|row| column::<Json<Revision>>(row, 0).map(|Json(r)| r)).collect::<Result<_>>()?;
         // A head stored before history was kept shows as its unrecorded revision.
-        if revisions.first().is_none_or(|newest| newest.revision < head.revision)
+        if let Some(head) = head
+            && revisions.first().is_none_or(|newest| newest.revision < head.revision)
             && below.is_none_or(|below| head.revision < below)
         {
             revisions.insert(0, Revision::unrecorded(&head));
@@ -132,10 +147,10 @@ impl PostgresStore {
             RevisionRef::Number(n) => (number(n)?, Uuid::nil()),
             RevisionRef::Version(version) => (-1, *version.as_uuid()),
         };
-        let row = client
-            .query_opt(&statement, &[id.as_uuid(), org.as_uuid(), &by_number, &by_version])
-            .await?
-            .ok_or(Error::NotFound)?;
+        let Some(row) = client.query_opt(&statement, &[id.as_uuid(), org.as_uuid(), &by_number, &by_version]).await?
+        else {
+            return self.deleted_revision(&client, org, id, by_number, by_version).await;
+        };
         let head = chatbot_from_row_at(&row, 2)?;
         let meta: Option<Json<Revision>> = column(&row, 0)?;
         let snapshot: Option<Json<Chatbot>> = column(&row, 1)?;
@@ -144,11 +159,40 @@ impl PostgresStore {
             (Some(Json(revision)), None) if revision.revision == head.revision => {
                 Ok(RevisionSnapshot { revision, chatbot: head })
             }
-            (None, _) if which == RevisionRef::Number(head.revision) => {
+            // A head stored before history was kept: named by its number or its derived version id.
+            (None, _)
+                if which == RevisionRef::Number(head.revision)
+                    || which == RevisionRef::Version(Revision::unrecorded(&head).version_id) =>
+            {
                 Ok(RevisionSnapshot { revision: Revision::unrecorded(&head), chatbot: head })
             }
             _ => Err(Error::NotFound.into()),
         }
+    }
+
+    /// A revision of a deleted chatbot (each has its content), if `org` owns it.
+    async fn deleted_revision(
+        &self,
+        client: &impl GenericClient,
+        org: OrgId,
+        id: ChatbotId,
+        by_number: i64,
+        by_version: Uuid,
+    ) -> Result<RevisionSnapshot, Failure> {
+        if self.owned_now(client, org, id).await?.is_some() {
+            return Err(Error::NotFound.into()); // live after all: the revision is not kept
+        }
+        let statement = client
+            .prepare_cached(
+                "SELECT meta, snapshot FROM chatbot_revisions WHERE chatbot_id = $1 AND (revision = $2 OR version_id = $3)",
+            )
+            .await?;
+        let row =
+            client.query_opt(&statement, &[id.as_uuid(), &by_number, &by_version]).await?.ok_or(Error::NotFound)?;
+        let Json(revision): Json<Revision> = column(&row, 0)?;
+        let snapshot: Option<Json<Chatbot>> = column(&row, 1)?;
+        let Json(chatbot) = snapshot.ok_or(Error::NotFound)?;
+        Ok(RevisionSnapshot { revision, chatbot })
     }
 
     async fn prune_history_now(&self, now: Timestamp, limit: usize) -> Result<usize, Failure> {

@@ -16,6 +16,7 @@ mod archive;
 mod avatars;
 mod background;
 mod batch;
+mod bin;
 mod changes;
 mod chatbots;
 mod claims;

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_change_log.sql"),
     include_str!("migrations/0005_history.sql"),
     include_str!("migrations/0006_publication.sql"),
+    include_str!("migrations/0007_recycle_bin.sql"),
 ];
 
 impl PostgresStore {

@@ -4,12 +4,13 @@
 
 use super::claims::{check_claim, record_claim};
 use super::writer::Tx;
-use super::{SledStore, codec, history, listing};
+use super::{SledStore, bin, codec, history, listing};
 use crate::avatar::{AvatarId, AvatarRef, StoredAvatar};
-use crate::changes::ChatbotEvent;
+use crate::changes::{ChangeKind, ChatbotEvent};
 use crate::chatbot::Chatbot;
 use crate::domain::{ChatbotId, OrgId, Slug};
 use crate::error::{Error, Result};
+use crate::history::DeletedChatbot;
 use crate::idempotency::{Outcome, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
@@ -48,9 +49,9 @@ impl ChatbotStore for SledStore {
             {
                 return outcome.replayed_chatbot();
             }
-            chatbot.config.slug = claim_slug(tx, chatbot.id, &chatbot.config.slug, slug)?;
+            chatbot.config.slug = claim_slug(tx, org, chatbot.id, &chatbot.config.slug, slug)?;
             put(tx, &chatbot)?;
-            tx.log(ChatbotEvent::of_revision(&revision, chatbot.etag()));
+            tx.log(ChatbotEvent::of_revision(&revision, Some(chatbot.etag())));
             history::record(tx, revision)?;
             if let Some(claim) = &claim {
                 record_claim(tx, org, claim, Outcome::Chatbot(Box::new(chatbot.clone())))?;
@@ -116,7 +117,7 @@ impl ChatbotStore for SledStore {
                 }
                 return Ok(Written::fresh(current));
             };
-            next.config.slug = claim_slug(tx, next.id, &next.config.slug, slug)?;
+            next.config.slug = claim_slug(tx, update.org, next.id, &next.config.slug, slug)?;
             if next.config.slug != current.config.slug {
                 tx.remove(slug_key(&current.config.slug));
             }
@@ -126,7 +127,7 @@ impl ChatbotStore for SledStore {
                 tx.insert(avatar_key(image.reference.id), codec::encode_avatar(image)?);
             }
             let revision = update.revision(&current, &next);
-            tx.log(ChatbotEvent::of_revision(&revision, next.etag()));
+            tx.log(ChatbotEvent::of_revision(&revision, Some(next.etag())));
             history::keep_snapshot(tx, &current)?;
             history::record(tx, revision)?;
             if let Some(claim) = &update.claim {
@@ -147,12 +148,20 @@ impl ChatbotStore for SledStore {
             tx.remove(record_key(current.id));
             tx.remove(slug_key(&current.config.slug));
             tx.remove(listing::key(&current));
-            // Every image the chatbot or a revision of it points at goes with it.
-            let mut images: Vec<_> =
-                history::forget_all(tx, current.id)?.into_iter().filter_map(|r| r.avatar).collect();
-            images.extend(current.config.settings.avatar);
-            images.into_iter().for_each(|image| tx.remove(avatar_key(image.id)));
-            tx.log(ChatbotEvent::deleted(&current));
+            let images = bin::images(tx, &current)?;
+            if deletion.keep_for.is_zero() {
+                // No window: the chatbot, its history and its images go at once.
+                history::forget_all(tx, current.id)?;
+                images.iter().for_each(|image| tx.remove(avatar_key(image.id)));
+                tx.log(ChatbotEvent::removed(ChangeKind::Deleted, &current));
+            } else {
+                history::keep_snapshot(tx, &current)?;
+                let (deleted, revision) = DeletedChatbot::of(current, deletion.keep_for, deletion.provenance.clone());
+                bin::withhold(tx, &images, true);
+                bin::put_deleted(tx, &deleted)?;
+                tx.log(ChatbotEvent::of_revision(&revision.revision, None));
+                history::put(tx, &revision)?;
+            }
             if let Some(claim) = &deletion.claim {
                 record_claim(tx, deletion.org, claim, Outcome::Deleted)?;
             }
@@ -162,6 +171,9 @@ impl ChatbotStore for SledStore {
 
     fn avatar(&self, reference: AvatarRef) -> StoreFuture<'_, Option<StoredAvatar>> {
         Box::pin(async move {
+            if bin::is_withheld(&self.chatbots, reference.id)? {
+                return Ok(None);
+            }
             let stored = self.chatbots.get(avatar_key(reference.id))?;
             stored.map(|bytes| codec::decode_avatar(reference.id, &bytes)).transpose()
         })
@@ -179,11 +191,23 @@ pub(super) fn owned(tx: &Tx<'_>, org: OrgId, id: ChatbotId, expected_etag: Optio
     Ok(chatbot)
 }
 
-/// Points the slug index at `id` and returns the slug used: `wanted` itself if kept or exact (it must
-/// be free or already `id`'s), or its first free `-n` variant if derived.
-pub(super) fn claim_slug(tx: &mut Tx<'_>, id: ChatbotId, wanted: &Slug, choice: SlugChoice) -> Result<Slug> {
+/// Points the slug index at `id` (of `org`) and returns the slug used: `wanted` itself if kept or exact
+/// (it must be free or already `id`'s, and not reserved by another organisation's deleted chatbot),
+/// or its first such `-n` variant if derived.
+pub(super) fn claim_slug(
+    tx: &mut Tx<'_>,
+    org: OrgId,
+    id: ChatbotId,
+    wanted: &Slug,
+    choice: SlugChoice,
+) -> Result<Slug> {
+    let now = crate::domain::Timestamp::now();
     for candidate in slug_candidates(wanted, choice) {
         let key = slug_key(&candidate);
+        // Another organisation's deleted chatbot keeps its slug until it is purged.
+        if bin::reserved(tx, &candidate, org, now)? {
+            continue;
+        }
         match tx.get(&key)? {
             Some(owner) if owner.as_slice() != id.as_bytes() => continue,
             Some(_) => return Ok(candidate),

@@ -52,6 +52,14 @@ pub(super) fn keep_snapshot(tx: &mut Tx<'_>, current: &Chatbot) -> Result<()> {
     put(tx, &stored)
 }
 
+/// Every revision of chatbot `id`, as the change sees them, oldest first.
+pub(super) fn all(tx: &Tx<'_>, id: ChatbotId) -> Result<Vec<Revision>> {
+    tx.scan_prefix(&revisions_prefix(id))?
+        .iter()
+        .map(|(_, bytes)| Ok(codec::decode_revision(bytes)?.revision))
+        .collect()
+}
+
 /// Removes every revision of chatbot `id` and their index entries; returns them.
 pub(super) fn forget_all(tx: &mut Tx<'_>, id: ChatbotId) -> Result<Vec<Revision>> {
     let mut forgotten = Vec::new();
@@ -85,11 +93,19 @@ pub(super) fn check_kept(tx: &Tx<'_>, current: &Chatbot, published: Published) -
 }
 
 impl SledStore {
-    /// The chatbot `id` if `org` owns it.
-    fn owned_now(&self, org: OrgId, id: ChatbotId) -> Result<Chatbot> {
-        let record = self.chatbots.get(record_key(id))?.ok_or(Error::NotFound)?;
-        let chatbot = codec::decode(&record)?;
-        if chatbot.organization_id == org { Ok(chatbot) } else { Err(Error::NotFound) }
+    /// The chatbot `id` if `org` owns it, live (`Some`) or deleted and kept (`None`: every revision of
+    /// a deleted chatbot has its content).
+    fn owned_now(&self, org: OrgId, id: ChatbotId) -> Result<Option<Chatbot>> {
+        let owner = match self.chatbots.get(record_key(id))? {
+            Some(record) => {
+                let chatbot = codec::decode(&record)?;
+                (chatbot.organization_id == org).then_some(Some(chatbot))
+            }
+            None => super::bin::read_deleted(&self.chatbots, id)?
+                .filter(|deleted| deleted.chatbot.organization_id == org)
+                .map(|_| None),
+        };
+        owner.ok_or(Error::NotFound)
     }
 
     fn revisions_now(&self, org: OrgId, id: ChatbotId, below: Option<u64>, limit: usize) -> Result<Vec<Revision>> {
@@ -101,7 +117,8 @@ impl SledStore {
             revisions.push(codec::decode_revision(&bytes)?.revision);
         }
         // A head stored before history was kept shows as its unrecorded revision.
-        if revisions.first().is_none_or(|newest| newest.revision < head.revision)
+        if let Some(head) = head
+            && revisions.first().is_none_or(|newest| newest.revision < head.revision)
             && below.is_none_or(|below| head.revision < below)
         {
             revisions.insert(0, Revision::unrecorded(&head));
@@ -114,7 +131,15 @@ impl SledStore {
         let number = match which {
             RevisionRef::Number(number) => number,
             RevisionRef::Version(version) => {
-                let located = self.chatbots.get(version_key(version))?.ok_or(Error::NotFound)?;
+                let Some(located) = self.chatbots.get(version_key(version))? else {
+                    // A head stored before history was kept is named by its derived version id.
+                    return match self.owned_now(org, id)? {
+                        Some(head) if Revision::unrecorded(&head).version_id == version => {
+                            Ok(RevisionSnapshot { revision: Revision::unrecorded(&head), chatbot: head })
+                        }
+                        _ => Err(Error::NotFound),
+                    };
+                };
                 let (owner, number) = located.split_at(16);
                 if owner != id.as_bytes() {
                     return Err(Error::NotFound);
@@ -128,17 +153,19 @@ impl SledStore {
         match self.chatbots.get(revision_key(id, number))? {
             Some(bytes) => {
                 let stored = codec::decode_revision(&bytes)?;
-                let chatbot = match stored.snapshot {
-                    Some(snapshot) => *snapshot,
-                    None if head.revision == number => head,
-                    None => return self.revision_now(org, id, RevisionRef::Number(number)),
+                let chatbot = match (stored.snapshot, head) {
+                    (Some(snapshot), _) => *snapshot,
+                    (None, Some(head)) if head.revision == number => head,
+                    (None, _) => return self.revision_now(org, id, RevisionRef::Number(number)),
                 };
                 Ok(RevisionSnapshot { revision: stored.revision, chatbot })
             }
-            None if head.revision == number => {
-                Ok(RevisionSnapshot { revision: Revision::unrecorded(&head), chatbot: head })
-            }
-            None => Err(Error::NotFound),
+            None => match head {
+                Some(head) if head.revision == number => {
+                    Ok(RevisionSnapshot { revision: Revision::unrecorded(&head), chatbot: head })
+                }
+                _ => Err(Error::NotFound),
+            },
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Listing order on sled: one key per chatbot, so that every page is a range scan that reads only the
 //! page.
 //!
-//! Key: `l` | organisation (16 bytes) | flags (1 byte: is_public, active) | `u64::MAX - created_at` (8,
+//! Key: `l` (live; `k` for deleted ones) | organisation (16 bytes) | flags (1 byte: is_public, active) | `u64::MAX - created_at` (8,
 //! big endian) | chatbot id (16). Within one flags value keys sort newest first, ties broken by id: the
 //! order of [`PageCursor`]. A listing merges the (at most four) flag ranges its filter allows, so a
 //! page costs the page plus at most four extra reads, however many chatbots the organisation has and
@@ -17,9 +17,19 @@ use crate::store::{Filter, PageCursor};
 /// Bytes of a position (inverted creation time and id) at the end of every listing key.
 const POSITION_LEN: usize = 24;
 
-fn prefix(org: OrgId, is_public: bool, active: bool) -> Vec<u8> {
+/// Which chatbots a listing holds: the live ones (`l`), or the deleted ones kept for undelete (`k`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shelf {
+    Live,
+    Deleted,
+}
+
+fn prefix(shelf: Shelf, org: OrgId, is_public: bool, active: bool) -> Vec<u8> {
     let mut key = Vec::with_capacity(18 + POSITION_LEN);
-    key.push(b'l');
+    key.push(match shelf {
+        Shelf::Live => b'l',
+        Shelf::Deleted => b'k',
+    });
     key.extend_from_slice(org.as_bytes());
     key.push(u8::from(is_public) | (u8::from(active) << 1));
     key
@@ -35,7 +45,12 @@ fn position(created_at: Timestamp, id: ChatbotId) -> [u8; POSITION_LEN] {
 
 /// The listing key of `chatbot`.
 pub(super) fn key(chatbot: &Chatbot) -> Vec<u8> {
-    let mut key = prefix(chatbot.organization_id, chatbot.config.is_public, chatbot.config.active);
+    key_on(Shelf::Live, chatbot)
+}
+
+/// The listing key of `chatbot` on `shelf`.
+pub(super) fn key_on(shelf: Shelf, chatbot: &Chatbot) -> Vec<u8> {
+    let mut key = prefix(shelf, chatbot.organization_id, chatbot.config.is_public, chatbot.config.active);
     key.extend_from_slice(&position(chatbot.created_at, chatbot.id));
     key
 }
@@ -56,6 +71,7 @@ fn chatbot_of(key: &[u8]) -> ChatbotId {
 /// a merge of the filter's flag ranges.
 pub(super) fn page(
     tree: &sled::Tree,
+    shelf: Shelf,
     org: OrgId,
     filter: Filter,
     after: Option<&PageCursor>,
@@ -65,7 +81,7 @@ pub(super) fn page(
         .flag_combinations()
         .into_iter()
         .map(|(is_public, active)| {
-            let prefix = prefix(org, is_public, active);
+            let prefix = prefix(shelf, org, is_public, active);
             let start = match after {
                 Some(cursor) => {
                     Bound::Excluded([prefix.as_slice(), &position(cursor.created_at(), cursor.id())].concat())
@@ -112,20 +128,21 @@ mod tests {
         let mut listed = Vec::new();
         for (i, (is_public, active)) in [(true, true), (false, true), (true, false), (false, false)].iter().enumerate()
         {
-            let mut key = prefix(org, *is_public, *active);
+            let mut key = prefix(Shelf::Live, org, *is_public, *active);
             let id = ChatbotId::from_bytes([i as u8; 16]);
             key.extend_from_slice(&position(Timestamp::from_micros(i as i64), id));
             tree.insert(key, &[]).expect("inserted");
             listed.push(id);
         }
         listed.reverse(); // newest first
-        let (all, more) = page(&tree, org, Filter::default(), None, 10).expect("a page");
+        let (all, more) = page(&tree, Shelf::Live, org, Filter::default(), None, 10).expect("a page");
         assert_eq!((all, more), (listed.clone(), false));
-        let (first, more) = page(&tree, org, Filter::default(), None, 3).expect("a page");
+        let (first, more) = page(&tree, Shelf::Live, org, Filter::default(), None, 3).expect("a page");
         assert_eq!((first.as_slice(), more), (&listed[..3], true));
-        let (public, _) = page(&tree, org, Filter { is_public: Some(true), active: None }, None, 10).expect("a page");
+        let (public, _) =
+            page(&tree, Shelf::Live, org, Filter { is_public: Some(true), active: None }, None, 10).expect("a page");
         assert_eq!(public, [listed[1], listed[3]]);
-        let other = page(&tree, OrgId::new_random(), Filter::default(), None, 10).expect("a page");
+        let other = page(&tree, Shelf::Live, OrgId::new_random(), Filter::default(), None, 10).expect("a page");
         assert_eq!(other, (vec![], false));
     }
 }

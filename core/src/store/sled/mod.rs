@@ -7,6 +7,7 @@
 //! - `s` + slug -> chatbot id (global uniqueness);
 //! - `l` + listing key -> empty (per-organisation order and filters, see [`listing`]);
 //! - `h` + chatbot id + revision, `v` + version id: revisions (see `history.rs`);
+//! - `x`, `r`, `y`, `k`, `w`: deleted chatbots kept for undelete (see `bin.rs`);
 //! - `i` + organisation + idempotency key -> the claim's record (fingerprint, time, outcome);
 //! - `t` + claim time + organisation + idempotency key -> empty (claims in time order, for pruning).
 //!
@@ -16,6 +17,7 @@
 //! API keys live in their own trees (`orgs`, `org_names`, `api_keys`); they change rarely and are
 //! flushed on each change.
 
+mod bin;
 mod changes;
 mod chatbots;
 mod claims;
@@ -58,7 +60,7 @@ pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// revision):
 /// the keys that snapshots keep.
 fn is_exported(key: &[u8]) -> bool {
-    matches!(key.first(), Some(b'c' | b'd' | b'h'))
+    matches!(key.first(), Some(b'c' | b'd' | b'h' | b'x'))
 }
 
 /// The sled engine: a database in one directory, used by one process at a time.
@@ -146,7 +148,7 @@ impl SledStore {
     }
 
     fn read_page(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> Result<Listing> {
-        let (ids, more) = listing::page(&self.chatbots, org, filter, after.as_ref(), limit)?;
+        let (ids, more) = listing::page(&self.chatbots, listing::Shelf::Live, org, filter, after.as_ref(), limit)?;
         let mut items = Vec::with_capacity(ids.len());
         for id in ids {
             // A chatbot deleted between the two reads is simply not listed.
@@ -251,7 +253,7 @@ impl Archive for SledStore {
 
     fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()> {
         self.write(move |tx| {
-            claim_slug(tx, chatbot.id, &chatbot.config.slug, SlugChoice::Exact)?;
+            claim_slug(tx, chatbot.organization_id, chatbot.id, &chatbot.config.slug, SlugChoice::Exact)?;
             put(tx, &chatbot)
         })
     }
@@ -265,6 +267,14 @@ impl Archive for SledStore {
 
     fn import_revision(&self, revision: crate::history::StoredRevision) -> StoreFuture<'_, ()> {
         self.write(move |tx| history::put(tx, &revision))
+    }
+
+    fn import_deleted(&self, deleted: crate::history::DeletedChatbot) -> StoreFuture<'_, ()> {
+        self.write(move |tx| {
+            let images = bin::images(tx, &deleted.chatbot)?;
+            bin::withhold(tx, &images, true);
+            bin::put_deleted(tx, &deleted)
+        })
     }
 }
 

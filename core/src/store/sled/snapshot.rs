@@ -70,9 +70,10 @@ impl<'a> SledSnapshot<'a> {
             for entry in self.store.chatbots.range::<Vec<u8>, _>((Bound::Excluded(from), Bound::Unbounded)) {
                 let (key, now) = entry?;
                 if !is_exported(&key) {
-                    // Past chatbots and images (`c`, `d`): on to revisions (`h`) in the next batch.
-                    if key.as_ref() < b"h".as_slice() {
-                        log.read_upto = b"g".to_vec();
+                    // Between the exported prefixes: on to the next one (in the next batch), past every
+                    // key of this one.
+                    if let Some(next) = EXPORTED.iter().find(|prefix| **prefix > key[0]) {
+                        log.read_upto = [&[next - 1][..], &[0xff; 64]].concat();
                         return Ok(Some(batch));
                     }
                     self.read_all = true;
@@ -109,8 +110,11 @@ impl<'a> SledSnapshot<'a> {
     }
 }
 
-/// The export record of an exported key's value: a chatbot (`c`), an avatar image (`d`) or a revision
-/// (`h`).
+/// The key prefixes an export reads, in order: chatbots, avatar images, revisions, deleted chatbots.
+const EXPORTED: [u8; 4] = [b'c', b'd', b'h', b'x'];
+
+/// The export record of an exported key's value: a chatbot (`c`), an avatar image (`d`), a revision
+/// (`h`) or a deleted chatbot (`x`).
 fn record(key: &[u8], value: &[u8]) -> Result<Record> {
     match key.split_first() {
         Some((b'c', _)) => Ok(Record::Chatbot(Box::new(codec::decode(value)?))),
@@ -118,6 +122,7 @@ fn record(key: &[u8], value: &[u8]) -> Result<Record> {
             let id = <[u8; 16]>::try_from(id).map_err(|_| Error::storage("an avatar key is not an id"))?;
             Ok(Record::Avatar(codec::decode_avatar(AvatarId::from_uuid(uuid::Uuid::from_bytes(id)), value)?))
         }
+        Some((b'x', _)) => Ok(Record::Deleted { deleted: Box::new(super::bin::decode(value)?) }),
         Some((b'h', _)) => Ok(Record::Revision { revision: Box::new(codec::decode_revision(value)?) }),
         _ => Err(Error::storage("not an exported record")),
     }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::store::Retention;
 
 /// How many records a prune found, and the change that forgets them.
-type Prune<F> = Option<(usize, F)>;
+pub(super) type Prune<F> = Option<(usize, F)>;
 
 /// The change that forgets up to `limit` idempotency keys claimed before `before`, if there are any.
 pub(super) fn prune_claims(
@@ -108,6 +108,14 @@ impl Upkeep {
             }
             Ok(None) => {}
             Err(err) => tracing::warn!(error = %err, "cannot prune the change log"),
+        }
+        match super::bin::expired(tree, now, limit) {
+            Ok(Some((found, purge))) => {
+                more |= found == limit;
+                jobs.push(job(purge, report("deleted chatbots")));
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot purge deleted chatbots"),
         }
         let history = self.retention.history;
         match super::history::prunable(tree, history, now, &self.history_from, HISTORY_CHATBOTS_PER_UPKEEP) {

@@ -277,6 +277,10 @@ pub(crate) struct ServeArgs {
     /// Revisions younger than this are kept, however many (besides the newest --history-keep).
     #[arg(long, env = "CHATBOTD_HISTORY_MAX_AGE", default_value = "90days")]
     pub(crate) history_max_age: Span,
+    /// How long a deleted chatbot is kept for undelete (its slug reserved against other
+    /// organisations meanwhile); `0s` deletes at once, history and all.
+    #[arg(long, env = "CHATBOTD_UNDELETE_WINDOW", default_value = "30days")]
+    pub(crate) undelete_window: Span,
     /// Most change streams (SSE and gRPC watches) open at once.
     #[arg(long, env = "CHATBOTD_MAX_WATCHERS", default_value_t = chatbot_core::DEFAULT_MAX_WATCHERS)]
     pub(crate) max_watchers: usize,
@@ -360,6 +364,7 @@ impl ServeArgs {
             public_url: self.public_url,
             max_watchers: self.max_watchers,
             max_watchers_per_org: self.max_watchers_per_org,
+            undelete_window: self.undelete_window.into(),
             heartbeat: self.heartbeat.into(),
         })
     }

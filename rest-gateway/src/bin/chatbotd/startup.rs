@@ -96,6 +96,8 @@ pub struct Config {
     pub max_watchers: usize,
     /// Most watches open at once per organisation.
     pub max_watchers_per_org: usize,
+    /// How long a deleted chatbot is kept for undelete.
+    pub undelete_window: Duration,
     /// How often an idle watch gets a heartbeat.
     pub heartbeat: Duration,
 }
@@ -128,6 +130,7 @@ impl Application {
             public_url,
             max_watchers: config.max_watchers,
             max_watchers_per_org: config.max_watchers_per_org,
+            undelete_window: config.undelete_window,
         };
         let registry = config.store.open(config.rules, options).await?;
         let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
