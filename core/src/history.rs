@@ -412,4 +412,49 @@ mod tests {
             assert_eq!(RevisionRef::parse(nothing), None, "{nothing:?}");
         }
     }
+
+    /// A chatbot made of arbitrary values that the rules accept (the field set varies too).
+    fn arbitrary_chatbot() -> impl proptest::strategy::Strategy<Value = Chatbot> {
+        use proptest::prelude::*;
+        let text = "[a-zA-Z0-9 ~/.-]{0,40}";
+        (
+            "[A-Za-z][a-zA-Z0-9 ]{0,30}",
+            text,
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of("#[0-9a-f]{6}"),
+            proptest::option::of(text),
+            proptest::option::of(0.0f64..=2.0),
+        )
+            .prop_map(|(name, description, is_public, active, color, greeting, temperature)| {
+                let draft = crate::chatbot::ChatbotDraft {
+                    name: Some(name),
+                    description: Some(description),
+                    is_public: Some(is_public),
+                    active: Some(active),
+                    settings: crate::chatbot::SettingsDraft {
+                        greeting,
+                        snippet: crate::chatbot::SnippetDraft { primary_color: color, ..Default::default() },
+                        ..Default::default()
+                    },
+                    voice: crate::chatbot::VoiceDraft { temperature, ..Default::default() },
+                    ..Default::default()
+                };
+                let rules = crate::rules::Rules::default();
+                let config = rules.check(None, &draft, crate::rules::Rules::create_mask(&draft)).expect("valid").config;
+                Chatbot::new(OrgId::new_random(), config)
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_diff_applied_to_its_from_gives_its_to(from in arbitrary_chatbot(), to in arbitrary_chatbot()) {
+            let patch = diff(&from, &to, "https://bots.example.com");
+            let mut document = details(&from, "https://bots.example.com");
+            json_patch::patch(&mut document, &patch).expect("the patch applies");
+            proptest::prop_assert_eq!(document, details(&to, "https://bots.example.com"));
+            proptest::prop_assert!(changed_paths(&from, &from).is_empty(), "nothing changed: no path");
+            proptest::prop_assert!(changed_paths(&from, &to).contains(&"name".to_owned()) == (from.config.name != to.config.name));
+        }
+    }
 }

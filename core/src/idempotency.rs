@@ -163,7 +163,7 @@ impl Fingerprint {
         let mut digest = Sha256::new();
         digest.update([Operation::Undelete as u8]);
         digest.update(target.as_bytes());
-        hash_etag(&mut digest, slug.map(|slug| slug.as_str()));
+        hash_text(&mut digest, slug.map(|slug| slug.as_str()));
         Fingerprint(digest.finalize().into())
     }
 }
@@ -185,11 +185,16 @@ fn hash_revision(digest: &mut Sha256, which: Option<crate::history::RevisionRef>
 
 /// Adds the entity tag a write requires (or that it requires none) to a fingerprint.
 fn hash_etag(digest: &mut Sha256, expected_etag: Option<&str>) {
-    match expected_etag {
+    hash_text(digest, expected_etag);
+}
+
+/// Adds an optional text of a request (or that it has none) to a fingerprint.
+fn hash_text(digest: &mut Sha256, text: Option<&str>) {
+    match text {
         None => digest.update([0]),
-        Some(tag) => {
+        Some(text) => {
             digest.update([1]);
-            digest.update(tag.as_bytes());
+            digest.update(text.as_bytes());
         }
     }
 }

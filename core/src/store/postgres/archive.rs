@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::store::{Archive, Organisation, Record, StoreFuture};
 
 use super::avatars::{AVATAR_COLUMNS, avatar_from_row, insert_avatar};
-use super::chatbots::{COLUMNS, Logged, chatbot_from_row, insert};
+use super::chatbots::{COLUMNS, Logged, chatbot_from_row_at, insert};
 use super::failure::Failure;
 use super::keys::{KEY_COLUMNS, key_from_row};
 use super::{PostgresStore, column};
@@ -157,12 +157,20 @@ impl PgSnapshot {
             return Ok(Some(batch));
         }
         if !self.chatbots_read {
-            let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2");
+            let sql =
+                format!("SELECT head, {COLUMNS} FROM chatbots WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2");
             let rows = client.query(&sql, &[&self.after, &EXPORT_BATCH]).await?;
             for row in &rows {
-                let chatbot = chatbot_from_row(row)?;
+                let chatbot = chatbot_from_row_at(row, 1)?;
                 self.after = Some(*chatbot.id.as_uuid());
+                // Its head revision right after it (none for a chatbot stored before history).
+                let head: Option<Json<crate::history::Revision>> = column(row, 0)?;
                 batch.push(Record::Chatbot(Box::new(chatbot)));
+                if let Some(Json(head)) = head {
+                    batch.push(Record::Revision {
+                        revision: Box::new(StoredRevision { revision: head, snapshot: None }),
+                    });
+                }
             }
             if rows.len() < EXPORT_BATCH as usize {
                 (self.chatbots_read, self.after) = (true, None);

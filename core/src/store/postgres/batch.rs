@@ -104,14 +104,13 @@ async fn insert_all(store: &PostgresStore, batch: &[Job]) -> Result<HashSet<Uuid
                 AS g(id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config, etag,
                     version_id, meta)
              ), inserted AS (
-                INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
-                SELECT id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config FROM given g
+                INSERT INTO chatbots
+                    (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config, head)
+                SELECT id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config, meta
+                FROM given g
                 WHERE NOT EXISTS (SELECT 1 FROM deleted_chatbots d
                     WHERE d.slug = g.slug AND d.organisation_id <> g.organisation_id AND d.purge_at > now())
                 ON CONFLICT (slug) DO NOTHING RETURNING id
-             ), revised AS (
-                INSERT INTO chatbot_revisions (chatbot_id, revision, version_id, created_at, meta)
-                SELECT g.id, g.revision, g.version_id, g.updated_at, g.meta FROM given g JOIN inserted i ON i.id = g.id
              ), logged AS (
                 INSERT INTO chatbotd_changes (organisation_id, chatbot_id, kind, revision, etag, changed_at, version_id, changed)
                 SELECT g.organisation_id, g.id, 'created', g.revision, g.etag, g.updated_at, g.version_id, '[]'::jsonb

@@ -15,7 +15,7 @@ use crate::changes::{ChangeKind, ChatbotEvent};
 use crate::chatbot::Chatbot;
 use crate::domain::{ChatbotId, OrgId, Timestamp};
 use crate::error::{Error, Result};
-use crate::history::{DeletedChatbot, Revision, StoredRevision};
+use crate::history::{DeletedChatbot, Revision};
 use crate::idempotency::{Outcome, Written};
 use crate::store::{Filter, PageCursor, RecycleBin, StoreFuture, Undeletion};
 
@@ -156,16 +156,17 @@ impl PostgresStore {
         if !insert(&tx, &chatbot, slug, Logged::No).await? {
             return Err(taken());
         }
-        if let Some(published) = chatbot.published {
-            let statement = tx
-                .prepare_cached("UPDATE chatbots SET published_revision = $2, published_version = $3 WHERE id = $1")
-                .await?;
-            let number = i64::try_from(published.revision).map_err(Error::storage)?;
-            tx.execute(&statement, &[chatbot.id.as_uuid(), &number, published.version_id.as_uuid()]).await?;
-        }
+        // Its head revision (`undeleted`) and its publication, which the insert does not set.
+        let statement = tx
+            .prepare_cached(
+                "UPDATE chatbots SET head = $2, published_revision = $3, published_version = $4 WHERE id = $1",
+            )
+            .await?;
+        let published = chatbot.published.map(|p| i64::try_from(p.revision)).transpose().map_err(Error::storage)?;
+        let version = chatbot.published.map(|p| *p.version_id.as_uuid());
+        tx.execute(&statement, &[chatbot.id.as_uuid(), &Json(&revision), &published, &version]).await?;
         withhold(&tx, &images(&tx, &chatbot).await?, false).await?;
         changes::log(&tx, &ChatbotEvent::of_revision(&revision, Some(chatbot.etag()))).await?;
-        history::put(&tx, &StoredRevision { revision, snapshot: None }).await?;
         if let Some(claim) = &undeletion.claim {
             record_claim(&tx, org, claim, Outcome::Chatbot(Box::new(chatbot.clone()))).await?;
         }

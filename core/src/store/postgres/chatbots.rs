@@ -12,7 +12,7 @@ use crate::changes::{ChangeKind, ChatbotEvent};
 use crate::chatbot::{Chatbot, ChatbotConfig, Published};
 use crate::domain::{ChatbotId, OrgId, Slug, Timestamp, VersionId};
 use crate::error::{Error, Result};
-use crate::history::{DeletedChatbot, Revision, StoredRevision};
+use crate::history::{DeletedChatbot, Revision};
 use crate::idempotency::{Outcome, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
@@ -79,19 +79,21 @@ impl PostgresStore {
         Ok(Written::fresh(chatbot))
     }
 
-    /// The stored chatbot, locked for this transaction, if `org` owns it and it has `expected_etag`.
+    /// The stored chatbot and its head revision, locked for this transaction, if `org` owns it and it
+    /// has `expected_etag`.
     async fn lock_owned(
         tx: &deadpool_postgres::Transaction<'_>,
         org: OrgId,
         id: ChatbotId,
         expected_etag: Option<&str>,
-    ) -> Result<Chatbot, Failure> {
-        let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2 FOR UPDATE");
+    ) -> Result<(Chatbot, Revision), Failure> {
+        let sql = format!("SELECT head, {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2 FOR UPDATE");
         let statement = tx.prepare_cached(&sql).await?;
         let row = tx.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await?.ok_or(Error::NotFound)?;
-        let current = chatbot_from_row(&row)?;
+        let current = chatbot_from_row_at(&row, 1)?;
         current.check_etag(expected_etag)?;
-        Ok(current)
+        let head = history::head_of(&current, column(&row, 0)?);
+        Ok((current, head))
     }
 
     async fn update_attempt(&self, update: &ChatbotUpdate, attempt: u32) -> Result<Written<Chatbot>, Failure> {
@@ -102,7 +104,7 @@ impl PostgresStore {
         {
             return Ok(outcome.replayed_chatbot()?);
         }
-        let current = Self::lock_owned(&tx, update.org, update.id, None).await?;
+        let (current, head) = Self::lock_owned(&tx, update.org, update.id, None).await?;
         if let Some(Some(published)) = update.publish
             && published.revision != current.revision
         {
@@ -138,16 +140,29 @@ impl PostgresStore {
                 .await?
                 .ok_or_else(|| Error::SlugTaken { slug: next.config.slug.to_string() })?,
         };
+        // The record with its new head revision, the replaced head kept as a revision with its content,
+        // and the event: one statement, one round trip.
         let statement = tx
             .prepare_cached(
-                "UPDATE chatbots SET slug = $3, is_public = $4, active = $5, updated_at = $6, revision = $7, config = $8,
-                    published_revision = $9, published_version = $10
-                 WHERE id = $1 AND revision = $2",
+                "WITH updated AS (
+                    UPDATE chatbots SET slug = $3, is_public = $4, active = $5, updated_at = $6, revision = $7,
+                        config = $8, published_revision = $9, published_version = $10, head = $16
+                    WHERE id = $1 AND revision = $2 RETURNING id
+                 ), kept AS (
+                    INSERT INTO chatbot_revisions (chatbot_id, revision, version_id, created_at, meta, snapshot)
+                    SELECT $1, $2, $12, $13, $14, $11 FROM updated
+                 ), logged AS (
+                    INSERT INTO chatbotd_changes
+                        (organisation_id, chatbot_id, kind, revision, etag, changed_at, version_id, changed)
+                    SELECT $17, $1, $18, $7, $19, $6, $15, $20 FROM updated
+                 )
+                 SELECT count(*) FROM updated",
             )
             .await?;
         let config = &next.config;
+        let made = update.revision(&current, &next);
         let changed = tx
-            .execute(
+            .query_one(
                 &statement,
                 &[
                     next.id.as_uuid(),
@@ -160,11 +175,22 @@ impl PostgresStore {
                     &Json(config),
                     &next.published.map(|p| i64::try_from(p.revision)).transpose().map_err(Error::storage)?,
                     &next.published.map(|p| *p.version_id.as_uuid()),
+                    &Json(&current),
+                    head.version_id.as_uuid(),
+                    &head.create_time.to_datetime(),
+                    &Json(&head),
+                    made.version_id.as_uuid(),
+                    &Json(&made),
+                    update.org.as_uuid(),
+                    &made.kind.as_str(),
+                    &next.etag(),
+                    &Json(&made.changed),
                 ],
             )
-            .await;
+            .await
+            .map(|row| row.try_get::<_, i64>(0));
         match changed {
-            Ok(1) => {}
+            Ok(Ok(1)) => {}
             Ok(_) => return Err(Failure::Fail(Error::storage("a locked chatbot changed under its lock"))),
             Err(err) if is_slug_conflict(&err) => {
                 return Err(match slug {
@@ -180,10 +206,6 @@ impl PostgresStore {
         if let Some(image) = &update.avatar {
             insert_avatar(&tx, image).await?;
         }
-        let revision = update.revision(&current, &next);
-        changes::log(&tx, &ChatbotEvent::of_revision(&revision, Some(next.etag()))).await?;
-        history::keep_snapshot(&tx, &current).await?;
-        history::put(&tx, &StoredRevision { revision, snapshot: None }).await?;
         if let Some(claim) = &update.claim {
             record_claim(&tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone()))).await?;
         }
@@ -200,7 +222,8 @@ impl PostgresStore {
         {
             return Ok(outcome.replayed_deletion()?);
         }
-        let current = Self::lock_owned(&tx, deletion.org, deletion.id, deletion.expected_etag.as_deref()).await?;
+        let (current, head) =
+            Self::lock_owned(&tx, deletion.org, deletion.id, deletion.expected_etag.as_deref()).await?;
         let statement = tx.prepare_cached("DELETE FROM chatbots WHERE id = $1").await?;
         tx.execute(&statement, &[current.id.as_uuid()]).await?;
         let images = bin::images(&tx, &current).await?;
@@ -210,7 +233,7 @@ impl PostgresStore {
             remove_avatars(&tx, &images).await?;
             changes::log(&tx, &ChatbotEvent::removed(ChangeKind::Deleted, &current)).await?;
         } else {
-            history::keep_snapshot(&tx, &current).await?;
+            history::keep_head(&tx, &current, head).await?;
             let (deleted, revision) = DeletedChatbot::of(current, deletion.keep_for, deletion.provenance.clone());
             bin::withhold(&tx, &images, true).await?;
             bin::put_deleted(&tx, &deleted).await?;
@@ -376,15 +399,13 @@ pub(super) async fn insert(
             "INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING"
         }
-        // One statement, so that a create stays one round trip: its revision and its event exactly
-        // when it is inserted.
+        // One statement, so that a create stays one round trip: its first revision (in its row) and its
+        // event exactly when it is inserted.
         Logged::Yes(_) => {
             "WITH inserted AS (
-                INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO NOTHING RETURNING id
-             ), revised AS (
-                INSERT INTO chatbot_revisions (chatbot_id, revision, version_id, created_at, meta)
-                SELECT id, $8, $11, $7, $12 FROM inserted
+                INSERT INTO chatbots
+                    (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config, head)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $12) ON CONFLICT (slug) DO NOTHING RETURNING id
              )
              INSERT INTO chatbotd_changes (organisation_id, chatbot_id, kind, revision, etag, changed_at, version_id, changed)
              SELECT $2, id, 'created', $8, $10, $7, $11, '[]'::jsonb FROM inserted"

@@ -1,12 +1,13 @@
-//! The `chatbot_revisions` table: one row per committed change, written in the change's transaction.
-//! The head revision's content is the chatbot's own row (`snapshot` NULL); an update stores the
-//! content it replaces as the previous revision's `snapshot`.
+//! Revisions on PostgreSQL. The head revision's record (who, why, what it changed) is the `head`
+//! column of the chatbot's own row, beside its content, so that a create writes one row; the
+//! `chatbot_revisions` table holds the revisions before the head, each with its content, one row per
+//! update, written in the update's statement (see `chatbots.rs`).
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use super::chatbots::{COLUMNS, chatbot_from_row, chatbot_from_row_at};
+use super::chatbots::{COLUMNS, chatbot_from_row_at};
 use super::failure::Failure;
 use super::{PostgresStore, column};
 use crate::chatbot::Chatbot;
@@ -19,16 +20,27 @@ fn number(revision: u64) -> Result<i64> {
     i64::try_from(revision).map_err(Error::storage)
 }
 
-/// Stores a revision as given (the head's, with no snapshot; or an imported one).
+/// The head revision of `chatbot` from its row's `head` column: as recorded, or, for a chatbot stored
+/// before history was kept, its unrecorded revision.
+pub(super) fn head_of(chatbot: &Chatbot, head: Option<Json<Revision>>) -> Revision {
+    head.map_or_else(|| Revision::unrecorded(chatbot), |Json(head)| head)
+}
+
+/// Stores a revision as given: a head's (no content) in its chatbot's row, an older one as a row of
+/// its own (imports, and the `deleted` revision of a delete).
 pub(super) async fn put(client: &impl GenericClient, stored: &StoredRevision) -> Result<(), Failure> {
+    let revision = &stored.revision;
+    let Some(snapshot) = stored.snapshot.as_deref() else {
+        let statement = client.prepare_cached("UPDATE chatbots SET head = $2 WHERE id = $1").await?;
+        client.execute(&statement, &[revision.chatbot_id.as_uuid(), &Json(revision)]).await?;
+        return Ok(());
+    };
     let statement = client
         .prepare_cached(
             "INSERT INTO chatbot_revisions (chatbot_id, revision, version_id, created_at, meta, snapshot)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .await?;
-    let revision = &stored.revision;
-    let snapshot = stored.snapshot.as_deref().map(Json);
     client
         .execute(
             &statement,
@@ -38,40 +50,16 @@ pub(super) async fn put(client: &impl GenericClient, stored: &StoredRevision) ->
                 revision.version_id.as_uuid(),
                 &revision.create_time.to_datetime(),
                 &Json(revision),
-                &snapshot,
+                &Json(snapshot),
             ],
         )
         .await?;
     Ok(())
 }
 
-/// Keeps `current` (the head being replaced) as its revision's snapshot; a head stored before history
-/// was kept gets its revision now, marked unrecorded. One statement.
-pub(super) async fn keep_snapshot(client: &impl GenericClient, current: &Chatbot) -> Result<(), Failure> {
-    let statement = client
-        .prepare_cached(
-            "WITH kept AS (
-                UPDATE chatbot_revisions SET snapshot = $3 WHERE chatbot_id = $1 AND revision = $2 RETURNING 1
-             )
-             INSERT INTO chatbot_revisions (chatbot_id, revision, version_id, created_at, meta, snapshot)
-             SELECT $1, $2, $4, $5, $6, $3 WHERE NOT EXISTS (SELECT 1 FROM kept)",
-        )
-        .await?;
-    let unrecorded = Revision::unrecorded(current);
-    client
-        .execute(
-            &statement,
-            &[
-                current.id.as_uuid(),
-                &number(current.revision)?,
-                &Json(current),
-                unrecorded.version_id.as_uuid(),
-                &unrecorded.create_time.to_datetime(),
-                &Json(&unrecorded),
-            ],
-        )
-        .await?;
-    Ok(())
+/// Keeps `current`, the head leaving its row (a delete), as a revision with its content.
+pub(super) async fn keep_head(client: &impl GenericClient, current: &Chatbot, head: Revision) -> Result<(), Failure> {
+    put(client, &StoredRevision { revision: head, snapshot: Some(Box::new(current.clone())) }).await
 }
 
 /// Removes every revision of chatbot `id`; returns them.
@@ -82,18 +70,20 @@ pub(super) async fn forget_all(client: &impl GenericClient, id: ChatbotId) -> Re
 }
 
 impl PostgresStore {
-    /// The chatbot `id` if `org` owns it, live (`Some`) or deleted and kept (`None`: every revision
-    /// of a deleted chatbot has its content).
+    /// The chatbot `id` and its head revision if `org` owns it, live (`Some`), or deleted and kept
+    /// (`None`: every revision of a deleted chatbot has a row, with its content).
     async fn owned_now(
         &self,
         client: &impl GenericClient,
         org: OrgId,
         id: ChatbotId,
-    ) -> Result<Option<Chatbot>, Failure> {
-        let sql = format!("SELECT {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2");
+    ) -> Result<Option<(Chatbot, Revision)>, Failure> {
+        let sql = format!("SELECT head, {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2");
         let statement = client.prepare_cached(&sql).await?;
         if let Some(row) = client.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await? {
-            return Ok(Some(chatbot_from_row(&row)?));
+            let chatbot = chatbot_from_row_at(&row, 1)?;
+            let head = head_of(&chatbot, column(&row, 0)?);
+            return Ok(Some((chatbot, head)));
         }
         let statement =
             client.prepare_cached("SELECT 1 FROM deleted_chatbots WHERE id = $1 AND organisation_id = $2").await?;
@@ -111,7 +101,7 @@ impl PostgresStore {
         limit: usize,
     ) -> Result<Vec<Revision>, Failure> {
         let client = self.client().await?;
-        let head = self.owned_now(&client, org, id).await?;
+        let head = self.owned_now(&client, org, id).await?.map(|(_, head)| head);
         let statement = client
             .prepare_cached(
                 "SELECT meta FROM chatbot_revisions WHERE chatbot_id = $1 AND revision < $2
@@ -123,12 +113,9 @@ impl PostgresStore {
         let rows = client.query(&statement, &[id.as_uuid(), &below_number, &limit_rows]).await?;
         let mut revisions: Vec<Revision> =
             rows.iter().map(|row| column::<Json<Revision>>(row, 0).map(|Json(r)| r)).collect::<Result<_>>()?;
-        // A head stored before history was kept shows as its unrecorded revision.
-        if let Some(head) = head
-            && revisions.first().is_none_or(|newest| newest.revision < head.revision)
-            && below.is_none_or(|below| head.revision < below)
-        {
-            revisions.insert(0, Revision::unrecorded(&head));
+        // The head first, when the page starts above it.
+        if let Some(head) = head.filter(|head| below.is_none_or(|below| head.revision < below)) {
+            revisions.insert(0, head);
             revisions.truncate(limit);
         }
         Ok(revisions)
@@ -136,9 +123,9 @@ impl PostgresStore {
 
     async fn revision_now(&self, org: OrgId, id: ChatbotId, which: RevisionRef) -> Result<RevisionSnapshot, Failure> {
         let client = self.client().await?;
-        // The revision and the head in one statement, so that the head is the content it had.
+        // The chatbot with its head, and the older revision asked for if it is one: one statement.
         let sql = format!(
-            "SELECT r.meta, r.snapshot, {} FROM chatbots c LEFT JOIN chatbot_revisions r ON r.chatbot_id = c.id
+            "SELECT r.meta, r.snapshot, c.head, {} FROM chatbots c LEFT JOIN chatbot_revisions r ON r.chatbot_id = c.id
              AND (r.revision = $3 OR r.version_id = $4) WHERE c.id = $1 AND c.organisation_id = $2",
             COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
         );
@@ -151,22 +138,17 @@ impl PostgresStore {
         else {
             return self.deleted_revision(&client, org, id, by_number, by_version).await;
         };
-        let head = chatbot_from_row_at(&row, 2)?;
+        let chatbot = chatbot_from_row_at(&row, 3)?;
         let meta: Option<Json<Revision>> = column(&row, 0)?;
         let snapshot: Option<Json<Chatbot>> = column(&row, 1)?;
-        match (meta, snapshot) {
-            (Some(Json(revision)), Some(Json(chatbot))) => Ok(RevisionSnapshot { revision, chatbot }),
-            (Some(Json(revision)), None) if revision.revision == head.revision => {
-                Ok(RevisionSnapshot { revision, chatbot: head })
-            }
-            // A head stored before history was kept: named by its number or its derived version id.
-            (None, _)
-                if which == RevisionRef::Number(head.revision)
-                    || which == RevisionRef::Version(Revision::unrecorded(&head).version_id) =>
-            {
-                Ok(RevisionSnapshot { revision: Revision::unrecorded(&head), chatbot: head })
-            }
-            _ => Err(Error::NotFound.into()),
+        if let (Some(Json(revision)), Some(Json(content))) = (meta, snapshot) {
+            return Ok(RevisionSnapshot { revision, chatbot: content });
+        }
+        let head = head_of(&chatbot, column(&row, 2)?);
+        if which == RevisionRef::Number(head.revision) || which == RevisionRef::Version(head.version_id) {
+            Ok(RevisionSnapshot { revision: head, chatbot })
+        } else {
+            Err(Error::NotFound.into())
         }
     }
 
@@ -205,7 +187,7 @@ impl PostgresStore {
         let statement = client
             .prepare_cached(
                 "SELECT chatbot_id FROM chatbot_revisions GROUP BY chatbot_id
-                 HAVING count(*) > $1 AND min(created_at) < $2 LIMIT $3",
+                 HAVING count(*) >= $1 AND min(created_at) < $2 LIMIT $3",
             )
             .await?;
         let keep = i64::try_from(retention.keep.max(1)).map_err(Error::storage)?;
@@ -220,24 +202,30 @@ impl PostgresStore {
         for id in ids {
             let tx = client.transaction().await?;
             // The chatbot's row first, as its writers lock it: a publish waits, or is waited for.
-            let statement =
-                tx.prepare_cached("SELECT published_revision FROM chatbots WHERE id = $1 FOR UPDATE").await?;
-            let published: Option<i64> = match tx.query_opt(&statement, &[&id]).await? {
-                Some(row) => column(&row, 0)?,
+            let sql = format!("SELECT head, {COLUMNS} FROM chatbots WHERE id = $1 FOR UPDATE");
+            let statement = tx.prepare_cached(&sql).await?;
+            let head = match tx.query_opt(&statement, &[&id]).await? {
+                Some(row) => {
+                    let chatbot = chatbot_from_row_at(&row, 1)?;
+                    Some((head_of(&chatbot, column(&row, 0)?), chatbot.published.map(|p| p.revision)))
+                }
                 None => None,
             };
-            let published = published.map(u64::try_from).transpose().map_err(Error::storage)?;
             let statement = tx
                 .prepare_cached(
                     "SELECT meta FROM chatbot_revisions WHERE chatbot_id = $1 ORDER BY revision DESC FOR UPDATE",
                 )
                 .await?;
-            let revisions: Vec<Revision> = tx
+            let mut revisions: Vec<Revision> = tx
                 .query(&statement, &[&id])
                 .await?
                 .iter()
                 .map(|row| column::<Json<Revision>>(row, 0).map(|Json(r)| r))
                 .collect::<Result<_>>()?;
+            let published = head.as_ref().and_then(|(_, published)| *published);
+            if let Some((head, _)) = head {
+                revisions.insert(0, head);
+            }
             let Pruning { revisions: numbers, images } = retention.prune(&revisions, published, now);
             let numbers: Vec<i64> = numbers.into_iter().map(number).collect::<Result<_>>()?;
             let statement = tx

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_history.sql"),
     include_str!("migrations/0006_publication.sql"),
     include_str!("migrations/0007_recycle_bin.sql"),
+    include_str!("migrations/0008_head_revision.sql"),
 ];
 
 impl PostgresStore {

@@ -44,12 +44,17 @@ pub(super) fn put(tx: &mut Tx<'_>, stored: &StoredRevision) -> Result<()> {
 /// Keeps `current` (the head about to be replaced) as its revision's snapshot. A head stored before
 /// history was kept gets its revision now, marked unrecorded.
 pub(super) fn keep_snapshot(tx: &mut Tx<'_>, current: &Chatbot) -> Result<()> {
-    let mut stored = match tx.get(&revision_key(current.id, current.revision))? {
-        Some(bytes) => codec::decode_revision(&bytes)?,
-        None => StoredRevision { revision: Revision::unrecorded(current), snapshot: None },
-    };
-    stored.snapshot = Some(Box::new(current.clone()));
-    put(tx, &stored)
+    let key = revision_key(current.id, current.revision);
+    let snapshot = Some(Box::new(current.clone()));
+    match tx.get(&key)? {
+        // Its version index entry is there already: only the revision itself changes.
+        Some(bytes) => {
+            let stored = StoredRevision { snapshot, ..codec::decode_revision(&bytes)? };
+            tx.insert(key, codec::encode_revision(&stored)?);
+            Ok(())
+        }
+        None => put(tx, &StoredRevision { revision: Revision::unrecorded(current), snapshot }),
+    }
 }
 
 /// Every revision of chatbot `id`, as the change sees them, oldest first.
