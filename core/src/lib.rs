@@ -30,6 +30,7 @@ pub mod fair_use;
 pub mod history;
 pub mod idempotency;
 pub mod metric;
+pub mod public;
 mod registry;
 mod rules;
 pub mod store;

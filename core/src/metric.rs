@@ -13,6 +13,15 @@ pub const CONNECTIONS_REFUSED: &str = "chatbotd_connections_refused_total";
 /// Writes with an idempotency key, by outcome (`fresh`, `replayed`, `reused`, `refused`).
 pub const IDEMPOTENCY: &str = "chatbotd_idempotency_total";
 
+/// Public widget reads, by what the memory cache did (`hit`, `miss`).
+pub const PUBLIC_CACHE: &str = "chatbotd_public_cache_total";
+
+/// Public widget configurations (and unknown slugs) held in memory now.
+pub const PUBLIC_CACHE_SIZE: &str = "chatbotd_public_cache_entries";
+
+/// Entries the public cache let go to stay within its size.
+pub const PUBLIC_CACHE_EVICTIONS: &str = "chatbotd_public_cache_evictions_total";
+
 /// Connections open now, by face.
 pub const OPEN_CONNECTIONS: &str = "chatbotd_open_connections";
 

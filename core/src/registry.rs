@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::fair_use::RateLimits;
 use crate::history::{self, Provenance, RevisionDiff, RevisionPage, RevisionRef, RevisionSnapshot};
 use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Operation, Outcome, Verdict, Written};
+use crate::public::{PublicCache, PublicWidget};
 use crate::rules::{Proposal, Rules, SlugChoice};
 use crate::store::sled::SledStore;
 use crate::store::{Change, ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Store, Undeletion};
@@ -33,6 +34,8 @@ pub struct Registry {
     /// How long a deleted chatbot is kept for undelete.
     undelete_window: Duration,
     admission: Arc<Admission>,
+    /// The public widget's configurations in memory.
+    public: PublicCache,
     watching: Arc<Watching>,
     transfer: Arc<Transfer>,
 }
@@ -51,6 +54,8 @@ pub struct RegistryOptions {
     pub max_watchers_per_org: usize,
     /// How long a deleted chatbot is kept for undelete (zero deletes at once, history and all).
     pub undelete_window: Duration,
+    /// Public widget configurations held in memory (0: every public read goes to the store).
+    pub public_cache_entries: usize,
 }
 
 /// How long a deleted chatbot is kept for undelete by default: 30 days.
@@ -64,6 +69,7 @@ impl Default for RegistryOptions {
             max_watchers: DEFAULT_MAX_WATCHERS,
             max_watchers_per_org: DEFAULT_MAX_WATCHERS_PER_ORG,
             undelete_window: DEFAULT_UNDELETE_WINDOW,
+            public_cache_entries: crate::public::DEFAULT_PUBLIC_CACHE_ENTRIES,
         }
     }
 }
@@ -131,6 +137,11 @@ impl Registry {
             transfer: Arc::new(Transfer::new(Arc::clone(&store), Arc::clone(&rules))),
             public_url: options.public_url.trim_end_matches('/').to_owned(),
             undelete_window: options.undelete_window,
+            public: PublicCache::new(
+                Arc::clone(&store),
+                options.public_cache_entries,
+                options.public_url.trim_end_matches('/').to_owned(),
+            ),
             rules,
             store,
         }
@@ -203,7 +214,7 @@ impl Registry {
         self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
             let proposal = self.rules.check(None, &draft, mask)?;
             let chatbot = Chatbot::new(org, proposal.config);
-            self.store.create(NewChatbot { chatbot, slug: proposal.slug, claim, provenance }).await
+            self.refreshed(self.store.create(NewChatbot { chatbot, slug: proposal.slug, claim, provenance }).await)
         })
         .await
     }
@@ -215,9 +226,19 @@ impl Registry {
 
     /// The chatbot a public widget draws, by its slug: only a chatbot that is public and active. A
     /// private, inactive or unknown slug (or no slug at all) is the same [`Error::NotFound`].
-    pub async fn public_chatbot(&self, slug: &str) -> Result<Chatbot> {
+    /// From memory when it can (see [`crate::public`]), rendered as the public route answers it.
+    pub async fn public_chatbot(&self, slug: &str) -> Result<Arc<PublicWidget>> {
         let slug = Slug::parse(slug).map_err(|_| Error::NotFound)?;
-        self.store.public_by_slug(&slug).await?.ok_or(Error::NotFound)
+        self.public.get(&slug).await?.ok_or(Error::NotFound)
+    }
+
+    /// `written`, after telling the public cache that its chatbot changed (and may hold a new slug).
+    fn refreshed(&self, written: Result<Written<Chatbot>>) -> Result<Written<Chatbot>> {
+        if let Ok(written) = &written {
+            let chatbot = &written.value;
+            self.public.changed(chatbot.id, Some(&chatbot.config.slug), Some(chatbot.revision));
+        }
+        written
     }
 
     /// One page of `org`'s chatbots.
@@ -292,7 +313,7 @@ impl Registry {
                 restored_from: None,
                 publish: None,
             };
-            self.store.update(update).await
+            self.refreshed(self.store.update(update).await)
         })
         .await
     }
@@ -332,7 +353,7 @@ impl Registry {
                 restored_from: None,
                 publish: None,
             };
-            self.store.update(update).await
+            self.refreshed(self.store.update(update).await)
         })
         .await
     }
@@ -440,7 +461,7 @@ impl Registry {
                 restored_from: Some(number),
                 publish: None,
             };
-            self.store.update(update).await
+            self.refreshed(self.store.update(update).await)
         })
         .await
     }
@@ -481,7 +502,7 @@ impl Registry {
                 restored_from: None,
                 publish: Some(published),
             };
-            self.store.update(update).await
+            self.refreshed(self.store.update(update).await)
         })
         .await
     }
@@ -507,7 +528,10 @@ impl Registry {
         self.at_most_once(org, claim, Outcome::replayed_deletion, |claim| async move {
             let expected_etag = expected_etag.map(str::to_owned);
             let keep_for = self.undelete_window;
-            self.store.delete(ChatbotDeletion { org, id, expected_etag, claim, keep_for, provenance }).await
+            let deleted =
+                self.store.delete(ChatbotDeletion { org, id, expected_etag, claim, keep_for, provenance }).await;
+            self.public.changed(id, None, None);
+            deleted
         })
         .await
     }
@@ -526,7 +550,7 @@ impl Registry {
     ) -> Result<Written<Chatbot>> {
         let claim = key.map(|key| self.claim(key, Fingerprint::of_undelete(id, slug.as_ref())));
         self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
-            self.store.undelete(Undeletion { org, id, slug, claim, provenance }).await
+            self.refreshed(self.store.undelete(Undeletion { org, id, slug, claim, provenance }).await)
         })
         .await
     }

@@ -11,10 +11,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chatbot_core::Registry;
-use sha2::{Digest, Sha256};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::contract::response::{PublicChatbotEnvelope, PublicChatbotJson};
 use crate::error::ApiError;
 use crate::error::rate_limit_headers;
 use crate::layers::ClientAddr;
@@ -89,16 +87,15 @@ async fn widget(
     Path(slug): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let chatbot = registry.public_chatbot(&slug).await?;
-    let body =
-        serde_json::to_vec(&PublicChatbotEnvelope { chatbot: PublicChatbotJson::new(&chatbot, registry.public_url()) })
-            .map_err(|err| ApiError::from(chatbot_core::Error::storage(err)))?;
-    let etag = hex::encode(&Sha256::digest(&body)[..16]);
-    let cache =
-        [(header::ETAG, etag_header(&etag)), (header::CACHE_CONTROL, HeaderValue::from_static(WIDGET_CACHE_CONTROL))];
-    if if_none_match(&headers, &etag)? {
+    // Rendered once per change of the chatbot, then answered from memory.
+    let widget = registry.public_chatbot(&slug).await?;
+    let cache = [
+        (header::ETAG, etag_header(&widget.etag)),
+        (header::CACHE_CONTROL, HeaderValue::from_static(WIDGET_CACHE_CONTROL)),
+    ];
+    if if_none_match(&headers, &widget.etag)? {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
     let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
-    Ok((cache, json, body).into_response())
+    Ok((cache, json, axum::body::Body::from(axum::body::Bytes::copy_from_slice(&widget.body))).into_response())
 }

@@ -207,7 +207,13 @@ impl TestApp {
         // `/metrics` on an address of its own is announced last, when asked for.
         let faces: &[&str] =
             if extra.contains(&"--metrics-addr") { &["REST", "gRPC", "metrics"] } else { &["REST", "gRPC"] };
-        let ports = announced(&mut child, faces, PROCESS_TIMEOUT).await.expect("chatbotd announces its ports");
+        let ports = match announced(&mut child, faces, PROCESS_TIMEOUT).await {
+            Ok(ports) => ports,
+            Err(err) => {
+                let said = std::fs::read_to_string(log.path()).unwrap_or_default();
+                panic!("chatbotd did not announce its ports: {err}\nits log:\n{said}")
+            }
+        };
         let app = TestApp {
             rest: format!("http://{}", ports.addr("REST")),
             grpc: format!("http://{}", ports.addr("gRPC")),

@@ -21,6 +21,7 @@ mod openapi;
 mod operations;
 mod outage;
 mod public;
+mod public_cache;
 mod races;
 mod replicas;
 mod retries;

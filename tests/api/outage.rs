@@ -90,3 +90,23 @@ async fn a_database_outage_is_a_fast_503_and_the_service_recovers_without_losing
         assert_eq!(app.get(id).await.status, StatusCode::OK, "{id} was acknowledged, then lost");
     }
 }
+
+#[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
+async fn a_replica_started_before_its_database_waits_for_it() {
+    if !Engine::Postgres.available() {
+        return;
+    }
+    let cluster = Cluster::start().expect("a private cluster starts");
+    let storage = Storage::Postgres { url: cluster.create_database().expect("a database") };
+    cluster.stop_server().expect("the database stops");
+    let starting = tokio::spawn(async move {
+        TestApp::spawn_on(storage, "early-replica-key-0123456789abcdef".into(), &["--database-timeout", "1s"]).await
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!starting.is_finished(), "it waits for its database instead of serving without it");
+    cluster.start_server().expect("the database starts");
+    let app = tokio::time::timeout(Duration::from_secs(30), starting).await.expect("ready in time").expect("started");
+    assert_eq!(app.post(&json!({"name": "Patient"})).await.status, StatusCode::CREATED);
+    assert!(app.log().contains("the database cannot be reached yet"), "it said why it waited");
+}

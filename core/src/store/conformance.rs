@@ -335,7 +335,7 @@ async fn only_a_public_active_chatbot_is_found_by_slug(store: &dyn Store) {
         ChatbotUpdate { org, id: chatbot.id, expected_etag: None, change, claim: None, avatar: None, ..updating() }
     };
     let shown = store.update(publish(true, true)).await.expect("updated").value;
-    assert_eq!(store.public_by_slug(&slug).await.expect("read"), Some(shown));
+    assert_eq!(store.public_by_slug(&slug).await.expect("read").map(|s| s.chatbot), Some(shown));
     store.update(publish(true, false)).await.expect("updated");
     assert_eq!(store.public_by_slug(&slug).await.expect("read"), None, "an inactive one is hidden");
     let unknown = Slug::parse("no-such-slug-anywhere").expect("a slug");
@@ -483,7 +483,8 @@ async fn a_published_revision_is_what_the_public_sees_and_is_never_pruned(store:
     let edited = store.update(rename(org, first.id, "Edited", None)).await.expect("edited").value;
     assert_eq!(edited.published, Some(published), "edits keep the publication");
     let public = store.public_by_slug(&slug).await.expect("read").expect("public");
-    assert_eq!((public.revision, public.config.name.as_str()), (1, "Shown"), "the published content, not the head");
+    assert_eq!((public.revision, public.chatbot.revision), (3, 1), "the head is 3; what is served, 1");
+    assert_eq!(public.chatbot.config.name.as_str(), "Shown", "the published content, not the head");
 
     // A revision that is not kept cannot be published; republishing the same changes nothing.
     let missing = crate::chatbot::Published { revision: 1, version_id: crate::domain::VersionId::new_random() };
@@ -498,7 +499,7 @@ async fn a_published_revision_is_what_the_public_sees_and_is_never_pruned(store:
     let unpinned = store.update(publish(org, first.id, None)).await.expect("unpublished").value;
     assert_eq!(unpinned.published, None);
     let public = store.public_by_slug(&slug).await.expect("read").expect("public");
-    assert_eq!(public.config.name.as_str(), "Edited", "the head again");
+    assert_eq!(public.chatbot.config.name.as_str(), "Edited", "the head again");
 }
 
 async fn a_deleted_chatbot_is_kept_hidden_and_reserved_then_undeleted_or_purged(store: &dyn Store) {

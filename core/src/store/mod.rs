@@ -261,6 +261,15 @@ fn before(now: Timestamp, kept: std::time::Duration) -> Timestamp {
     Timestamp::from_micros(now.as_micros().saturating_sub(kept))
 }
 
+/// What the public route serves for a slug.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The content: the published revision's, or the current one.
+    pub chatbot: Chatbot,
+    /// The chatbot's current revision, by which a cache of it knows how fresh it is.
+    pub revision: u64,
+}
+
 /// One page of a listing, as an engine reads it.
 #[derive(Debug, Clone)]
 pub struct Listing {
@@ -298,7 +307,8 @@ pub trait ChatbotStore: Send + Sync {
     /// The public and active chatbot whose slug is `slug`, whoever owns it (for the public widget). A
     /// private, inactive or unknown slug is `None` after the same lookups, so that the time it takes
     /// does not tell them apart.
-    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>>;
+    /// What is served is the published revision's content while one is published.
+    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Served>>;
 
     /// Up to `limit` chatbots of `org` that pass `filter`, after `after`.
     fn list(&self, org: OrgId, filter: Filter, after: Option<PageCursor>, limit: usize) -> StoreFuture<'_, Listing>;
@@ -411,6 +421,10 @@ pub trait ChangeLog: Send + Sync {
     /// [`ResyncRequired`](crate::Error::ResyncRequired) when the log no longer keeps every event
     /// after `after` (or never had them: `after` beyond its head).
     fn changes(&self, org: OrgId, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>>;
+
+    /// Up to `limit` events of every organisation after position `after`, in log order; errors as
+    /// [`ChangeLog::changes`]. For what the service keeps of all chatbots (the public cache).
+    fn all_changes(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>>;
 
     /// Gives log positions to committed events that have none yet, and brings the signal's head up to
     /// the log's (other replicas' changes): what a new watcher starts from. The engine also does it by

@@ -59,6 +59,7 @@ pub enum Op {
     RestList,
     RestUpdate,
     RestRevisions,
+    PublicGet,
     GrpcCreate,
     GrpcGet,
     HyperCanned,
@@ -74,6 +75,7 @@ impl Op {
             Op::RestList => "REST list (20)",
             Op::RestUpdate => "REST update (PATCH with If-Match)",
             Op::RestRevisions => "REST revision list (20)",
+            Op::PublicGet => "public get",
             Op::GrpcCreate => "gRPC create",
             Op::GrpcGet => "gRPC get",
             Op::HyperCanned => "HTTP ceiling",
@@ -115,6 +117,7 @@ async fn connect(op: Op, target: &Target, client: usize) -> anyhow::Result<Conne
         | Op::RestList
         | Op::RestUpdate
         | Op::RestRevisions
+        | Op::PublicGet
         | Op::HyperCanned => {
             let stream = tokio::net::TcpStream::connect(target.rest[client % target.rest.len()]).await?;
             stream.set_nodelay(true)?;
@@ -207,15 +210,19 @@ async fn call(
                 Op::RestRevisions => {
                     ("GET", format!("/api/external/chatbot/{}/revisions?limit=20", own.id), Bytes::new(), 200)
                 }
+                // The seeded chatbots are public, with slugs `seed-0`, `seed-1`, ...: no key is sent.
+                Op::PublicGet => {
+                    let slug = format!("seed-{}", (seq as usize * 7919) % target.ids.len());
+                    ("GET", format!("/api/public/chatbots/{slug}"), Bytes::new(), 200)
+                }
                 Op::RestList | Op::GrpcCreate | Op::GrpcGet | Op::TonicEmpty => {
                     ("GET", "/api/external/chatbots?limit=20".to_owned(), Bytes::new(), 200)
                 }
             };
-            let mut request = hyper::Request::builder()
-                .method(method)
-                .uri(path)
-                .header("host", "127.0.0.1")
-                .header("x-api-key", &target.key);
+            let mut request = hyper::Request::builder().method(method).uri(path).header("host", "127.0.0.1");
+            if op != Op::PublicGet {
+                request = request.header("x-api-key", &target.key);
+            }
             if !body.is_empty() {
                 request = request.header("content-type", "application/json");
             }

@@ -103,6 +103,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     chatbotd_tests::chatbotd(chatbotd_tests::Profile::Release);
     let duration = Duration::from_secs_f64(options.seconds);
     let mut rows: Vec<Row> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
 
     let wanted = |name: &str| {
         options.only.as_deref().is_none_or(|only| {
@@ -120,6 +121,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         drive::Op::RestList,
         drive::Op::RestUpdate,
         drive::Op::RestRevisions,
+        drive::Op::PublicGet,
         drive::Op::GrpcCreate,
         drive::Op::GrpcGet,
     ];
@@ -130,6 +132,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
             for op in ours_ops.into_iter().filter(|op| wanted(op.label())) {
                 rows.push(report::row(op.label(), "ours", clients, ours.drive(op, clients, duration, &ids).await?));
             }
+        }
+        if wanted(drive::Op::PublicGet.label()) {
+            notes.push(format!("public cache hit rate (sled): {:.4}", ours.public_hit_rate().await?));
         }
     }
     for (name, whose) in WATCHED_CREATES.into_iter().filter(|(name, _)| wanted(name)) {
@@ -164,6 +169,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let postgres_rows = [
         ("REST create on PostgreSQL", drive::Op::RestCreate, 1),
         ("REST get on PostgreSQL", drive::Op::RestGet, 1),
+        ("public get on PostgreSQL", drive::Op::PublicGet, 1),
+        ("public get on PostgreSQL, 2 replicas", drive::Op::PublicGet, 2),
         ("REST update (PATCH with If-Match) on PostgreSQL", drive::Op::RestUpdate, 1),
         ("REST create on PostgreSQL, 2 replicas", drive::Op::RestCreate, 2),
         ("REST get on PostgreSQL, 2 replicas", drive::Op::RestGet, 2),
@@ -187,6 +194,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
                         rows.push(report::row(name, "ours", clients, ours.drive(*op, clients, duration, &ids).await?));
                     }
                 }
+                if chosen.iter().any(|(_, op, _)| *op == drive::Op::PublicGet) {
+                    let rate = ours.public_hit_rate().await?;
+                    notes.push(format!("public cache hit rate (PostgreSQL, {replicas} replica(s), first): {rate:.4}"));
+                }
             }
             if wanted("PostgreSQL insert") {
                 let table = postgres::Table::create(&cluster).map_err(anyhow::Error::msg)?;
@@ -206,7 +217,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         Some(&largest) => Some(footprint::measure_history(largest.min(10_000), 10)?),
         None => None,
     };
-    let report = report::Report { machine, seconds: options.seconds, rows, footprint, written, history };
+    let report = report::Report { machine, seconds: options.seconds, rows, footprint, written, history, notes };
     println!("{}", report.markdown());
     report.write_json(&options.json)?;
     eprintln!("# JSON written to {}", options.json.display());

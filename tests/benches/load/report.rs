@@ -85,6 +85,8 @@ pub struct Report {
     pub footprint: Vec<Footprint>,
     pub written: Option<WrittenFootprint>,
     pub history: Option<HistoryFootprint>,
+    /// Figures that belong to no row (the public cache's hit rates).
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -98,7 +100,7 @@ impl Report {
             n if n.starts_with("REST create") => (Some("HTTP ceiling"), Some("PostgreSQL insert")),
             "gRPC create" => (Some("gRPC ceiling"), Some("PostgreSQL insert")),
             "core create" => (None, Some("PostgreSQL insert")),
-            n if n.starts_with("REST") => (Some("HTTP ceiling"), None),
+            n if n.starts_with("REST") || n.starts_with("public") => (Some("HTTP ceiling"), None),
             n if n.starts_with("gRPC") => (Some("gRPC ceiling"), None),
             _ => (None, None),
         }
@@ -134,6 +136,9 @@ impl Report {
                 ratio(row, storage),
                 ratio(row, peer),
             );
+        }
+        for note in &self.notes {
+            out += &format!("\n{note}\n");
         }
         if !self.footprint.is_empty() {
             out += "\n| chatbots stored | on disk | per chatbot | start to ready | RSS at ready | RSS after reads |\n|---:|---:|---:|---:|---:|---:|\n";

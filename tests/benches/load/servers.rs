@@ -50,8 +50,9 @@ pub fn chatbotd_command(store_args: &[&std::ffi::OsStr]) -> Command {
     command
         .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
         .args(store_args)
-        // Fair use stays on, its limit raised only as far as 64 clients of one key need.
-        .args(["--rate-limit", "1000000"])
+        // Fair use stays on, its limits raised only as far as 64 clients of one key (and of one
+        // address, on the public route) need.
+        .args(["--rate-limit", "1000000", "--public-rate-limit", "1000000"])
         .env("CHATBOTD_API_KEY", KEY)
         .env_remove("RUST_LOG");
     command
@@ -137,6 +138,17 @@ impl Chatbotd {
             tasks.push(tokio::spawn(async move { while let Some(Ok(_)) = body.next().await {} }));
         }
         Ok(Watchers(tasks))
+    }
+
+    /// The public cache's hit rate so far, from the first replica's `/metrics`.
+    pub async fn public_hit_rate(&self) -> anyhow::Result<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.target.rest[0])).await?.text().await?;
+        let count = |result: &str| {
+            let prefix = format!("chatbotd_public_cache_total{{result=\"{result}\"}} ");
+            text.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|n| n.trim().parse::<f64>().ok())
+        };
+        let (hits, misses) = (count("hit").unwrap_or(0.0), count("miss").unwrap_or(0.0));
+        Ok(if hits + misses > 0.0 { hits / (hits + misses) } else { 0.0 })
     }
 
     pub async fn drive(

@@ -70,18 +70,38 @@ fn event_from_row(row: &Row) -> Result<ChatbotEvent> {
 }
 
 impl PostgresStore {
-    /// Up to `limit` published events of `org` after `after`.
-    pub(super) async fn changes_now(&self, org: OrgId, after: u64, limit: usize) -> Result<Vec<ChatbotEvent>, Failure> {
+    /// Up to `limit` published events of `org` (of every organisation when `None`) after `after`.
+    pub(super) async fn changes_now(
+        &self,
+        org: Option<OrgId>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatbotEvent>, Failure> {
         let client = self.client().await?;
         let after_i64 = i64::try_from(after).map_err(Error::storage)?;
         let limit = i64::try_from(limit).map_err(Error::storage)?;
-        let statement = client
-            .prepare_cached(
-                "SELECT position, organisation_id, chatbot_id, kind, revision, etag, changed_at, version_id, changed
-                 FROM chatbotd_changes WHERE organisation_id = $1 AND position > $2 ORDER BY position LIMIT $3",
-            )
-            .await?;
-        let rows = client.query(&statement, &[org.as_uuid(), &after_i64, &limit]).await?;
+        let rows = match org {
+            Some(org) => {
+                let statement = client
+                    .prepare_cached(
+                        "SELECT position, organisation_id, chatbot_id, kind, revision, etag, changed_at, version_id,
+                            changed
+                         FROM chatbotd_changes WHERE organisation_id = $1 AND position > $2 ORDER BY position LIMIT $3",
+                    )
+                    .await?;
+                client.query(&statement, &[org.as_uuid(), &after_i64, &limit]).await?
+            }
+            None => {
+                let statement = client
+                    .prepare_cached(
+                        "SELECT position, organisation_id, chatbot_id, kind, revision, etag, changed_at, version_id,
+                            changed
+                         FROM chatbotd_changes WHERE position > $1 ORDER BY position LIMIT $2",
+                    )
+                    .await?;
+                client.query(&statement, &[&after_i64, &limit]).await?
+            }
+        };
         let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
         // Read after the events: the head only grows, and a prune since shows in `kept_from`.
         let log = client.query_one("SELECT head, kept_from FROM chatbotd_change_log WHERE singleton", &[]).await?;
@@ -196,7 +216,11 @@ impl ChangeLog for PostgresStore {
     }
 
     fn changes(&self, org: OrgId, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>> {
-        Box::pin(async move { self.with_retries(|_| self.changes_now(org, after, limit)).await })
+        Box::pin(async move { self.with_retries(|_| self.changes_now(Some(org), after, limit)).await })
+    }
+
+    fn all_changes(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>> {
+        Box::pin(async move { self.with_retries(|_| self.changes_now(None, after, limit)).await })
     }
 
     fn publish_changes(&self) -> StoreFuture<'_, ()> {

@@ -16,7 +16,8 @@ use crate::history::{DeletedChatbot, Revision};
 use crate::idempotency::{Outcome, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
-    ChatbotDeletion, ChatbotStore, ChatbotUpdate, Filter, Listing, NewChatbot, PageCursor, StoreFuture, slug_candidates,
+    ChatbotDeletion, ChatbotStore, ChatbotUpdate, Filter, Listing, NewChatbot, PageCursor, Served, StoreFuture,
+    slug_candidates,
 };
 
 use super::avatars::{AVATAR_COLUMNS, avatar_from_row, insert_avatar, remove_avatars};
@@ -300,7 +301,7 @@ impl ChatbotStore for PostgresStore {
         })
     }
 
-    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>> {
+    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Served>> {
         let slug = slug.as_str().to_owned();
         Box::pin(async move {
             self.with_retries(|_| async {
@@ -316,8 +317,9 @@ impl ChatbotStore for PostgresStore {
                 let Some(row) = client.query_opt(&statement, &[&slug]).await? else { return Ok(None) };
                 let head = chatbot_from_row(&row)?;
                 let published: Option<Json<Chatbot>> = column(&row, 8)?;
-                let served = published.map_or(head, |Json(snapshot)| snapshot);
-                Ok(Some(served).filter(|chatbot| chatbot.config.is_public && chatbot.config.active))
+                let revision = head.revision;
+                let chatbot = published.map_or(head, |Json(snapshot)| snapshot);
+                Ok(Some(Served { chatbot, revision }).filter(|s| s.chatbot.config.is_public && s.chatbot.config.active))
             })
             .await
         })

@@ -65,6 +65,32 @@ pub(super) fn read(tree: &sled::Tree, org: OrgId, after: u64, head: u64, limit: 
     Ok(events)
 }
 
+/// Up to `limit` events of every organisation after `after`, up to `head`: the whole log's entries name
+/// the organisation whose key holds each event.
+pub(super) fn read_all(tree: &sled::Tree, after: u64, head: u64, limit: usize) -> Result<Vec<ChatbotEvent>> {
+    let kept_from = counter(tree, KEPT_FROM_KEY)?.max(1);
+    if after > head || after + 1 < kept_from {
+        return Err(Error::ResyncRequired);
+    }
+    let mut events = Vec::new();
+    if after < head {
+        for entry in tree.range(log_key(after + 1)..=log_key(head)).take(limit) {
+            let (key, value) = entry?;
+            let position = position_of(&key).ok_or_else(|| Error::storage("a malformed log key"))?;
+            let org = value.get(..16).and_then(|org| org.try_into().ok()).map(OrgId::from_bytes);
+            let org = org.ok_or_else(|| Error::storage("a malformed log entry"))?;
+            // Pruned since the range was read: the check below reports it.
+            if let Some(json) = tree.get(org_key(org, position))? {
+                events.push(serde_json::from_slice(&json).map_err(Error::storage)?);
+            }
+        }
+    }
+    if after + 1 < counter(tree, KEPT_FROM_KEY)? {
+        return Err(Error::ResyncRequired);
+    }
+    Ok(events)
+}
+
 /// The oldest positions written before `before`, at most `limit` and none past `head`, with the keys to
 /// remove for each.
 pub(super) fn prunable(tree: &sled::Tree, before: Timestamp, head: u64, limit: usize) -> Result<Vec<Vec<u8>>> {

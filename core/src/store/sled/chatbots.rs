@@ -14,7 +14,8 @@ use crate::history::DeletedChatbot;
 use crate::idempotency::{Outcome, Written};
 use crate::rules::SlugChoice;
 use crate::store::{
-    ChatbotDeletion, ChatbotStore, ChatbotUpdate, Filter, Listing, NewChatbot, PageCursor, StoreFuture, slug_candidates,
+    ChatbotDeletion, ChatbotStore, ChatbotUpdate, Filter, Listing, NewChatbot, PageCursor, Served, StoreFuture,
+    slug_candidates,
 };
 
 /// Key of a chatbot's record.
@@ -64,7 +65,7 @@ impl ChatbotStore for SledStore {
         Box::pin(async move { self.read_chatbot(org, id) })
     }
 
-    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Chatbot>> {
+    fn public_by_slug(&self, slug: &Slug) -> StoreFuture<'_, Option<Served>> {
         let key = slug_key(slug);
         Box::pin(async move {
             // An unknown slug reads a record that is not there, and decodes a stand-in, as a private
@@ -85,13 +86,17 @@ impl ChatbotStore for SledStore {
             };
             // While a revision is published, its content is what the public sees.
             let served = match chatbot {
-                Some(head) => match head.published.filter(|published| published.revision != head.revision) {
-                    Some(published) => history::content(&self.chatbots, head.id, published.revision)?,
-                    None => Some(head),
-                },
+                Some(head) => {
+                    let revision = head.revision;
+                    let content = match head.published.filter(|published| published.revision != head.revision) {
+                        Some(published) => history::content(&self.chatbots, head.id, published.revision)?,
+                        None => Some(head),
+                    };
+                    content.map(|chatbot| Served { chatbot, revision })
+                }
                 None => None,
             };
-            Ok(served.filter(|chatbot| chatbot.config.is_public && chatbot.config.active))
+            Ok(served.filter(|served| served.chatbot.config.is_public && served.chatbot.config.active))
         })
     }
 

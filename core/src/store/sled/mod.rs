@@ -219,6 +219,10 @@ impl ChangeLog for SledStore {
         Box::pin(async move { changes::read(&self.chatbots, org, after, self.signal.head(), limit) })
     }
 
+    fn all_changes(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<ChatbotEvent>> {
+        Box::pin(async move { changes::read_all(&self.chatbots, after, self.signal.head(), limit) })
+    }
+
     fn publish_changes(&self) -> StoreFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }

@@ -281,6 +281,10 @@ pub(crate) struct ServeArgs {
     /// organisations meanwhile); `0s` deletes at once, history and all.
     #[arg(long, env = "CHATBOTD_UNDELETE_WINDOW", default_value = "30days")]
     pub(crate) undelete_window: Span,
+    /// Public widget configurations (and unknown slugs, for a second) each replica keeps in memory,
+    /// kept fresh by the change log; 0 reads the store every time.
+    #[arg(long, env = "CHATBOTD_PUBLIC_CACHE_SIZE", default_value_t = chatbot_core::public::DEFAULT_PUBLIC_CACHE_ENTRIES)]
+    pub(crate) public_cache_size: usize,
     /// Most change streams (SSE and gRPC watches) open at once.
     #[arg(long, env = "CHATBOTD_MAX_WATCHERS", default_value_t = chatbot_core::DEFAULT_MAX_WATCHERS)]
     pub(crate) max_watchers: usize,
@@ -365,6 +369,7 @@ impl ServeArgs {
             max_watchers: self.max_watchers,
             max_watchers_per_org: self.max_watchers_per_org,
             undelete_window: self.undelete_window.into(),
+            public_cache_entries: self.public_cache_size,
             heartbeat: self.heartbeat.into(),
         })
     }

@@ -46,6 +46,9 @@ pub enum StoreConfig {
     },
 }
 
+/// How long a replica waits at start for a database it cannot reach, before it gives up.
+const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl StoreConfig {
     /// A registry enforcing `rules` over this store, running as `options` say.
     pub async fn open(&self, rules: Rules, options: RegistryOptions) -> anyhow::Result<Registry> {
@@ -57,7 +60,23 @@ impl StoreConfig {
                 Ok(Registry::with_options(store, rules, options))
             }
             StoreConfig::Postgres { url, options: engine } => {
-                let store = PostgresStore::connect(url, engine.clone()).await.context("cannot use the database")?;
+                // A database that cannot be reached yet (starting, failing over, or too busy to answer
+                // within --database-timeout) is waited for, not given up on at once: replicas often
+                // start before their database. Anything else (a bad URL, a refused password, a schema
+                // newer than this binary) ends the start at once.
+                let started = std::time::Instant::now();
+                let mut wait = std::time::Duration::from_millis(100);
+                let store = loop {
+                    match PostgresStore::connect(url, engine.clone()).await {
+                        Ok(store) => break store,
+                        Err(err @ chatbot_core::Error::Unavailable(_)) if started.elapsed() < DATABASE_WAIT => {
+                            tracing::warn!(error = %err, "the database cannot be reached yet; trying again");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                        }
+                        Err(err) => return Err(err).context("cannot use the database"),
+                    }
+                };
                 Ok(Registry::with_options(store, rules, options))
             }
         }
@@ -98,6 +117,8 @@ pub struct Config {
     pub max_watchers_per_org: usize,
     /// How long a deleted chatbot is kept for undelete.
     pub undelete_window: Duration,
+    /// Public widget configurations held in memory.
+    pub public_cache_entries: usize,
     /// How often an idle watch gets a heartbeat.
     pub heartbeat: Duration,
 }
@@ -131,6 +152,7 @@ impl Application {
             max_watchers: config.max_watchers,
             max_watchers_per_org: config.max_watchers_per_org,
             undelete_window: config.undelete_window,
+            public_cache_entries: config.public_cache_entries,
         };
         let registry = config.store.open(config.rules, options).await?;
         let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
