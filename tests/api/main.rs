@@ -8,6 +8,7 @@ mod avatars;
 mod changes;
 mod create;
 mod durability;
+mod failover;
 mod fairness;
 mod flags;
 mod grpc;

@@ -25,6 +25,8 @@ pub struct Cluster {
     /// Closing it tells the watchdog to stop the server and remove its files.
     watchdog: Mutex<Option<(Child, ChildStdin)>>,
     databases: AtomicUsize,
+    /// Server options beyond the usual ones (`-c name=value ...`), kept for every start.
+    extra: String,
 }
 
 /// The directory holding `initdb`, `pg_ctl`, `postgres` and the client tools, if PostgreSQL is installed.
@@ -50,6 +52,55 @@ pub fn shared() -> Result<&'static Cluster, String> {
 impl Cluster {
     /// Creates and starts a cluster, or says plainly why it cannot.
     pub fn start() -> Result<Self, String> {
+        Cluster::start_with("")
+    }
+
+    /// A cluster that is the primary of a synchronous streaming standby: every commit waits until a
+    /// standby has it.
+    pub fn start_primary() -> Result<Self, String> {
+        Cluster::start_with("-c synchronous_standby_names='*' -c wal_keep_size=256MB")
+    }
+
+    /// A streaming standby of `primary`, copied with `pg_basebackup -R` and started: it replays the
+    /// primary's changes and, being named by none but `*`, is its synchronous standby.
+    pub fn start_standby_of(primary: &Cluster) -> Result<Self, String> {
+        let root = nix::unistd::Uid::effective().is_root();
+        let user = root.then(|| "postgres".to_owned());
+        let dir = tempfile::Builder::new().prefix("chatbotd-pg").tempdir().map_err(|e| e.to_string())?.keep();
+        if root {
+            run(Command::new("chown").args(["-R", "postgres"]).arg(&dir))?;
+        }
+        let standby = Cluster {
+            bin: primary.bin.clone(),
+            dir,
+            port: free_port()?,
+            user,
+            watchdog: Mutex::new(None),
+            databases: AtomicUsize::new(0),
+            extra: String::new(),
+        };
+        let (data, port) = (standby.data(), primary.port.to_string());
+        let connection = format!("host=127.0.0.1 port={port} user=chatbotd application_name=standby");
+        standby.tool("pg_basebackup", &["-d", &connection, "-D", &data, "-R", "-X", "stream", "--no-sync"])?;
+        standby.watch()?;
+        standby.start_server()?;
+        Ok(standby)
+    }
+
+    /// Promotes a standby to primary (`pg_ctl promote`), waiting until it takes writes.
+    pub fn promote(&self) -> Result<(), String> {
+        self.tool("pg_ctl", &["-D", &self.data(), "-w", "promote"]).map(drop)
+    }
+
+    /// Kills the server's postmaster with SIGKILL, as a crash of its machine would.
+    pub fn kill9(&self) -> Result<(), String> {
+        let pid_file = std::fs::read_to_string(format!("{}/postmaster.pid", self.data())).map_err(|e| e.to_string())?;
+        let pid: i32 = pid_file.lines().next().and_then(|line| line.trim().parse().ok()).ok_or("no postmaster pid")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+            .map_err(|e| e.to_string())
+    }
+
+    fn start_with(extra: &str) -> Result<Self, String> {
         let bin = find_bin().ok_or(
             "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin with initdb, pg_ctl, postgres, psql, pgbench, \
              pg_dump); install it with `apt-get install postgresql`",
@@ -61,7 +112,15 @@ impl Cluster {
             run(Command::new("chown").args(["-R", "postgres"]).arg(&dir))?;
         }
         let port = free_port()?;
-        let cluster = Cluster { bin, dir, port, user, watchdog: Mutex::new(None), databases: AtomicUsize::new(0) };
+        let cluster = Cluster {
+            bin,
+            dir,
+            port,
+            user,
+            watchdog: Mutex::new(None),
+            databases: AtomicUsize::new(0),
+            extra: extra.to_owned(),
+        };
         let data = cluster.data();
         cluster.tool("initdb", &["-D", &data, "-U", "chatbotd", "-A", "trust", "--no-sync", "-E", "UTF8"])?;
         cluster.watch()?;
@@ -73,9 +132,10 @@ impl Cluster {
     pub fn start_server(&self) -> Result<(), String> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
-             -c max_connections=400 -c shared_buffers=256MB",
+             -c max_connections=400 -c shared_buffers=256MB {}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.extra
         );
         let log = format!("{}/server.log", self.dir.display());
         self.tool("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"]).map(drop)
