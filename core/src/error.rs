@@ -68,6 +68,13 @@ pub enum Error {
     /// Nothing was changed; the caller may retry.
     #[error("the store is unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The connection to the store broke after the write was sent to commit and before the store said
+    /// whether it did: the write may or may not have happened. A retry with the same idempotency key
+    /// does it exactly once either way.
+    #[error(
+        "the write may or may not have been committed (the database connection broke at the commit); retry it with the same idempotency key"
+    )]
+    OutcomeUnknown,
     /// The store failed (disk full, I/O error, corrupt record). Not the caller's fault.
     #[error("storage failure: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -91,6 +98,7 @@ impl Error {
             Error::IdempotencyKeyReused => "idempotency_key_reused",
             Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable(_) => "unavailable",
+            Error::OutcomeUnknown => "outcome_unknown",
             Error::Storage(_) => "internal",
         }
     }

@@ -55,6 +55,7 @@ pub(crate) fn to_status(err: Error) -> Status {
             retry = Some(retry_after);
             Code::ResourceExhausted
         }
+        Error::OutcomeUnknown => Code::Unavailable,
         Error::Unavailable(source) => {
             tracing::warn!(error = %source, "the store is unavailable");
             message = "the store is unavailable right now; retry later".to_owned();

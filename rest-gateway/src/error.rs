@@ -126,6 +126,7 @@ impl ApiError {
                         (StatusCode::BAD_REQUEST, message)
                     }
                     Error::NothingToUpdate => (StatusCode::BAD_REQUEST, "the body names no field to change".to_owned()),
+                    Error::OutcomeUnknown => (StatusCode::SERVICE_UNAVAILABLE, said),
                     Error::Unavailable(source) => {
                         tracing::warn!(error = %source, "the store is unavailable");
                         (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable right now; retry later".to_owned())

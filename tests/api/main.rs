@@ -28,4 +28,5 @@ mod replicas;
 mod retries;
 mod shares;
 mod text;
+mod unknown_commit;
 mod widgets;

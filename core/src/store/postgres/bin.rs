@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::avatars::remove_avatars;
 use super::chatbots::{Logged, insert};
-use super::claims::{check_claim, record_claim};
+use super::claims::{check_claim, commit, record_claim};
 use super::failure::Failure;
 use super::{PostgresStore, changes, column, history};
 use crate::changes::{ChangeKind, ChatbotEvent};
@@ -171,7 +171,7 @@ impl PostgresStore {
             record_claim(&tx, org, claim, Outcome::Chatbot(Box::new(chatbot.clone()))).await?;
         }
         self.maybe_inject_failure(&tx, attempt).await?;
-        tx.commit().await?;
+        commit(self, tx, org, undeletion.claim.as_ref()).await?;
         Ok(Written::fresh(chatbot))
     }
 

@@ -21,7 +21,7 @@ use crate::store::{
 };
 
 use super::avatars::{AVATAR_COLUMNS, avatar_from_row, insert_avatar, remove_avatars};
-use super::claims::{check_claim, record_claim};
+use super::claims::{check_claim, commit, record_claim};
 use super::failure::Failure;
 use super::{PostgresStore, bin, changes, column, history};
 
@@ -76,7 +76,7 @@ impl PostgresStore {
         let chatbot = insert_resolving_slug(&tx, new).await?;
         record_claim(&tx, org, claim, Outcome::Chatbot(Box::new(chatbot.clone()))).await?;
         self.maybe_inject_failure(&tx, attempt).await?;
-        tx.commit().await?;
+        commit(self, tx, org, Some(claim)).await?;
         Ok(Written::fresh(chatbot))
     }
 
@@ -211,7 +211,7 @@ impl PostgresStore {
             record_claim(&tx, update.org, claim, Outcome::Chatbot(Box::new(next.clone()))).await?;
         }
         self.maybe_inject_failure(&tx, attempt).await?;
-        tx.commit().await?;
+        commit(self, tx, update.org, update.claim.as_ref()).await?;
         Ok(Written::fresh(next))
     }
 
@@ -245,7 +245,7 @@ impl PostgresStore {
             record_claim(&tx, deletion.org, claim, Outcome::Deleted).await?;
         }
         self.maybe_inject_failure(&tx, attempt).await?;
-        tx.commit().await?;
+        commit(self, tx, deletion.org, deletion.claim.as_ref()).await?;
         Ok(Written::fresh(()))
     }
 

@@ -92,6 +92,30 @@ pub(super) async fn check_claim(
     }
 }
 
+/// Commits a write's transaction. When the connection breaks with the COMMIT sent, whether it committed
+/// is found on another connection by the write's claim: there under this claim, it did (and the write
+/// is done); absent, it did not (and the write runs again). A write without a claim, or a database
+/// that cannot be asked, is [`Error::OutcomeUnknown`].
+pub(super) async fn commit(
+    store: &PostgresStore,
+    tx: deadpool_postgres::Transaction<'_>,
+    org: OrgId,
+    claim: Option<&Claim>,
+) -> Result<(), Failure> {
+    let err = match tx.commit().await {
+        Ok(()) => return Ok(()),
+        Err(err) if err.code().is_some() => return Err(err.into()),
+        Err(err) => err,
+    };
+    tracing::warn!(error = %err, "the database connection broke at a commit; finding out whether it committed");
+    let Some(claim) = claim else { return Err(Failure::Fail(Error::OutcomeUnknown)) };
+    match store.claimed_now(org, &claim.key).await {
+        Ok(Some(record)) if record.fingerprint == claim.fingerprint && record.at == claim.at => Ok(()),
+        Ok(_) => Err(Failure::Retry(format!("the commit did not happen: {err}"))),
+        Err(_) => Err(Failure::Fail(Error::OutcomeUnknown)),
+    }
+}
+
 /// Within a write's transaction: records its outcome under its key. A concurrent transaction that
 /// claimed the same key first makes this one wait, then fail the insert: it runs again, and replays.
 pub(super) async fn record_claim(
