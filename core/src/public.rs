@@ -189,8 +189,8 @@ impl PublicCache {
         {
             let mut invalidated = self.lock_invalidated();
             if invalidated.len() >= REMEMBERED_INVALIDATIONS && !invalidated.contains_key(&chatbot) {
-                // Forget the oldest half's worth at random: a read racing a change that long ago has
-                // long been answered.
+                // Forget half of them, whichever: a read racing one of 5,000 changes ago has long
+                // been answered.
                 let keep = REMEMBERED_INVALIDATIONS / 2;
                 let mut kept = 0;
                 invalidated.retain(|_, _| {
