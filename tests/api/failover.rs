@@ -1,8 +1,9 @@
 //! Database failover as a tested promise: a primary with a synchronous streaming standby, two replicas
 //! on a multi-host URL that asks for the read-write server, writers retrying with idempotency keys;
 //! the primary is killed and the standby promoted. Every acknowledged write is there exactly once, no
-//! answer but 201 and 503 is given, `/healthz` says not ready while no server takes writes, and both
-//! replicas serve again without a restart.
+//! answer but 201 and 503 (`unavailable`, or `outcome_unknown` for a commit cut off) is given,
+//! `/healthz` says not ready while no server takes writes, and both replicas serve again without a
+//! restart.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ struct Written {
     /// Idempotency key -> the id its create was acknowledged with (the same on every retry).
     acknowledged: HashMap<String, String>,
     unavailable: usize,
+    /// Of those, answers that a commit's outcome was unknown.
+    unknown: usize,
     /// When a write was acknowledged, for the gap.
     acknowledged_at: Vec<Instant>,
 }
@@ -82,7 +85,11 @@ async fn a_killed_primary_and_a_promoted_standby_lose_no_acknowledged_write() {
                                 break;
                             }
                             StatusCode::SERVICE_UNAVAILABLE => {
-                                assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                                // `outcome_unknown`: its commit was sent when the primary died, and no
+                                // server could say whether it happened; the retry with its key will.
+                                let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
+                                assert!(["unavailable", "outcome_unknown"].contains(&code.as_str()), "{body}");
+                                seen.unknown += usize::from(code == "outcome_unknown");
                                 // Retried until acknowledged, even once told to stop: a write whose
                                 // commit outcome was unknown must end up acknowledged exactly once.
                                 seen.unavailable += 1;
@@ -124,10 +131,11 @@ async fn a_killed_primary_and_a_promoted_standby_lose_no_acknowledged_write() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let mut acknowledged = HashMap::new();
-    let (mut unavailable, mut after_promotion, mut gap_end) = (0, 0, None::<Instant>);
+    let (mut unavailable, mut unknown, mut after_promotion, mut gap_end) = (0, 0, 0, None::<Instant>);
     for writer in writers {
         let seen = writer.await.expect("a writer ends");
         unavailable += seen.unavailable;
+        unknown += seen.unknown;
         after_promotion += seen.acknowledged_at.iter().filter(|at| **at > promoted).count();
         let first_after = seen.acknowledged_at.iter().filter(|at| **at > promoted).min().copied();
         gap_end = first_after.into_iter().chain(gap_end).min();
@@ -159,7 +167,7 @@ async fn a_killed_primary_and_a_promoted_standby_lose_no_acknowledged_write() {
     assert_eq!(listed, expected, "every acknowledged create, once, and nothing else");
     let (gap, since_promotion) = (gap_end.map(|end| end - killed), gap_end.map(|end| end - promoted));
     eprintln!(
-        "failover: {} acknowledged creates, {unavailable} answers of 503, {after_promotion} acknowledged after the \
+        "failover: {} acknowledged creates, {unavailable} answers of 503 ({unknown} of them outcome_unknown), {after_promotion} acknowledged after the \
          promotion; writes went on {gap:?} after the kill ({since_promotion:?} after the promotion); 0 lost, 0 twice",
         acknowledged.len()
     );
