@@ -169,13 +169,17 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let postgres_rows = [
         ("REST create on PostgreSQL", drive::Op::RestCreate, 1),
         ("REST get on PostgreSQL", drive::Op::RestGet, 1),
+        ("gRPC create on PostgreSQL", drive::Op::GrpcCreate, 1),
+        ("gRPC get on PostgreSQL", drive::Op::GrpcGet, 1),
         ("public get on PostgreSQL", drive::Op::PublicGet, 1),
         ("public get on PostgreSQL, 2 replicas", drive::Op::PublicGet, 2),
         ("REST update (PATCH with If-Match) on PostgreSQL", drive::Op::RestUpdate, 1),
         ("REST create on PostgreSQL, 2 replicas", drive::Op::RestCreate, 2),
         ("REST get on PostgreSQL, 2 replicas", drive::Op::RestGet, 2),
     ];
-    let postgres_wanted = wanted("PostgreSQL insert") || postgres_rows.iter().any(|(name, ..)| wanted(name));
+    let postgres_wanted = wanted("PostgreSQL insert")
+        || wanted("PostgreSQL select by key")
+        || postgres_rows.iter().any(|(name, ..)| wanted(name));
     match postgres_wanted.then(chatbotd_tests::postgres::Cluster::start) {
         None => {}
         Some(Err(why)) => eprintln!("# PostgreSQL rows skipped: {why}"),
@@ -199,10 +203,16 @@ async fn run(options: Options) -> anyhow::Result<()> {
                     notes.push(format!("public cache hit rate (PostgreSQL, {replicas} replica(s), first): {rate:.4}"));
                 }
             }
-            if wanted("PostgreSQL insert") {
+            if wanted("PostgreSQL insert") || wanted("PostgreSQL select by key") {
                 let table = postgres::Table::create(&cluster).map_err(anyhow::Error::msg)?;
                 for &clients in &options.clients {
-                    rows.push(report::row("PostgreSQL insert", "peer", clients, table.pgbench(clients, duration)?));
+                    if wanted("PostgreSQL insert") {
+                        rows.push(report::row("PostgreSQL insert", "peer", clients, table.pgbench(clients, duration)?));
+                    }
+                    if wanted("PostgreSQL select by key") {
+                        let measured = table.pgbench_select(clients, duration)?;
+                        rows.push(report::row("PostgreSQL select by key", "peer", clients, measured));
+                    }
                 }
             }
         }

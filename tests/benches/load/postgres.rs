@@ -33,20 +33,38 @@ impl<'a> Table<'a> {
 
     /// `clients` pgbench clients inserting the example record for `duration`.
     pub fn pgbench(&self, clients: usize, duration: Duration) -> anyhow::Result<Measured> {
-        let body: serde_json::Value = serde_json::from_str(include_str!("example.json"))?;
         // The record travels as a bound parameter (-M prepared), as a driver would send it.
         let script = "INSERT INTO chatbots (organization_id, slug, body) VALUES \
              ('123042b2-86e2-4184-a86e-95423d728815', 'pg-' || nextval('slugs'), :body::jsonb);\n";
+        self.run("insert", script, clients, duration)
+    }
+
+    /// `clients` pgbench clients reading one of 1,000 stored example records by its unique key for
+    /// `duration`: what a REST get on PostgreSQL costs the database at best.
+    pub fn pgbench_select(&self, clients: usize, duration: Duration) -> anyhow::Result<Measured> {
+        let body: serde_json::Value = serde_json::from_str(include_str!("example.json"))?;
+        let seed = format!(
+            "INSERT INTO chatbots (organization_id, slug, body) SELECT '123042b2-86e2-4184-a86e-95423d728815', \
+             'sel-' || n, $json${body}$json$::jsonb FROM generate_series(1, 1000) AS n ON CONFLICT (slug) DO NOTHING"
+        );
+        self.cluster.psql(&self.database, &seed).map_err(anyhow::Error::msg)?;
+        let script = "\\set n random(1, 1000)\nSELECT id, body, created_at, updated_at FROM chatbots WHERE slug = 'sel-' || :n;\n";
+        self.run("select", script, clients, duration)
+    }
+
+    /// Runs `script` (named `name`) with `clients` pgbench clients for `duration`.
+    fn run(&self, name: &str, script: &str, clients: usize, duration: Duration) -> anyhow::Result<Measured> {
+        let body: serde_json::Value = serde_json::from_str(include_str!("example.json"))?;
         let body = format!("body={body}");
-        let run_dir = self.cluster.dir().join(format!("pgbench-{clients}"));
+        let run_dir = self.cluster.dir().join(format!("pgbench-{name}-{clients}"));
         std::fs::create_dir_all(&run_dir)?;
-        std::fs::write(run_dir.join("insert.sql"), script)?;
+        std::fs::write(run_dir.join(format!("{name}.sql")), script)?;
         self.cluster.give(&run_dir).map_err(anyhow::Error::msg)?;
         let seconds = duration.as_secs().max(1).to_string();
         let (port, clients_arg, threads) =
             (self.cluster.port().to_string(), clients.to_string(), clients.min(2).to_string());
         let prefix = run_dir.join("log").display().to_string();
-        let script_path = run_dir.join("insert.sql").display().to_string();
+        let script_path = run_dir.join(format!("{name}.sql")).display().to_string();
         let args = [
             "-h",
             "127.0.0.1",

@@ -98,7 +98,11 @@ impl Report {
     fn references(name: &str) -> (Option<&'static str>, Option<&'static str>) {
         match name {
             n if n.starts_with("REST create") => (Some("HTTP ceiling"), Some("PostgreSQL insert")),
-            "gRPC create" => (Some("gRPC ceiling"), Some("PostgreSQL insert")),
+            "gRPC create" | "gRPC create on PostgreSQL" => (Some("gRPC ceiling"), Some("PostgreSQL insert")),
+            "REST get on PostgreSQL" | "REST get on PostgreSQL, 2 replicas" => {
+                (Some("HTTP ceiling"), Some("PostgreSQL select by key"))
+            }
+            "gRPC get on PostgreSQL" => (Some("gRPC ceiling"), Some("PostgreSQL select by key")),
             "core create" => (None, Some("PostgreSQL insert")),
             n if n.starts_with("REST") || n.starts_with("public") => (Some("HTTP ceiling"), None),
             n if n.starts_with("gRPC") => (Some("gRPC ceiling"), None),
@@ -109,7 +113,7 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut out = format!(
             "Measured on {}, {} s per row, all in one run.\n\n\
-             | operation | clients | req/s | p50 ms | p99 ms | p99.9 ms | errors | / ceiling | / sled insert+flush | / PostgreSQL insert |\n\
+             | operation | clients | req/s | p50 ms | p99 ms | p99.9 ms | errors | / ceiling | / sled insert+flush | / PostgreSQL peer |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             self.machine, self.seconds
         );
