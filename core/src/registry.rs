@@ -301,18 +301,7 @@ impl Registry {
         self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
             let rules = Arc::clone(&self.rules);
             let change = Box::new(move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask));
-            let expected_etag = expected_etag.map(str::to_owned);
-            let update = ChatbotUpdate {
-                org,
-                id,
-                expected_etag,
-                change,
-                claim,
-                avatar: None,
-                provenance,
-                restored_from: None,
-                publish: None,
-            };
+            let update = ChatbotUpdate::new(org, id, expected_etag, change, claim, provenance);
             self.refreshed(self.store.update(update).await)
         })
         .await
@@ -340,18 +329,9 @@ impl Registry {
                 config.settings.avatar = Some(reference);
                 Ok(Proposal { config, slug: SlugChoice::Kept })
             });
-            let expected_etag = expected_etag.map(str::to_owned);
-            let avatar = Some(stored);
             let update = ChatbotUpdate {
-                org,
-                id,
-                expected_etag,
-                change,
-                claim,
-                avatar,
-                provenance,
-                restored_from: None,
-                publish: None,
+                avatar: Some(stored),
+                ..ChatbotUpdate::new(org, id, expected_etag, change, claim, provenance)
             };
             self.refreshed(self.store.update(update).await)
         })
@@ -449,17 +429,9 @@ impl Registry {
             // The avatar image and the secret are the revision's too: they are part of its content.
             let change: Change =
                 Box::new(move |_current: &Chatbot| Ok(Proposal { config: config.clone(), slug: SlugChoice::Exact }));
-            let expected_etag = expected_etag.map(str::to_owned);
             let update = ChatbotUpdate {
-                org,
-                id,
-                expected_etag,
-                change,
-                claim,
-                avatar: None,
-                provenance,
                 restored_from: Some(number),
-                publish: None,
+                ..ChatbotUpdate::new(org, id, expected_etag, change, claim, provenance)
             };
             self.refreshed(self.store.update(update).await)
         })
@@ -492,15 +464,8 @@ impl Registry {
             let change: Change =
                 Box::new(|current: &Chatbot| Ok(Proposal { config: current.config.clone(), slug: SlugChoice::Kept }));
             let update = ChatbotUpdate {
-                org,
-                id,
-                expected_etag: expected_etag.map(str::to_owned),
-                change,
-                claim,
-                avatar: None,
-                provenance,
-                restored_from: None,
                 publish: Some(published),
+                ..ChatbotUpdate::new(org, id, expected_etag, change, claim, provenance)
             };
             self.refreshed(self.store.update(update).await)
         })

@@ -82,17 +82,8 @@ fn deletion(org: OrgId, id: ChatbotId, expected_etag: Option<String>) -> Chatbot
 
 /// What an update that names only its target and change takes: no claim, no image, by an embedder.
 fn updating() -> ChatbotUpdate {
-    ChatbotUpdate {
-        org: OrgId::new_random(),
-        id: ChatbotId::new_random(),
-        expected_etag: None,
-        change: Box::new(|_| Err(Error::NotFound)),
-        claim: None,
-        avatar: None,
-        provenance: Provenance::embedded(),
-        restored_from: None,
-        publish: None,
-    }
+    let change: Change = Box::new(|_| Err(Error::NotFound));
+    ChatbotUpdate::new(OrgId::new_random(), ChatbotId::new_random(), None, change, None, Provenance::embedded())
 }
 
 /// A claim of `key` for the request `request`, made now and expiring records made before `expired`.

@@ -88,6 +88,30 @@ pub struct ChatbotUpdate {
 }
 
 impl ChatbotUpdate {
+    /// The change `change` of `org`'s chatbot `id` by `provenance`, claiming `claim`, requiring
+    /// `expected_etag` when given: with no image, no restore and no publication (set those after).
+    pub fn new(
+        org: OrgId,
+        id: ChatbotId,
+        expected_etag: Option<&str>,
+        change: Change,
+        claim: Option<Claim>,
+        provenance: Provenance,
+    ) -> Self {
+        let expected_etag = expected_etag.map(str::to_owned);
+        ChatbotUpdate {
+            org,
+            id,
+            expected_etag,
+            change,
+            claim,
+            avatar: None,
+            provenance,
+            restored_from: None,
+            publish: None,
+        }
+    }
+
     /// The chatbot this update makes of `current` (the stored chatbot, which the engine has found that
     /// `org` owns: 404 comes first), and how its slug must be resolved; `None` when it changes nothing
     /// (then nothing is written: no revision, no event, the same entity tag). An invalid change is
