@@ -15,7 +15,7 @@ use crate::changes::{ChangeKind, ChatbotEvent};
 use crate::chatbot::Chatbot;
 use crate::domain::{ChatbotId, Slug};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{Served, Store};
 
 /// How long a slug found to be unknown (or private, or inactive) is answered as such from memory: the
 /// bound on how late a chatbot made public on another replica is seen through an unknown slug here.
@@ -131,12 +131,7 @@ impl PublicCache {
 
     /// The public route's answer for `slug`: from memory, or read once from the store.
     pub(crate) async fn get(&self, slug: &Slug) -> Result<Option<Arc<PublicWidget>>> {
-        let Some(entries) = &self.entries else {
-            let served = self.store.public_by_slug(slug).await?;
-            return served
-                .map(|served| PublicWidget::render(served.chatbot, &self.public_url).map(Arc::new))
-                .transpose();
-        };
+        let Some(entries) = &self.entries else { return self.render(self.store.public_by_slug(slug).await?) };
         self.catch_up().await;
         loop {
             match entries.get_value_or_guard_async(slug).await {
@@ -151,17 +146,16 @@ impl PublicCache {
                 Err(guard) => {
                     self.misses.increment(1);
                     let read = self.store.public_by_slug(slug).await?;
-                    let stale = read.as_ref().is_some_and(|read| {
-                        self.lock_invalidated().get(&read.chatbot.id).is_some_and(|known| *known > read.revision)
-                    });
-                    if let (false, Some(read)) = (stale, &read) {
-                        self.lock_slugs().insert(read.chatbot.id, (slug.clone(), read.revision));
-                    }
-                    let served = read
-                        .map(|read| PublicWidget::render(read.chatbot, &self.public_url).map(Arc::new))
-                        .transpose()?;
+                    let held = read.as_ref().map(|read| (read.chatbot.id, read.revision));
                     // A read that raced a change of its chatbot is served, not kept.
+                    let stale = held.is_some_and(|(id, revision)| {
+                        self.lock_invalidated().get(&id).is_some_and(|known| *known > revision)
+                    });
+                    let served = self.render(read)?;
                     if !stale {
+                        if let Some((id, revision)) = held {
+                            self.lock_slugs().insert(id, (slug.clone(), revision));
+                        }
                         let until = served.is_none().then(|| Instant::now() + NEGATIVE_TTL);
                         let _ = guard.insert(Entry { served: served.clone(), until });
                         self.size.set(entries.len() as f64);
@@ -170,6 +164,11 @@ impl PublicCache {
                 }
             }
         }
+    }
+
+    /// The public route's answer for what the store read, if anything.
+    fn render(&self, read: Option<Served>) -> Result<Option<Arc<PublicWidget>>> {
+        read.map(|read| PublicWidget::render(read.chatbot, &self.public_url).map(Arc::new)).transpose()
     }
 
     /// Forgets what the cache holds of `chatbot` (under the slug it was cached by) and of `slug` (a
