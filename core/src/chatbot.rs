@@ -9,8 +9,7 @@ use crate::domain::limits::{
     RADIUS_MAX_PX,
 };
 use crate::domain::{
-    AgentId, ChatbotId, ChatbotName, Description, Fraction, Greeting, HexColor, Language, LogoUrl, Model, OpenAiKey,
-    OrgId, PersonalityText, Prompt, Slug, SnippetText, Timestamp, Voice, VoiceLabel, WholeNumber,
+    AgentId, ChatbotId, ChatbotName, Description, Fraction, Greeting, HexColor, Language, LogoUrl, Model, OrgId, PersonalityText, Prompt, Secret, Slug, SnippetText, Timestamp, Voice, VoiceLabel, WholeNumber,
 };
 
 /// A stored chatbot: identity, ownership, configuration and history.
@@ -93,8 +92,8 @@ pub struct ChatbotConfig {
     pub is_public: bool,
     /// Inactive chatbots keep their data and slug but do not answer.
     pub active: bool,
-    /// The customer's own OpenAI key, if they gave one.
-    pub openai_api_key: Option<OpenAiKey>,
+    /// The customer's own OpenAI key, if they gave one: sealed once the registry has it.
+    pub openai_api_key: Option<Secret>,
     /// How it talks.
     pub personality: Personality,
     /// Model, prompt and widget settings.
@@ -315,7 +314,11 @@ mod tests {
     fn a_configuration_stored_by_an_earlier_version_reads_back_whole() {
         let config: ChatbotConfig = serde_json::from_str(CONFIG_V1).expect("the stored configuration decodes");
         assert_eq!(config.name.as_str(), "Fixture Bot");
-        assert_eq!(config.openai_api_key.as_ref().map(|k| k.expose()), Some("sk-proj-fixture1234567890"));
+        let key = match &config.openai_api_key {
+            Some(Secret::Clear(key)) => key.expose(),
+            other => panic!("a key in clear, as stores before sealing held it: {other:?}"),
+        };
+        assert_eq!(key, "sk-proj-fixture1234567890");
         assert_eq!(config.settings.snippet.primary_color.as_str(), "#4F46E5");
         assert!(config.settings.is_request_user_info_enabled && !config.settings.is_tool_enabled);
         let again = serde_json::to_value(&config).expect("encodes");

@@ -78,6 +78,10 @@ pub enum Error {
     /// The store failed (disk full, I/O error, corrupt record). Not the caller's fault.
     #[error("storage failure: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The keyring that seals stored secrets cannot be read or used (a start-up error: see
+    /// [`crate::secrets`]). Not the caller's fault.
+    #[error("keyring: {0}")]
+    Keyring(String),
 }
 
 impl Error {
@@ -99,7 +103,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable(_) => "unavailable",
             Error::OutcomeUnknown => "outcome_unknown",
-            Error::Storage(_) => "internal",
+            Error::Storage(_) | Error::Keyring(_) => "internal",
         }
     }
 

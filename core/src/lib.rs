@@ -33,6 +33,7 @@ pub mod metric;
 pub mod public;
 mod registry;
 mod rules;
+pub mod secrets;
 pub mod store;
 pub mod transfer;
 pub mod view;

@@ -34,6 +34,10 @@ pub const REQUEST_DURATION: &str = "chatbotd_request_duration_seconds";
 /// Requests being answered now, by face.
 pub const REQUESTS_IN_FLIGHT: &str = "chatbotd_requests_in_flight";
 
+/// Stored secret values not sealed under the keyring's first key (older keys, unknown keys, clear),
+/// as of the last census: what a rotation is for.
+pub const SECRETS_STALE: &str = "chatbotd_secrets_stale";
+
 /// Requests answered, by face, route, method and status.
 pub const REQUESTS: &str = "chatbotd_requests_total";
 

@@ -18,6 +18,7 @@ use crate::history::{self, Provenance, RevisionDiff, RevisionPage, RevisionRef, 
 use crate::idempotency::{Claim, Fingerprint, IdempotencyKey, Operation, Outcome, Verdict, Written};
 use crate::public::{PublicCache, PublicWidget};
 use crate::rules::{Proposal, Rules, SlugChoice};
+use crate::secrets::{Keyring, Secrets};
 use crate::store::sled::SledStore;
 use crate::store::{Change, ChatbotDeletion, ChatbotUpdate, Filter, NewChatbot, PageCursor, Store, Undeletion};
 use crate::transfer::Transfer;
@@ -38,6 +39,7 @@ pub struct Registry {
     public: PublicCache,
     watching: Arc<Watching>,
     transfer: Arc<Transfer>,
+    secrets: Arc<Secrets>,
 }
 
 /// How a registry runs, beyond its store and its rules.
@@ -56,6 +58,8 @@ pub struct RegistryOptions {
     pub undelete_window: Duration,
     /// Public widget configurations held in memory (0: every public read goes to the store).
     pub public_cache_entries: usize,
+    /// The keys that seal stored secrets; `None` stores them in clear (see [`crate::secrets`]).
+    pub keyring: Option<Keyring>,
 }
 
 /// How long a deleted chatbot is kept for undelete by default: 30 days.
@@ -70,6 +74,7 @@ impl Default for RegistryOptions {
             max_watchers_per_org: DEFAULT_MAX_WATCHERS_PER_ORG,
             undelete_window: DEFAULT_UNDELETE_WINDOW,
             public_cache_entries: crate::public::DEFAULT_PUBLIC_CACHE_ENTRIES,
+            keyring: None,
         }
     }
 }
@@ -131,10 +136,12 @@ impl Registry {
         let limits = Arc::new(options.rate_limits);
         let watching =
             Watching::new(Arc::clone(&store), Arc::clone(&limits), options.max_watchers, options.max_watchers_per_org);
+        let secrets = Arc::new(Secrets::new(Arc::clone(&store), options.keyring));
         Registry {
             admission: Arc::new(Admission::new(Arc::clone(&store), limits)),
             watching: Arc::new(watching),
-            transfer: Arc::new(Transfer::new(Arc::clone(&store), Arc::clone(&rules))),
+            transfer: Arc::new(Transfer::new(Arc::clone(&store), Arc::clone(&rules), Arc::clone(&secrets))),
+            secrets,
             public_url: options.public_url.trim_end_matches('/').to_owned(),
             undelete_window: options.undelete_window,
             public: PublicCache::new(
@@ -162,10 +169,18 @@ impl Registry {
         &self.transfer
     }
 
-    /// A registry over the embedded sled store in `dir`, created if needed. Fails if another process
-    /// has it open.
+    /// Sealing, opening and rotating stored secrets.
+    pub fn secrets(&self) -> &Arc<Secrets> {
+        &self.secrets
+    }
+
+    /// A registry over the embedded sled store in `dir`, created if needed, its secrets sealed with
+    /// the keyring in `dir` (made on first use, see [`crate::secrets::KEYRING_FILE`]). Fails if another
+    /// process has it open.
     pub fn open(dir: impl AsRef<Path>, rules: Rules) -> Result<Self> {
-        Ok(Registry::new(SledStore::open(dir)?, rules))
+        let store = SledStore::open(dir.as_ref())?;
+        let (keyring, _) = Keyring::read_or_create(&dir.as_ref().join(crate::secrets::KEYRING_FILE))?;
+        Ok(Registry::with_options(store, rules, RegistryOptions { keyring: Some(keyring), ..Default::default() }))
     }
 
     /// The rules this registry enforces.
@@ -213,10 +228,19 @@ impl Registry {
         let claim = key.map(|key| self.claim(key, Fingerprint::of(Operation::Create, None, Some(&draft), mask, None)));
         self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
             let proposal = self.rules.check(None, &draft, mask)?;
-            let chatbot = Chatbot::new(org, proposal.config);
+            let mut chatbot = Chatbot::new(org, proposal.config);
+            self.secrets.seal(org, chatbot.id, &mut chatbot.config, None);
             self.refreshed(self.store.create(NewChatbot { chatbot, slug: proposal.slug, claim, provenance }).await)
         })
         .await
+    }
+
+    /// The customer's own OpenAI key of chatbot `id`, in clear, if it has one and `org` owns it: for
+    /// the code that calls OpenAI on the customer's behalf. The only way a stored secret is opened;
+    /// the faces never call it.
+    pub async fn reveal_openai_api_key(&self, org: OrgId, id: ChatbotId) -> Result<Option<crate::domain::OpenAiKey>> {
+        let chatbot = self.store.get(org, id).await?;
+        self.secrets.open_openai_api_key(&chatbot)
     }
 
     /// The chatbot `id`, if `org` owns it ([`Error::NotFound`] otherwise, whoever owns it).
@@ -300,7 +324,9 @@ impl Registry {
         let claim = key.map(|key| self.claim(key, fingerprint()));
         self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
             let rules = Arc::clone(&self.rules);
-            let change = Box::new(move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask));
+            let change = self.secrets.sealing(Box::new(move |current: &Chatbot| {
+                rules.check(Some(&current.config), &draft, mask)
+            }));
             let update = ChatbotUpdate::new(org, id, expected_etag, change, claim, provenance);
             self.refreshed(self.store.update(update).await)
         })
@@ -427,8 +453,9 @@ impl Registry {
             let restored = self.store.revision(org, id, which).await?;
             let (number, config) = (restored.revision.revision, restored.chatbot.config);
             // The avatar image and the secret are the revision's too: they are part of its content.
-            let change: Change =
-                Box::new(move |_current: &Chatbot| Ok(Proposal { config: config.clone(), slug: SlugChoice::Exact }));
+            let change = self.secrets.sealing(Box::new(move |_current: &Chatbot| {
+                Ok(Proposal { config: config.clone(), slug: SlugChoice::Exact })
+            }));
             let update = ChatbotUpdate {
                 restored_from: Some(number),
                 ..ChatbotUpdate::new(org, id, expected_etag, change, claim, provenance)

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::chatbot::Chatbot;
 use crate::error::{Error, Result};
+use crate::secrets::Secrets;
 use crate::rules::Rules;
 use crate::store::{Record, Snapshot, Store};
 
@@ -12,12 +14,39 @@ use crate::store::{Record, Snapshot, Store};
 pub struct Transfer {
     store: Arc<dyn Store>,
     rules: Arc<Rules>,
+    /// Seals what an import brings in clear; opens what an export is asked to decrypt.
+    secrets: Arc<Secrets>,
 }
 
 impl Transfer {
     /// Transfers in and out of `store`, checking imports against `rules`' allow-lists.
-    pub(crate) fn new(store: Arc<dyn Store>, rules: Arc<Rules>) -> Self {
-        Transfer { store, rules }
+    pub(crate) fn new(store: Arc<dyn Store>, rules: Arc<Rules>, secrets: Arc<Secrets>) -> Self {
+        Transfer { store, rules, secrets }
+    }
+
+    /// `record` with its secrets in clear, for an export a person asked to decrypt (to move between
+    /// keyrings); any other record as it is.
+    pub fn decrypted(&self, record: Record) -> Result<Record> {
+        Ok(match record {
+            Record::Chatbot(chatbot) => Record::Chatbot(Box::new(self.secrets.opened(*chatbot)?)),
+            Record::Deleted { mut deleted } => {
+                deleted.chatbot = self.secrets.opened(deleted.chatbot)?;
+                Record::Deleted { deleted }
+            }
+            Record::Revision { mut revision } => {
+                if let Some(content) = revision.snapshot.take() {
+                    revision.snapshot = Some(Box::new(self.secrets.opened(*content)?));
+                }
+                Record::Revision { revision }
+            }
+            other => other,
+        })
+    }
+
+    /// `chatbot` with what it holds in clear sealed with the keyring (an import of a decrypted export).
+    fn sealed(&self, mut chatbot: Chatbot) -> Chatbot {
+        self.secrets.seal(chatbot.organization_id, chatbot.id, &mut chatbot.config, None);
+        chatbot
     }
 
     /// Everything the store holds as it was at this moment, to read a batch of [`Record`]s at a time
@@ -28,6 +57,7 @@ impl Transfer {
 
     /// Stores one exported record as it is. A chatbot's configuration is re-checked by its types as it
     /// is read, and its model and voice against these rules' allow-lists.
+    /// Secrets that arrive in clear are sealed with the keyring.
     pub async fn import(&self, record: Record) -> Result<()> {
         match record {
             Record::Organisation(organisation) => self.store.import_organisation(organisation).await,
@@ -35,13 +65,17 @@ impl Transfer {
             Record::Avatar(avatar) => self.store.import_avatar(avatar).await,
             Record::Deleted { deleted } => {
                 storable_text(&deleted.chatbot.config)?;
-                self.store.import_deleted(*deleted).await
+                let mut deleted = *deleted;
+                deleted.chatbot = self.sealed(deleted.chatbot);
+                self.store.import_deleted(deleted).await
             }
             Record::Revision { revision } => {
-                if let Some(snapshot) = &revision.snapshot {
+                let mut revision = *revision;
+                if let Some(snapshot) = revision.snapshot.take() {
                     storable_text(&snapshot.config)?;
+                    revision.snapshot = Some(Box::new(self.sealed(*snapshot)));
                 }
-                self.store.import_revision(*revision).await
+                self.store.import_revision(revision).await
             }
             Record::Chatbot(chatbot) => {
                 let config = &chatbot.config;
@@ -53,7 +87,7 @@ impl Transfer {
                 if let Some(voice) = &config.voice {
                     allowed(&self.rules.voices, voice.voice.as_str(), crate::catalog::Field::VoiceName)?;
                 }
-                self.store.import_chatbot(*chatbot).await
+                self.store.import_chatbot(self.sealed(*chatbot)).await
             }
         }
     }

@@ -1,9 +1,11 @@
-//! The `chatbot.admin.v1.AdminService` handlers: organisations, API keys and exports, for operators
+//! The `chatbot.admin.v1.AdminService` handlers: organisations, API keys, exports and the rotation of
+//! sealed secrets, for operators
 //! holding the admin token.
 
 use std::sync::Arc;
 
 use chatbot_core::fair_use::AdminDoor;
+use chatbot_core::secrets::Secrets;
 use chatbot_core::{Admission, ApiKeyInfo, Error, KeyHash, KeyId, Transfer};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -11,7 +13,8 @@ use tonic::{Request, Response, Status};
 use crate::admin_pb::admin_service_server::AdminService;
 use crate::admin_pb::{
     ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, CreateOrganisationRequest, ExportChunk, ExportRequest,
-    ListApiKeysRequest, ListApiKeysResponse, Organisation, RevokeApiKeyRequest,
+    ListApiKeysRequest, ListApiKeysResponse, Organisation, RevokeApiKeyRequest, RotateSecretsProgress,
+    RotateSecretsRequest,
 };
 use crate::convert::timestamp;
 use crate::status::{admin_refused, to_status};
@@ -25,6 +28,7 @@ pub const ADMIN_TOKEN_METADATA: &str = "x-admin-token";
 pub struct AdminApi {
     admission: Arc<Admission>,
     transfer: Arc<Transfer>,
+    secrets: Arc<Secrets>,
     /// The SHA-256 of the token: compared digest to digest, so the comparison says nothing of the token.
     token: Option<KeyHash>,
     /// Shuts out the client addresses that guess.
@@ -36,11 +40,17 @@ pub struct AdminApi {
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 impl AdminApi {
-    /// The admin service over `admission` (keys) and `transfer` (exports), open to callers presenting
+    /// The admin service over `registry`'s keys, exports and secrets, open to callers presenting
     /// `token` (to none without one).
-    pub fn new(admission: Arc<Admission>, transfer: Arc<Transfer>, token: Option<&str>) -> Self {
+    pub fn new(registry: &chatbot_core::Registry, token: Option<&str>) -> Self {
         let token = token.filter(|t| !t.is_empty()).map(KeyHash::of);
-        AdminApi { admission, transfer, token, door: Arc::new(AdminDoor::new()) }
+        AdminApi {
+            admission: Arc::clone(registry.admission()),
+            transfer: Arc::clone(registry.transfer()),
+            secrets: Arc::clone(registry.secrets()),
+            token,
+            door: Arc::new(AdminDoor::new()),
+        }
     }
 
     fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -131,6 +141,7 @@ impl AdminService for AdminApi {
 
     async fn export(&self, request: Request<ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
         self.check(&request)?;
+        let decrypt = request.get_ref().decrypt;
         let (chunks, stream) = tokio::sync::mpsc::channel(4);
         let transfer = Arc::clone(&self.transfer);
         tokio::spawn(async move {
@@ -139,9 +150,13 @@ impl AdminService for AdminApi {
                 Ok(snapshot) => snapshot,
                 Err(err) => return drop(chunks.send(failed(err)).await),
             };
+            let line = |record: chatbot_core::Record| match decrypt {
+                true => transfer.decrypted(record)?.to_line(),
+                false => record.to_line(),
+            };
             loop {
                 let lines = match snapshot.next_batch().await {
-                    Ok(Some(batch)) => batch.iter().map(chatbot_core::Record::to_line).collect::<Result<Vec<_>, _>>(),
+                    Ok(Some(batch)) => batch.into_iter().map(line).collect::<Result<Vec<_>, _>>(),
                     Ok(None) => return,
                     Err(err) => return drop(chunks.send(failed(err)).await),
                 };
@@ -154,6 +169,49 @@ impl AdminService for AdminApi {
                     if chunks.send(Ok(chunk)).await.is_err() {
                         return;
                     }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    type RotateSecretsStream = ReceiverStream<Result<RotateSecretsProgress, Status>>;
+
+    async fn rotate_secrets(
+        &self,
+        request: Request<RotateSecretsRequest>,
+    ) -> Result<Response<Self::RotateSecretsStream>, Status> {
+        self.check(&request)?;
+        let batch = match request.get_ref().batch_size {
+            0 => chatbot_core::secrets::DEFAULT_ROTATION_BATCH,
+            n => usize::try_from(n).unwrap_or(usize::MAX).min(10_000),
+        };
+        let (progress, stream) = tokio::sync::mpsc::channel(4);
+        let secrets = Arc::clone(&self.secrets);
+        // The rotation goes on in its own task: a caller that goes away stops hearing of it, and it
+        // stops at the next batch (it is safe to run again).
+        tokio::spawn(async move {
+            let mut from = Some(chatbot_core::store::ResealCursor::default());
+            let mut total = RotateSecretsProgress::default();
+            while let Some(cursor) = from {
+                let (next, done) = match secrets.rotate_batch(cursor, batch).await {
+                    Ok(step) => step,
+                    Err(err) => return drop(progress.send(Err(to_status(err))).await),
+                };
+                total.contents += done.contents as u64;
+                total.resealed += done.resealed as u64;
+                from = next;
+                if from.is_none() {
+                    let census = match secrets.census().await {
+                        Ok(census) => census,
+                        Err(err) => return drop(progress.send(Err(to_status(err))).await),
+                    };
+                    total.done = true;
+                    (total.current, total.older) = (census.current as u64, census.older as u64);
+                    (total.unknown_key, total.clear) = (census.unknown_key as u64, census.clear as u64);
+                }
+                if progress.send(Ok(total)).await.is_err() {
+                    return;
                 }
             }
         });

@@ -61,9 +61,9 @@ pub(crate) fn to_status(err: Error) -> Status {
             message = "the store is unavailable right now; retry later".to_owned();
             Code::Unavailable
         }
-        Error::Storage(source) => {
+        Error::Storage(_) | Error::Keyring(_) => {
             // The cause stays in the log; the client learns only that it was not its fault.
-            tracing::error!(error = %source, "storage failure");
+            tracing::error!(error = %message, "storage failure");
             message = "the service could not complete the request; the cause has been logged".to_owned();
             Code::Internal
         }

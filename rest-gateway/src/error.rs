@@ -131,9 +131,9 @@ impl ApiError {
                         tracing::warn!(error = %source, "the store is unavailable");
                         (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable right now; retry later".to_owned())
                     }
-                    Error::Storage(source) => {
+                    Error::Storage(_) | Error::Keyring(_) => {
                         // The cause stays in the log; the client learns only that it was not its fault.
-                        tracing::error!(error = %source, "storage failure");
+                        tracing::error!(error = %said, "storage failure");
                         let message = "the service could not complete the request; the cause has been logged";
                         (StatusCode::INTERNAL_SERVER_ERROR, message.to_owned())
                     }

@@ -149,7 +149,16 @@ async fn healthz(registry: Arc<Registry>, draining: Arc<AtomicBool>) -> Result<J
         return Err(ApiError::Draining);
     }
     registry.ready().await?;
-    Ok(Json(json!({"status": "ok"})))
+    // How the stored secrets stand, as of the last census (taken at start and after each rotation).
+    let secrets = registry.secrets().last_census().map(|census| {
+        json!({
+            "sealed_under_current_key": census.current,
+            "under_older_keys": census.older,
+            "under_unknown_keys": census.unknown_key,
+            "in_clear": census.clear,
+        })
+    });
+    Ok(Json(json!({"status": "ok", "secrets": secrets})))
 }
 
 /// `POST /api/external/chatbots` (Create Chatbot).

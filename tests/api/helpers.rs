@@ -82,6 +82,9 @@ pub enum Storage {
     },
 }
 
+/// The keyring every PostgreSQL replica of a test is given (sled makes its own in its data directory).
+pub const TEST_KEYRING: &str = "test-1=dGVzdC1rZXlyaW5nLWZvci1jaGF0Ym90ZC1yZXBsISE=";
+
 impl Storage {
     /// A new, empty store on `engine`.
     pub fn new(engine: Engine) -> Storage {
@@ -98,7 +101,9 @@ impl Storage {
     pub fn args(&self) -> Vec<OsString> {
         match self {
             Storage::Sled(dir) => vec!["--data-dir".into(), dir.path().into()],
-            Storage::Postgres { url } => vec!["--database-url".into(), url.into()],
+            Storage::Postgres { url } => {
+                vec!["--database-url".into(), url.into(), "--secret-keys".into(), TEST_KEYRING.into()]
+            }
         }
     }
 

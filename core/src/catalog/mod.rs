@@ -107,6 +107,20 @@ macro_rules! catalog {
 }
 use catalog;
 
+/// The secret fields: stored sealed (see [`crate::secrets`]) and shown masked. A new secret field is
+/// a row of the table above and a line here.
+impl crate::chatbot::ChatbotConfig {
+    /// Each secret field of this configuration, with its catalog field.
+    pub(crate) fn secrets_mut(&mut self) -> [(Field, &mut Option<crate::domain::Secret>); 1] {
+        [(Field::OpenaiApiKey, &mut self.openai_api_key)]
+    }
+
+    /// Each secret field of this configuration, with its catalog field.
+    pub(crate) fn secrets(&self) -> [(Field, &Option<crate::domain::Secret>); 1] {
+        [(Field::OpenaiApiKey, &self.openai_api_key)]
+    }
+}
+
 /// How many identifiers it is given.
 macro_rules! count {
     () => { 0 };

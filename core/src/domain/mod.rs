@@ -21,7 +21,7 @@ pub use logo::LogoUrl;
 pub use model::{Model, Voice};
 pub use name::ChatbotName;
 pub use number::{Fraction, WholeNumber};
-pub use secret::OpenAiKey;
+pub use secret::{OpenAiKey, SealedSecret, Secret};
 pub use slug::Slug;
 pub use text::{AgentId, BoundedText, Description, Greeting, PersonalityText, Prompt, SnippetText, VoiceLabel};
 pub use time::Timestamp;

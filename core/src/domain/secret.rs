@@ -1,4 +1,5 @@
-//! A customer's own OpenAI API key, stored for later use and never shown again in clear.
+//! A customer's own OpenAI API key, stored for later use and never shown again in clear; and how a
+//! chatbot holds such a secret: [`Secret`], sealed by the registry's keyring before it is stored.
 
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +60,63 @@ impl TryFrom<String> for OpenAiKey {
     }
 }
 
+/// A secret as a chatbot holds it. A request gives it in clear; the registry seals it (see
+/// [`crate::secrets`]) before any store sees it, so every store written with a keyring holds it
+/// [`Secret::Sealed`]. [`Secret::Clear`] stays only in a store written without a keyring (before
+/// sealing existed, or with `--allow-plaintext-secrets`); the next rotation seals it.
+///
+/// Stored as JSON, a clear secret is a string (as stores written before sealing hold it) and a sealed
+/// one an object, so both read back. Its `Debug` form is masked in either case.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Secret {
+    /// Sealed under a key of the keyring.
+    Sealed(SealedSecret),
+    /// In clear.
+    Clear(OpenAiKey),
+}
+
+impl Secret {
+    /// The form safe to show (see [`OpenAiKey::masked`]), without opening a sealed value.
+    pub fn masked(&self) -> String {
+        match self {
+            Secret::Sealed(sealed) => sealed.masked.clone(),
+            Secret::Clear(key) => key.masked(),
+        }
+    }
+
+    /// The keyring's key it is sealed under; `None` in clear.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Secret::Sealed(sealed) => Some(&sealed.key_id),
+            Secret::Clear(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Sealed(sealed) => write!(f, "Sealed({}, {})", sealed.key_id, sealed.masked),
+            Secret::Clear(key) => write!(f, "Clear({})", key.masked()),
+        }
+    }
+}
+
+/// A secret sealed with AES-256-GCM under one key of the keyring: the key's id, the nonce and the
+/// ciphertext with its tag, and the masked form (what the faces show, which is never enough to use the
+/// secret). Only a keyring holding `key_id` opens it, and only for the chatbot and field it was sealed
+/// for: those are its associated data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    /// The keyring's key it is sealed under.
+    pub key_id: String,
+    /// The 96-bit nonce followed by the ciphertext and its 128-bit tag, in base64.
+    pub sealed: String,
+    /// The masked form of the clear value.
+    pub masked: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +131,17 @@ mod tests {
     #[test]
     fn a_short_key_is_masked_entirely() {
         assert_eq!(OpenAiKey::parse("sk-12345").unwrap().masked(), "...");
+    }
+
+    #[test]
+    fn a_secret_reads_back_from_a_string_in_clear_and_from_an_object_sealed() {
+        let clear: Secret = serde_json::from_str("\"sk-proj-abcdefghijklmnop1234\"").unwrap();
+        assert_eq!(clear, Secret::Clear(OpenAiKey::parse("sk-proj-abcdefghijklmnop1234").unwrap()));
+        let sealed: Secret = serde_json::from_str(r#"{"key_id":"k1","sealed":"AAAA","masked":"sk-...1234"}"#).unwrap();
+        assert_eq!(sealed.key_id(), Some("k1"));
+        assert_eq!(sealed.masked(), "sk-...1234");
+        assert_eq!(serde_json::to_value(&clear).unwrap(), serde_json::json!("sk-proj-abcdefghijklmnop1234"));
+        assert!(!format!("{clear:?}").contains("abcdef"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::chatbot::{
     ChatbotConfig, ChatbotDraft, Personality, Settings, Snippet, Vad, VoiceAppearance, VoiceDraft, VoiceModel,
     VoiceText, VoiceWidget,
 };
-use crate::domain::{BoundedText, ChatbotName, HexColor, Language, LogoUrl, Model, OpenAiKey, Rejection, Slug, Voice};
+use crate::domain::{BoundedText, ChatbotName, HexColor, Language, LogoUrl, Model, OpenAiKey, Rejection, Secret, Slug, Voice};
 use crate::error::{Error, Result, ViolationCode};
 
 mod checker;
@@ -133,7 +133,7 @@ impl Rules {
                 Field::OpenaiApiKey,
                 base.map(|b| &b.openai_api_key),
                 draft.openai_api_key.as_deref(),
-                |v| OpenAiKey::parse(v).map(Some),
+                |v| OpenAiKey::parse(v).map(|key| Some(Secret::Clear(key))),
                 || None,
             ),
             personality: Personality {

@@ -35,6 +35,7 @@ pub async fn run(store: &dyn Store) {
     a_published_revision_is_what_the_public_sees_and_is_never_pruned(store).await;
     a_deleted_chatbot_is_kept_hidden_and_reserved_then_undeleted_or_purged(store).await;
     a_chatbot_stored_before_history_gets_it_from_its_next_change(store).await;
+    resealing_reaches_every_stored_content_and_writes_back_only_what_it_changed(store).await;
 }
 
 /// A draft named `name` with `slug` (derived from the name when `None`), checked by the default rules.
@@ -588,4 +589,57 @@ async fn a_chatbot_stored_before_history_gets_it_from_its_next_change(store: &dy
     assert_eq!(listed[1].version_id, head.revision.version_id, "the version id it was shown with");
     let kept = store.revision(org, old.id, RevisionRef::Number(3)).await.expect("kept");
     assert_eq!((kept.chatbot, renamed.revision), (old, 4));
+}
+
+async fn resealing_reaches_every_stored_content_and_writes_back_only_what_it_changed(store: &dyn Store) {
+    use crate::store::{Reseal, ResealCursor};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let org = organisation(store, "reseal").await;
+    let live = store.create(new_chatbot(org, "Resealed", None)).await.expect("created").value;
+    let live = store.update(rename(org, live.id, "Resealed again", None)).await.expect("renamed").value;
+    let gone = store.create(new_chatbot(org, "Resealed and gone", None)).await.expect("created").value;
+    let soft = ChatbotDeletion { keep_for: std::time::Duration::from_secs(3600), ..deletion(org, gone.id, None) };
+    store.delete(soft).await.expect("deleted");
+
+    // A pass that marks this organisation's contents (one chatbot a batch, so that cursors are used
+    // across both shelves), then one that finds every content marked.
+    let marked = crate::domain::Description::parse("resealed").expect("a description");
+    let pass = |mark: bool| {
+        let (marked, changed) = (marked.clone(), Arc::new(AtomicUsize::new(0)));
+        let counted = Arc::clone(&changed);
+        let reseal: Arc<Reseal> = Arc::new(move |content: &mut Chatbot| {
+            if content.organization_id != org || content.config.description == marked {
+                return false;
+            }
+            counted.fetch_add(1, Ordering::Relaxed);
+            if mark {
+                content.config.description = marked.clone();
+            }
+            mark
+        });
+        async move {
+            let (mut from, mut rewritten) = (Some(ResealCursor::default()), 0);
+            while let Some(cursor) = from {
+                let batch = store.reseal(cursor, 1, Arc::clone(&reseal)).await.expect("a batch");
+                rewritten += batch.rewritten;
+                from = batch.next;
+            }
+            (changed.load(Ordering::Relaxed), rewritten)
+        }
+    };
+    let (changed, rewritten) = pass(true).await;
+    assert!(changed >= 4, "the live record, its first revision, the deleted one and its revisions: {changed}");
+    assert_eq!(rewritten, changed, "every content changed is written back");
+    assert_eq!(pass(false).await, (0, 0), "a second pass finds every content resealed");
+
+    let now = store.get(org, live.id).await.expect("still there");
+    assert_eq!(now.config.description, marked);
+    assert_eq!(now.etag(), live.etag(), "resealing is not a change a client sees");
+    let first = store.revision(org, live.id, RevisionRef::Number(1)).await.expect("kept");
+    assert_eq!(first.chatbot.config.description, marked);
+    assert_eq!(first.chatbot.config.name.as_str(), "Resealed", "and only the resealed part of it changed");
+    let deleted = store.deleted(org, Filter::default(), None, 10).await.expect("listed");
+    assert!(deleted.iter().all(|d| d.chatbot.config.description == marked) && deleted.len() == 1);
 }

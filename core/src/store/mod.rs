@@ -18,6 +18,7 @@ pub mod sled;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::auth::{ApiKeyInfo, KeyHash, Principal};
 use crate::avatar::{AvatarRef, StoredAvatar};
@@ -310,10 +311,13 @@ pub struct Listing {
 /// it changes nothing and returns the recorded outcome as a replay; with another, it fails with
 /// [`IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused). Otherwise it writes, and records its
 /// outcome under the key in the same atomic write; a write that fails records nothing.
-pub trait Store: ChatbotStore + History + RecycleBin + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle {}
+pub trait Store:
+    ChatbotStore + History + RecycleBin + KeyStore + ClaimStore + ChangeLog + Archive + Resealing + Lifecycle
+{
+}
 
 impl<T> Store for T where
-    T: ChatbotStore + History + RecycleBin + KeyStore + ClaimStore + ChangeLog + Archive + Lifecycle
+    T: ChatbotStore + History + RecycleBin + KeyStore + ClaimStore + ChangeLog + Archive + Resealing + Lifecycle
 {
 }
 
@@ -479,6 +483,52 @@ pub trait Archive: Send + Sync {
 
     /// Stores a deleted chatbot exactly as given (for imports), its images withheld.
     fn import_deleted(&self, deleted: DeletedChatbot) -> StoreFuture<'_, ()>;
+}
+
+/// Every stored content of a chatbot, rewritten in place a batch at a time: how sealed secrets move to
+/// the keyring's current key (see [`crate::secrets`]). A content is the live record, each revision kept
+/// with its content, and a deleted chatbot's last content; revision numbers, times and events do not
+/// change, since what a client sees does not.
+pub trait Resealing: Send + Sync {
+    /// Passes every stored content of up to `limit` chatbots from `from` on (the live ones in id order,
+    /// then the deleted ones) to `reseal`, and writes back, in one atomic write, each content it
+    /// changed (one a concurrent write replaced meanwhile is left as that write made it).
+    fn reseal(&self, from: ResealCursor, limit: usize, reseal: Arc<Reseal>) -> StoreFuture<'_, ResealBatch>;
+}
+
+/// Changes a stored content in place; `true` if it changed anything.
+pub type Reseal = dyn Fn(&mut Chatbot) -> bool + Send + Sync;
+
+/// Where a pass of [`Resealing::reseal`] is: among the live chatbots or the deleted ones, after which id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResealCursor {
+    /// Among the deleted chatbots (they come after the live ones).
+    pub deleted: bool,
+    /// After this chatbot; from the first when `None`.
+    pub after: Option<ChatbotId>,
+}
+
+/// What one batch of [`Resealing::reseal`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResealBatch {
+    /// Where the next batch starts; `None` once the pass is done.
+    pub next: Option<ResealCursor>,
+    /// Contents passed to the closure.
+    pub contents: usize,
+    /// Contents written back.
+    pub rewritten: usize,
+}
+
+impl ResealCursor {
+    /// The cursor after a batch of the chatbots `ids` read from `self` with `limit`: on past the last,
+    /// or on to the deleted chatbots (or done) when the batch was not full.
+    pub fn after_batch(self, ids: &[ChatbotId], limit: usize) -> Option<ResealCursor> {
+        match ids.last() {
+            Some(last) if ids.len() >= limit => Some(ResealCursor { after: Some(*last), ..self }),
+            _ if !self.deleted => Some(ResealCursor { deleted: true, after: None }),
+            _ => None,
+        }
+    }
 }
 
 /// Whether the engine can serve, and its orderly end.

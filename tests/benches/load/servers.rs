@@ -54,6 +54,8 @@ pub fn chatbotd_command(store_args: &[&std::ffi::OsStr]) -> Command {
         // address, on the public route) need.
         .args(["--rate-limit", "1000000", "--public-rate-limit", "1000000"])
         .env("CHATBOTD_API_KEY", KEY)
+        // PostgreSQL replicas are given a keyring, as production's are (sled makes its own).
+        .env("CHATBOTD_SECRET_KEYS", "bench-1=YmVuY2gta2V5cmluZy1mb3ItY2hhdGJvdGQtcmVwbCE=")
         .env_remove("RUST_LOG");
     command
 }

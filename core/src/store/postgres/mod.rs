@@ -23,6 +23,7 @@ mod claims;
 mod failure;
 mod history;
 mod keys;
+mod resealing;
 mod schema;
 
 use std::future::Future;

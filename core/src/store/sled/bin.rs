@@ -43,7 +43,7 @@ pub(super) fn withheld_key(id: AvatarId) -> Vec<u8> {
     [b"w".as_slice(), id.as_bytes()].concat()
 }
 
-fn encode(deleted: &DeletedChatbot) -> Result<Vec<u8>> {
+pub(super) fn encode(deleted: &DeletedChatbot) -> Result<Vec<u8>> {
     let mut bytes = vec![1];
     serde_json::to_writer(&mut bytes, deleted).map_err(Error::storage)?;
     Ok(bytes)

@@ -18,7 +18,7 @@ pub(super) fn revision_key(id: ChatbotId, number: u64) -> Vec<u8> {
 }
 
 /// Prefix of every revision key of chatbot `id`.
-fn revisions_prefix(id: ChatbotId) -> Vec<u8> {
+pub(super) fn revisions_prefix(id: ChatbotId) -> Vec<u8> {
     [b"h".as_slice(), id.as_bytes()].concat()
 }
 

@@ -25,6 +25,7 @@ mod codec;
 mod history;
 mod keys;
 mod listing;
+mod resealing;
 mod snapshot;
 mod upkeep;
 mod writer;

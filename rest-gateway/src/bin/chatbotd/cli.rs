@@ -17,7 +17,9 @@ use humantime::Duration as Span;
 
 use crate::commands::{Remote, Target};
 use crate::connections::ConnectionLimits;
-use crate::startup::{Config, StoreConfig};
+use crate::startup::{Config, Keys, StoreConfig};
+use anyhow::Context as _;
+use chatbot_core::secrets::Keyring;
 
 #[derive(Parser)]
 #[command(name = "chatbotd", version, about = "Creates and manages chatbot configurations over REST and gRPC.")]
@@ -49,11 +51,18 @@ pub(crate) enum Command {
     /// Write every organisation, API key record and chatbot, as they were at one moment, to stdout as
     /// JSON lines (with --server, while the service goes on taking writes).
     Export {
+        /// Write stored secrets in clear (to move a store to another keyring); by default they stay
+        /// sealed, with their key ids, so that an export is no more dangerous than the store.
+        #[arg(long)]
+        decrypt: bool,
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Stored secrets: reseal them under the keyring's first key.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Read what `export` wrote from stdin into a store, checking each record; bad lines are reported
     /// by number.
     Import {
@@ -62,6 +71,22 @@ pub(crate) enum Command {
         /// Import even into a store that already holds organisations.
         #[arg(long)]
         allow_non_empty: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SecretsCommand {
+    /// Reseal every stored secret (in clear, or under an older key) under the keyring's first key, a
+    /// batch at a time, with progress on stderr; through a running service with --server, while it
+    /// serves. Safe to interrupt and run again; afterwards older keys can leave the keyring.
+    Rotate {
+        /// Chatbots per batch (each batch one atomic write).
+        #[arg(long, default_value_t = chatbot_core::secrets::DEFAULT_ROTATION_BATCH)]
+        batch_size: usize,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -160,6 +185,18 @@ pub(crate) struct StoreArgs {
     /// shimmer, verse).
     #[arg(long, env = "CHATBOTD_VOICES", value_delimiter = ',')]
     pub(crate) voices: Vec<String>,
+    /// The keyring that seals stored secrets (`openai_api_key`): a file of `key-id=<32 bytes in
+    /// base64>` lines, the first of which seals and all of which open. With sled the default is
+    /// `secret-keys` in the data directory, made on the first start; PostgreSQL needs one given.
+    #[arg(long, env = "CHATBOTD_SECRET_KEYS_FILE")]
+    pub(crate) secret_keys_file: Option<PathBuf>,
+    /// The keyring itself, as the file would hold it (entries separated by newlines or commas).
+    #[arg(long, env = "CHATBOTD_SECRET_KEYS", hide_env_values = true)]
+    pub(crate) secret_keys: Option<String>,
+    /// With PostgreSQL and no keyring: store secrets in clear rather than refuse to start. Anyone who
+    /// reads the database or a backup of it can then read every customer's provider key.
+    #[arg(long, env = "CHATBOTD_ALLOW_PLAINTEXT_SECRETS")]
+    pub(crate) allow_plaintext_secrets: bool,
 }
 
 impl StoreArgs {
@@ -190,9 +227,31 @@ impl StoreArgs {
         }
     }
 
+    /// Where the keyring comes from: given, the data directory's (sled), or none at all (PostgreSQL
+    /// with `--allow-plaintext-secrets` only).
+    pub(crate) fn keys(&self) -> anyhow::Result<Keys> {
+        if let Some(text) = self.secret_keys.as_deref().filter(|text| !text.trim().is_empty()) {
+            return Ok(Keys::Given(Keyring::parse(text).context("CHATBOTD_SECRET_KEYS")?));
+        }
+        if let Some(path) = &self.secret_keys_file {
+            return Ok(Keys::Given(Keyring::read(path)?));
+        }
+        match (&self.database_url, self.allow_plaintext_secrets) {
+            (None, _) => Ok(Keys::InDataDir),
+            (Some(_), true) => Ok(Keys::Plaintext),
+            (Some(_), false) => anyhow::bail!(
+                "with PostgreSQL every replica needs the keyring that seals stored secrets: give the same one \
+                 to each with --secret-keys-file or CHATBOTD_SECRET_KEYS (make one with \
+                 `echo \"key-1=$(openssl rand -base64 32)\"`), or start with --allow-plaintext-secrets to \
+                 store them in clear"
+            ),
+        }
+    }
+
     /// The store, for an operator's command (which prunes nothing it would not prune serving).
     pub(crate) async fn open(&self) -> anyhow::Result<chatbot_core::Registry> {
-        self.store(Retention::default()).open(self.rules(), chatbot_core::RegistryOptions::default()).await
+        let store = self.store(Retention::default());
+        store.open(self.rules(), chatbot_core::RegistryOptions::default(), self.keys()?).await
     }
 }
 
@@ -339,6 +398,7 @@ impl ServeArgs {
         let retention =
             Retention { changes: self.change_retention.into(), claims: self.idempotency_ttl.into(), history };
         Ok(Config {
+            keys: self.store.keys()?,
             rules: self.store.rules(),
             store: self.store.store(retention),
             rest_addr: self.rest_addr,

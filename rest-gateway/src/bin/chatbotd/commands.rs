@@ -1,9 +1,10 @@
-//! The operator's commands (`keys create|list|revoke`, `export`, `import`), against a running service's
+//! The operator's commands (`keys create|list|revoke`, `export`, `import`, `secrets rotate`), against a running service's
 //! admin API (`--server`) or, without it, the store itself.
 
 use std::io::{BufRead as _, Write};
 
 use anyhow::Context as _;
+use chatbot_core::secrets::Rotation;
 use chatbot_core::{ApiKeyInfo, KeyId, Record, Registry, Timestamp};
 use grpc_server::admin_pb::admin_service_client::AdminServiceClient;
 use grpc_server::admin_pb::{self, CreateApiKeyRequest, ExportRequest, ListApiKeysRequest, RevokeApiKeyRequest};
@@ -154,19 +155,22 @@ impl Target {
         Ok(())
     }
 
-    /// Writes everything, as it was at one moment, as JSON lines.
-    pub async fn export(&mut self, out: &mut impl Write) -> anyhow::Result<()> {
+    /// Writes everything, as it was at one moment, as JSON lines; stored secrets sealed unless
+    /// `decrypt`.
+    pub async fn export(&mut self, decrypt: bool, out: &mut impl Write) -> anyhow::Result<()> {
         match self {
             Target::Store(registry) => {
-                let mut snapshot = registry.transfer().snapshot().await?;
+                let transfer = registry.transfer();
+                let mut snapshot = transfer.snapshot().await?;
                 while let Some(batch) = snapshot.next_batch().await? {
                     for record in batch {
+                        let record = if decrypt { transfer.decrypted(record)? } else { record };
                         writeln!(out, "{}", record.to_line()?)?;
                     }
                 }
             }
             Target::Server(remote) => {
-                let mut chunks = remote.client.export(remote.request(ExportRequest {})).await?.into_inner();
+                let mut chunks = remote.client.export(remote.request(ExportRequest { decrypt })).await?.into_inner();
                 while let Some(chunk) = chunks.message().await? {
                     for line in chunk.lines {
                         writeln!(out, "{line}")?;
@@ -175,6 +179,46 @@ impl Target {
             }
         }
         out.flush()?;
+        Ok(())
+    }
+}
+
+impl Target {
+    /// Reseals every stored secret under the keyring's first key, `batch_size` chatbots at a time,
+    /// with a progress line per batch on stderr and the census at the end.
+    pub async fn rotate_secrets(&mut self, batch_size: usize) -> anyhow::Result<()> {
+        let report = |contents: u64, resealed: u64| {
+            eprintln!("looked at {contents} stored contents, resealed {resealed}");
+        };
+        let census = match self {
+            Target::Store(registry) => {
+                let progress = |p: &Rotation| report(p.contents as u64, p.resealed as u64);
+                let (_, census) = registry.secrets().rotate(batch_size.max(1), progress).await?;
+                [census.current, census.older, census.unknown_key, census.clear].map(|n| n as u64)
+            }
+            Target::Server(remote) => {
+                let batch_size = u32::try_from(batch_size).unwrap_or(u32::MAX);
+                let request = remote.request(admin_pb::RotateSecretsRequest { batch_size });
+                let mut progress = remote.client.rotate_secrets(request).await?.into_inner();
+                let mut last = admin_pb::RotateSecretsProgress::default();
+                while let Some(step) = progress.message().await? {
+                    report(step.contents, step.resealed);
+                    last = step;
+                }
+                anyhow::ensure!(last.done, "the service ended the rotation before it was through; run it again");
+                [last.current, last.older, last.unknown_key, last.clear]
+            }
+        };
+        let [current, older, unknown_key, clear] = census;
+        println!("secrets under the first key: {current}; under older keys: {older}; under unknown keys: {unknown_key}; in clear: {clear}");
+        anyhow::ensure!(
+            older + clear == 0,
+            "{} values could not be resealed (written meanwhile?): run it again",
+            older + clear
+        );
+        if unknown_key > 0 {
+            eprintln!("{unknown_key} values are sealed under keys this keyring does not hold: they cannot be opened until it does");
+        }
         Ok(())
     }
 }

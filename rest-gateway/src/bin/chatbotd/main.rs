@@ -7,6 +7,7 @@
 //!   as the last line of stdout.
 //! - `chatbotd export` / `chatbotd import`: every organisation, key hash and chatbot as JSON lines, e.g.
 //!   to move a sled store to PostgreSQL.
+//! - `chatbotd secrets rotate`: reseals every stored secret under the keyring's first key.
 //!
 //! Every flag has an environment variable (`CHATBOTD_DATA_DIR`, ...); see `chatbotd help serve`.
 
@@ -21,7 +22,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use clap::Parser;
-use cli::{Cli, Command, KeysCommand, LogFormat, ServeArgs};
+use cli::{Cli, Command, KeysCommand, LogFormat, SecretsCommand, ServeArgs};
 use startup::{Application, DEFAULT_ORG};
 
 /// The allocator: mimalloc's thread-local free lists take the small, short-lived allocations of every
@@ -82,7 +83,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Revoke { id, store, server }) => {
             server.target(&store).await?.revoke_key(&id, &mut out).await
         }
-        Command::Export { store, server } => server.target(&store).await?.export(&mut out).await,
+        Command::Export { decrypt, store, server } => server.target(&store).await?.export(decrypt, &mut out).await,
+        Command::Secrets(SecretsCommand::Rotate { batch_size, store, server }) => {
+            server.target(&store).await?.rotate_secrets(batch_size).await
+        }
         Command::Import { store, allow_non_empty } => commands::import(&store.open().await?, allow_non_empty).await,
     }
 }

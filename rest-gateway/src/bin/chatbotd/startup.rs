@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use chatbot_core::fair_use::RateLimits;
 use chatbot_core::store::postgres::{PostgresOptions, PostgresStore};
 use chatbot_core::store::sled::{SledOptions, SledStore};
+use chatbot_core::secrets::Keyring;
 use chatbot_core::{ApiKey, Registry, RegistryOptions, Rules};
 use grpc_server::CallLimits;
 use rest_gateway::events::Watching;
@@ -49,14 +50,56 @@ pub enum StoreConfig {
 /// How long a replica waits at start for a database it cannot reach, before it gives up.
 const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Where the keyring that seals stored secrets comes from.
+pub enum Keys {
+    /// Given by the operator (`--secret-keys-file`, `CHATBOTD_SECRET_KEYS`).
+    Given(Keyring),
+    /// The sled data directory's, made on its first start.
+    InDataDir,
+    /// None: secrets are stored in clear (`--allow-plaintext-secrets`, PostgreSQL only).
+    Plaintext,
+}
+
+impl Keys {
+    /// The keyring, making the data directory's if it is the one and there is none yet.
+    fn keyring(self, data_dir: Option<&std::path::Path>) -> anyhow::Result<Option<Keyring>> {
+        match (self, data_dir) {
+            (Keys::Given(keyring), _) => Ok(Some(keyring)),
+            (Keys::InDataDir, Some(dir)) => {
+                let path = dir.join(chatbot_core::secrets::KEYRING_FILE);
+                let (keyring, made) = Keyring::read_or_create(&path)?;
+                if made {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "made a keyring to seal stored secrets (readable by this user only); keep a copy apart \
+                         from the data directory and its backups: without it stored secrets cannot be opened, \
+                         and beside them it protects nothing (see --secret-keys-file)"
+                    );
+                }
+                Ok(Some(keyring))
+            }
+            (Keys::InDataDir | Keys::Plaintext, _) => {
+                tracing::warn!(
+                    "STORED SECRETS ARE KEPT IN CLEAR (--allow-plaintext-secrets): anyone who reads the database \
+                     or a backup of it can read every customer's OpenAI key. Give a keyring with \
+                     --secret-keys-file, then run `chatbotd secrets rotate`."
+                );
+                Ok(None)
+            }
+        }
+    }
+}
+
 impl StoreConfig {
-    /// A registry enforcing `rules` over this store, running as `options` say.
-    pub async fn open(&self, rules: Rules, options: RegistryOptions) -> anyhow::Result<Registry> {
+    /// A registry enforcing `rules` over this store, running as `options` say, sealing secrets with
+    /// the keyring `keys` names.
+    pub async fn open(&self, rules: Rules, mut options: RegistryOptions, keys: Keys) -> anyhow::Result<Registry> {
         match self {
             StoreConfig::Sled { data_dir, options: engine } => {
                 let store = SledStore::open_with(data_dir, *engine).with_context(|| {
                     format!("cannot open the store in {} (is another chatbotd using it?)", data_dir.display())
                 })?;
+                options.keyring = keys.keyring(Some(data_dir))?;
                 Ok(Registry::with_options(store, rules, options))
             }
             StoreConfig::Postgres { url, options: engine } => {
@@ -77,6 +120,7 @@ impl StoreConfig {
                         Err(err) => return Err(err).context("cannot use the database"),
                     }
                 };
+                options.keyring = keys.keyring(None)?;
                 Ok(Registry::with_options(store, rules, options))
             }
         }
@@ -87,6 +131,8 @@ impl StoreConfig {
 pub struct Config {
     /// Where the chatbots are kept.
     pub store: StoreConfig,
+    /// The keyring that seals stored secrets.
+    pub keys: Keys,
     /// The rules chatbots must obey.
     pub rules: Rules,
     /// Where REST listens (port 0 picks a free one).
@@ -136,6 +182,8 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     admin_token: Option<String>,
     heartbeat: Duration,
+    /// Whether to reseal stored secrets at start (the embedded engine).
+    seal_at_start: bool,
 }
 
 impl Application {
@@ -153,8 +201,10 @@ impl Application {
             max_watchers_per_org: config.max_watchers_per_org,
             undelete_window: config.undelete_window,
             public_cache_entries: config.public_cache_entries,
+            keyring: None,
         };
-        let registry = config.store.open(config.rules, options).await?;
+        let seal_at_start = matches!(config.store, StoreConfig::Sled { .. });
+        let registry = config.store.open(config.rules, options, config.keys).await?;
         let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
         Ok(Application {
             registry: Arc::new(registry),
@@ -171,6 +221,7 @@ impl Application {
             metrics: config.metrics,
             admin_token: config.admin_token,
             heartbeat: config.heartbeat,
+            seal_at_start,
         })
     }
 
@@ -220,14 +271,11 @@ impl Application {
 
         let api =
             grpc_server::ChatbotApi::new(Arc::clone(&self.registry)).with_watching(self.heartbeat, watches_end.clone());
-        let admin = grpc_server::AdminApi::new(
-            Arc::clone(self.registry.admission()),
-            Arc::clone(self.registry.transfer()),
-            self.admin_token.as_deref(),
-        );
+        let admin = grpc_server::AdminApi::new(&self.registry, self.admin_token.as_deref());
         let incoming = grpc::incoming(self.grpc, &self.connections);
         let grpc = tokio::spawn(grpc_server::serve(incoming, api, admin, self.calls.clone(), until_stopped()));
         let maintenance = tokio::spawn(forget_idle_buckets(Arc::clone(&self.registry)));
+        let sealing = tokio::spawn(secrets_at_start(Arc::clone(&self.registry), self.seal_at_start));
         let on_rest = self.metrics.clone().filter(|_| self.metrics_listener.is_none());
         if let (Some(listener), Some(render)) = (self.metrics_listener, self.metrics.clone()) {
             let metrics =
@@ -240,6 +288,7 @@ impl Application {
         rest::serve(self.rest, app, self.connections, until_stopped(), self.shutdown_grace).await?;
         grpc.await??;
         maintenance.abort();
+        sealing.abort();
         self.registry.close().await.context("cannot flush the store")?;
         tracing::info!("stopped");
         Ok(())
@@ -253,6 +302,33 @@ async fn forget_idle_buckets(registry: Arc<Registry>) {
     loop {
         ticks.tick().await;
         registry.admission().rate_limits().forget_idle();
+    }
+}
+
+/// Takes the census of stored secrets for `/healthz` and the `chatbotd_secrets_stale` gauge; first,
+/// with `seal` (the embedded engine, whose one process is the only writer), reseals what is in clear or
+/// under an older key: the start-up migration of a store written before sealing, or after a new first
+/// key. With PostgreSQL that is `chatbotd secrets rotate`'s job, run once for all replicas.
+async fn secrets_at_start(registry: Arc<Registry>, seal: bool) {
+    let secrets = registry.secrets();
+    let outcome = match seal && secrets.keyring().is_some() {
+        true => secrets.rotate(chatbot_core::secrets::DEFAULT_ROTATION_BATCH, |_| ()).await.map(|(rotation, census)| {
+            if rotation.resealed > 0 {
+                tracing::info!(resealed = rotation.resealed, "sealed stored secrets under the keyring's first key");
+            }
+            census
+        }),
+        false => secrets.census().await,
+    };
+    match outcome {
+        Ok(census) if census.stale() > 0 => tracing::warn!(
+            under_older_keys = census.older,
+            under_unknown_keys = census.unknown_key,
+            in_clear = census.clear,
+            "stored secrets are not all sealed under the keyring's first key: run `chatbotd secrets rotate`"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot take the census of stored secrets"),
     }
 }
 

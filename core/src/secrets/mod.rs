@@ -1,0 +1,329 @@
+//! Secrets sealed at rest: a chatbot's `openai_api_key` (and every field the catalog marks secret) is
+//! sealed with AES-256-GCM under the first key of a [`Keyring`] before any store sees it, with the
+//! chatbot, its organisation and the field as associated data, so that a sealed value copied to
+//! another chatbot does not open. The database, its backups and every export hold only sealed values
+//! and the masked form the faces show; the keyring lives apart from them.
+//!
+//! [`Secrets`] is the service around it: sealing on every write (the registry's), opening on request
+//! (only [`Registry::reveal_openai_api_key`](crate::Registry::reveal_openai_api_key): the faces never
+//! open anything), rotation to the first key in bounded batches while the service serves, and a census
+//! of what is sealed under which key.
+
+mod keyring;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub use keyring::{Keyring, Place};
+
+use crate::chatbot::{Chatbot, ChatbotConfig};
+use crate::domain::{ChatbotId, OpenAiKey, OrgId, Secret};
+use crate::error::{Error, Result};
+use crate::store::{Change, Reseal, ResealCursor, Store};
+
+/// The keyring's file in an embedded store's data directory, made on its first start.
+pub const KEYRING_FILE: &str = "secret-keys";
+
+/// Chatbots resealed in one batch by default: one atomic write each, short enough not to hold up the
+/// writes around it.
+pub const DEFAULT_ROTATION_BATCH: usize = 100;
+
+/// Sealing, opening and rotating stored secrets; see the module documentation.
+pub struct Secrets {
+    store: Arc<dyn Store>,
+    /// `None`: secrets are stored in clear (an embedder's choice, or `--allow-plaintext-secrets`).
+    keyring: Option<Arc<Keyring>>,
+    /// The last census taken (by [`Secrets::census`] or at the end of a rotation).
+    last_census: Mutex<Option<Census>>,
+}
+
+/// How the stored secrets stand: how many values are sealed under which key. A value is one secret
+/// field of one stored content (the live record, each revision kept, a deleted chatbot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Sealed under the keyring's first key: nothing to do.
+    pub current: usize,
+    /// Sealed under another key the keyring holds: the next rotation reseals them.
+    pub older: usize,
+    /// Sealed under a key the keyring does not hold: they cannot be opened until it is given back.
+    pub unknown_key: usize,
+    /// In clear (written before sealing, or without a keyring): the next rotation seals them.
+    pub clear: usize,
+}
+
+impl Census {
+    /// Values not under the first key: what a rotation is for (and what keeps an old key needed).
+    pub fn stale(&self) -> usize {
+        self.older + self.unknown_key + self.clear
+    }
+}
+
+/// A rotation's progress, after each batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// Stored contents looked at so far.
+    pub contents: usize,
+    /// Contents rewritten with their secrets under the first key.
+    pub resealed: usize,
+    /// Whether the pass is through.
+    pub done: bool,
+}
+
+impl Secrets {
+    /// Sealing with `keyring` (none: in clear) over `store`.
+    pub(crate) fn new(store: Arc<dyn Store>, keyring: Option<Keyring>) -> Self {
+        Secrets { store, keyring: keyring.map(Arc::new), last_census: Mutex::new(None) }
+    }
+
+    /// The keyring, if secrets are sealed.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.keyring.as_deref()
+    }
+
+    /// Seals each secret of `config` (of `org`'s chatbot `id`) still in clear. A value equal to what
+    /// `current` holds keeps its sealed form, so that writing the same secret again changes nothing.
+    pub(crate) fn seal(&self, org: OrgId, id: ChatbotId, config: &mut ChatbotConfig, current: Option<&ChatbotConfig>) {
+        let Some(keyring) = &self.keyring else { return };
+        for (field, secret) in config.secrets_mut() {
+            let Some(Secret::Clear(clear)) = secret.as_ref() else { continue };
+            let place = Place { org, chatbot: id, field: field.json_path() };
+            let now = current.and_then(|current| current.secrets().into_iter().find(|(f, _)| *f == field)?.1.as_ref());
+            let kept = match now {
+                Some(Secret::Sealed(sealed)) if keyring.open(sealed, place).is_ok_and(|open| open == *clear) => {
+                    Secret::Sealed(sealed.clone())
+                }
+                _ => Secret::Sealed(keyring.seal(clear, place)),
+            };
+            *secret = Some(kept);
+        }
+    }
+
+    /// `change`, with the secrets of what it proposes sealed against the chatbot it changes.
+    pub(crate) fn sealing(self: &Arc<Self>, change: Change) -> Change {
+        let secrets = Arc::clone(self);
+        Box::new(move |current: &Chatbot| {
+            let mut proposal = change(current)?;
+            secrets.seal(current.organization_id, current.id, &mut proposal.config, Some(&current.config));
+            Ok(proposal)
+        })
+    }
+
+    /// The clear value of `chatbot`'s `openai_api_key`, if it has one.
+    pub fn open_openai_api_key(&self, chatbot: &Chatbot) -> Result<Option<OpenAiKey>> {
+        match &chatbot.config.openai_api_key {
+            None => Ok(None),
+            Some(Secret::Clear(key)) => Ok(Some(key.clone())),
+            Some(Secret::Sealed(sealed)) => {
+                let keyring = self.keyring().ok_or_else(|| Error::Keyring("no keyring to open the secret".into()))?;
+                let place = Place {
+                    org: chatbot.organization_id,
+                    chatbot: chatbot.id,
+                    field: crate::catalog::Field::OpenaiApiKey.json_path(),
+                };
+                keyring.open(sealed, place).map(Some)
+            }
+        }
+    }
+
+    /// `chatbot` with its secrets in clear (for an export a person asked to decrypt); a value that
+    /// does not open is an error, never dropped.
+    pub fn opened(&self, mut chatbot: Chatbot) -> Result<Chatbot> {
+        let (org, id) = (chatbot.organization_id, chatbot.id);
+        for (field, secret) in chatbot.config.secrets_mut() {
+            if let Some(Secret::Sealed(sealed)) = secret.as_ref() {
+                let keyring = self.keyring().ok_or_else(|| Error::Keyring("no keyring to open the secrets".into()))?;
+                let place = Place { org, chatbot: id, field: field.json_path() };
+                *secret = Some(Secret::Clear(keyring.open(sealed, place)?));
+            }
+        }
+        Ok(chatbot)
+    }
+
+    /// One batch of a rotation from `from`: reseals under the first key every value of up to `limit`
+    /// chatbots that is in clear or under an older key. Returns where the next batch starts (`None`
+    /// when the pass is through) and what it did.
+    pub async fn rotate_batch(&self, from: ResealCursor, limit: usize) -> Result<(Option<ResealCursor>, Rotation)> {
+        let keyring = self.keyring.clone().ok_or_else(|| {
+            Error::Keyring("secrets are stored in clear (no keyring): give a keyring to seal them".into())
+        })?;
+        let reseal: Arc<Reseal> = Arc::new(move |content: &mut Chatbot| reseal(&keyring, content));
+        let batch = self.store.reseal(from, limit, reseal).await?;
+        let progress = Rotation { contents: batch.contents, resealed: batch.rewritten, done: batch.next.is_none() };
+        Ok((batch.next, progress))
+    }
+
+    /// A whole rotation, a batch of `limit` chatbots at a time, calling `progress` with the running
+    /// totals after each; then a census. Safe to interrupt and run again: a value already under the
+    /// first key is left alone. Writes go on meanwhile, and seal under the first key themselves.
+    pub async fn rotate(&self, limit: usize, mut progress: impl FnMut(&Rotation)) -> Result<(Rotation, Census)> {
+        let mut total = Rotation::default();
+        let mut from = Some(ResealCursor::default());
+        while let Some(cursor) = from {
+            let (next, batch) = self.rotate_batch(cursor, limit).await?;
+            total = Rotation {
+                contents: total.contents + batch.contents,
+                resealed: total.resealed + batch.resealed,
+                done: next.is_none(),
+            };
+            progress(&total);
+            from = next;
+        }
+        Ok((total, self.census().await?))
+    }
+
+    /// Counts the stored values by the key they are sealed under (a pass over every stored content,
+    /// a batch at a time, writing nothing), and keeps the result for [`Secrets::last_census`] and the
+    /// `chatbotd_secrets_stale` gauge.
+    pub async fn census(&self) -> Result<Census> {
+        let counts: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
+        let (keyring, seen) = (self.keyring.clone(), Arc::clone(&counts));
+        let count: Arc<Reseal> = Arc::new(move |content: &mut Chatbot| {
+            for (_, secret) in content.config.secrets() {
+                let slot = match (secret, &keyring) {
+                    (None, _) => continue,
+                    (Some(Secret::Clear(_)), _) => 3,
+                    (Some(Secret::Sealed(sealed)), Some(keyring)) if sealed.key_id == keyring.sealing_key_id() => 0,
+                    (Some(Secret::Sealed(sealed)), Some(keyring)) if keyring.key_ids().any(|id| id == sealed.key_id) => 1,
+                    (Some(Secret::Sealed(_)), _) => 2,
+                };
+                seen[slot].fetch_add(1, Ordering::Relaxed);
+            }
+            false
+        });
+        let mut from = Some(ResealCursor::default());
+        while let Some(cursor) = from {
+            from = self.store.reseal(cursor, DEFAULT_ROTATION_BATCH, Arc::clone(&count)).await?.next;
+        }
+        let [current, older, unknown_key, clear] = counts.as_ref().each_ref().map(|n| n.load(Ordering::Relaxed));
+        let census = Census { current, older, unknown_key, clear };
+        metrics::gauge!(crate::metric::SECRETS_STALE).set(census.stale() as f64);
+        *self.last_census.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(census);
+        Ok(census)
+    }
+
+    /// The last census taken, if any.
+    pub fn last_census(&self) -> Option<Census> {
+        *self.last_census.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Reseals `content`'s values that are in clear or under an older key; `true` if any changed. A value
+/// under a key the keyring lacks is left as it is (the census counts it).
+fn reseal(keyring: &Keyring, content: &mut Chatbot) -> bool {
+    let (org, id) = (content.organization_id, content.id);
+    let mut changed = false;
+    for (field, secret) in content.config.secrets_mut() {
+        let place = Place { org, chatbot: id, field: field.json_path() };
+        let clear = match secret.as_ref() {
+            Some(Secret::Clear(clear)) => clear.clone(),
+            Some(Secret::Sealed(sealed)) if sealed.key_id != keyring.sealing_key_id() => {
+                match keyring.open(sealed, place) {
+                    Ok(clear) => clear,
+                    Err(_) => continue,
+                }
+            }
+            _ => continue,
+        };
+        *secret = Some(Secret::Sealed(keyring.seal(&clear, place)));
+        changed = true;
+    }
+    changed
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets").field("keyring", &self.keyring).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_executor::block_on;
+
+    use super::*;
+    use crate::catalog::{Field, FieldMask};
+    use crate::chatbot::ChatbotDraft;
+    use crate::history::RevisionRef;
+    use crate::store::sled::SledStore;
+    use crate::{Registry, RegistryOptions, Rules};
+
+    const KEY: &str = "sk-proj-abcdefghijklmnop1234";
+    const OLD: &str = "old=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    const NEW: &str = "new=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+    fn registry(dir: &std::path::Path, keyring: Option<&str>) -> Registry {
+        let store = SledStore::open(dir).expect("a store");
+        let keyring = keyring.map(|text| Keyring::parse(text).expect("a keyring"));
+        Registry::with_options(store, Rules::default(), RegistryOptions { keyring, ..Default::default() })
+    }
+
+    fn with_key(name: &str) -> ChatbotDraft {
+        ChatbotDraft { name: Some(name.into()), openai_api_key: Some(KEY.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn a_secret_is_stored_sealed_shown_masked_and_opened_only_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path(), Some(OLD));
+        let (org, _) = block_on(registry.admission().create_api_key("acme")).unwrap();
+        let bot = block_on(registry.create(org, with_key("Sealed"))).unwrap();
+        let stored = block_on(registry.get(org, bot.id)).unwrap();
+        assert!(matches!(&stored.config.openai_api_key, Some(Secret::Sealed(s)) if s.key_id == "old" && s.masked == "sk-...1234"));
+        assert!(!serde_json::to_string(&stored).unwrap().contains("abcdef"), "nothing in clear in the record");
+        assert_eq!(block_on(registry.reveal_openai_api_key(org, bot.id)).unwrap().unwrap().expose(), KEY);
+        let (other, _) = block_on(registry.admission().create_api_key("other")).unwrap();
+        assert!(matches!(block_on(registry.reveal_openai_api_key(other, bot.id)), Err(Error::NotFound)));
+
+        // The same key again changes nothing; another one is a change.
+        let mask: FieldMask = [Field::OpenaiApiKey].into_iter().collect();
+        let same = ChatbotDraft { openai_api_key: Some(KEY.into()), ..Default::default() };
+        let again = block_on(registry.update(org, bot.id, same, mask, None)).unwrap();
+        assert_eq!(again.etag(), stored.etag(), "writing the same secret makes no revision");
+        let other_key = ChatbotDraft { openai_api_key: Some("sk-proj-zzzzzzzzzzzzzzzz9999".into()), ..Default::default() };
+        let changed = block_on(registry.update(org, bot.id, other_key, mask, None)).unwrap();
+        assert_eq!(changed.revision, 2);
+        let first = block_on(registry.revision(org, bot.id, RevisionRef::Number(1))).unwrap();
+        assert!(matches!(first.chatbot.config.openai_api_key, Some(Secret::Sealed(_))), "revisions hold it sealed");
+    }
+
+    #[test]
+    fn a_rotation_reseals_every_value_under_the_first_key_and_seals_what_was_in_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let (org, ids) = {
+            // Written in clear (as before sealing existed), then sealed under the old key.
+            let plain = registry(dir.path(), None);
+            let (org, _) = block_on(plain.admission().create_api_key("acme")).unwrap();
+            let clear = block_on(plain.create(org, with_key("Clear"))).unwrap();
+            assert!(matches!(clear.config.openai_api_key, Some(Secret::Clear(_))));
+            block_on(plain.close()).unwrap();
+            drop(plain);
+            let old = registry(dir.path(), Some(OLD));
+            let sealed = block_on(old.create(org, with_key("Old"))).unwrap();
+            let mask: FieldMask = [Field::Name].into_iter().collect();
+            let rename = ChatbotDraft { name: Some("Old, renamed".into()), ..Default::default() };
+            block_on(old.update(org, sealed.id, rename, mask, None)).unwrap();
+            let census = block_on(old.secrets().census()).unwrap();
+            assert_eq!(census, Census { current: 2, older: 0, unknown_key: 0, clear: 1 });
+            block_on(old.close()).unwrap();
+            (org, [clear.id, sealed.id])
+        };
+        let rotated = registry(dir.path(), Some(&format!("{NEW}\n{OLD}")));
+        let before = block_on(rotated.secrets().census()).unwrap();
+        assert_eq!(before, Census { current: 0, older: 2, unknown_key: 0, clear: 1 });
+        let mut reported = Vec::new();
+        let (rotation, after) = block_on(rotated.secrets().rotate(1, |p| reported.push(*p))).unwrap();
+        assert_eq!(rotation.resealed, 3);
+        assert!(reported.last().is_some_and(|p| p.done) && reported.len() >= 3, "{reported:?}");
+        assert_eq!(after, Census { current: 3, older: 0, unknown_key: 0, clear: 0 });
+        assert_eq!(rotated.secrets().last_census(), Some(after));
+        drop(rotated);
+
+        // The old key can go: everything opens with the new one alone.
+        let new_only = registry(dir.path(), Some(NEW));
+        for id in ids {
+            assert_eq!(block_on(new_only.reveal_openai_api_key(org, id)).unwrap().unwrap().expose(), KEY);
+        }
+        let old_revision = block_on(new_only.revision(org, ids[1], RevisionRef::Number(1))).unwrap();
+        assert_eq!(new_only.secrets().open_openai_api_key(&old_revision.chatbot).unwrap().unwrap().expose(), KEY);
+    }
+}

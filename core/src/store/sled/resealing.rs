@@ -1,0 +1,78 @@
+//! Resealing on sled: a batch of chatbot ids read from the tree, then one writer job that rewrites
+//! what the closure changed, so that it is serialized with every other write (no concurrent write can
+//! be lost to it) and lands in one atomic batch.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use super::{SledStore, bin, codec, history};
+use crate::domain::ChatbotId;
+use crate::error::Result;
+use crate::store::{Reseal, ResealBatch, ResealCursor, Resealing, StoreFuture};
+
+/// The key prefix of the records a cursor walks: live chatbots (`c`) or deleted ones (`x`).
+fn prefix(cursor: ResealCursor) -> u8 {
+    if cursor.deleted { b'x' } else { b'c' }
+}
+
+impl SledStore {
+    /// The ids of up to `limit` chatbots from `cursor` on.
+    fn reseal_ids(&self, cursor: ResealCursor, limit: usize) -> Result<Vec<ChatbotId>> {
+        let prefix = prefix(cursor);
+        let start = match cursor.after {
+            Some(after) => Bound::Excluded([&[prefix], after.as_bytes().as_slice()].concat()),
+            None => Bound::Included(vec![prefix]),
+        };
+        let mut ids = Vec::with_capacity(limit);
+        for entry in self.chatbots.range((start, Bound::Excluded(vec![prefix + 1]))).keys().take(limit) {
+            let key = entry?;
+            let bytes: [u8; 16] = key[1..].try_into().map_err(|_| crate::Error::storage("a malformed record key"))?;
+            ids.push(ChatbotId::from_bytes(bytes));
+        }
+        Ok(ids)
+    }
+}
+
+impl Resealing for SledStore {
+    fn reseal(&self, from: ResealCursor, limit: usize, reseal: Arc<Reseal>) -> StoreFuture<'_, ResealBatch> {
+        Box::pin(async move {
+            let ids = self.reseal_ids(from, limit.max(1))?;
+            let next = from.after_batch(&ids, limit.max(1));
+            let key_of = move |id| if from.deleted { bin::deleted_key(id) } else { super::record_key(id) };
+            let (contents, rewritten) = self
+                .write(move |tx| {
+                    let (mut contents, mut rewritten) = (0, 0);
+                    for id in ids {
+                        let key = key_of(id);
+                        // Purged, undeleted or deleted since the ids were read: its new place has it.
+                        if let Some(bytes) = tx.get(&key)? {
+                            contents += 1;
+                            let resealed = if from.deleted {
+                                let mut deleted = bin::decode(&bytes)?;
+                                reseal(&mut deleted.chatbot).then(|| bin::encode(&deleted)).transpose()?
+                            } else {
+                                let mut chatbot = codec::decode(&bytes)?;
+                                reseal(&mut chatbot).then(|| codec::encode(&chatbot)).transpose()?
+                            };
+                            if let Some(bytes) = resealed {
+                                tx.insert(key, bytes);
+                                rewritten += 1;
+                            }
+                        }
+                        for (key, bytes) in tx.scan_prefix(&history::revisions_prefix(id))? {
+                            let mut stored = codec::decode_revision(&bytes)?;
+                            let Some(content) = stored.snapshot.as_deref_mut() else { continue };
+                            contents += 1;
+                            if reseal(content) {
+                                tx.insert(key, codec::encode_revision(&stored)?);
+                                rewritten += 1;
+                            }
+                        }
+                    }
+                    Ok((contents, rewritten))
+                })
+                .await?;
+            Ok(ResealBatch { next, contents, rewritten })
+        })
+    }
+}
