@@ -9,7 +9,8 @@ use crate::domain::limits::{
     RADIUS_MAX_PX,
 };
 use crate::domain::{
-    AgentId, ChatbotId, ChatbotName, Description, Fraction, Greeting, HexColor, Language, LogoUrl, Model, OrgId, PersonalityText, Prompt, Secret, Slug, SnippetText, Timestamp, Voice, VoiceLabel, WholeNumber,
+    AgentId, ChatbotId, ChatbotName, Description, Fraction, Greeting, HexColor, Language, LogoUrl, Model, OrgId,
+    PersonalityText, Prompt, Secret, Slug, SnippetText, Timestamp, Voice, VoiceLabel, WholeNumber,
 };
 
 /// A stored chatbot: identity, ownership, configuration and history.

@@ -324,9 +324,9 @@ impl Registry {
         let claim = key.map(|key| self.claim(key, fingerprint()));
         self.at_most_once(org, claim, Outcome::replayed_chatbot, |claim| async move {
             let rules = Arc::clone(&self.rules);
-            let change = self.secrets.sealing(Box::new(move |current: &Chatbot| {
-                rules.check(Some(&current.config), &draft, mask)
-            }));
+            let change = self
+                .secrets
+                .sealing(Box::new(move |current: &Chatbot| rules.check(Some(&current.config), &draft, mask)));
             let update = ChatbotUpdate::new(org, id, expected_etag, change, claim, provenance);
             self.refreshed(self.store.update(update).await)
         })

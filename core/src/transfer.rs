@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::chatbot::Chatbot;
 use crate::error::{Error, Result};
-use crate::secrets::Secrets;
 use crate::rules::Rules;
+use crate::secrets::Secrets;
 use crate::store::{Record, Snapshot, Store};
 
 /// Export and import over a store; see the module documentation.

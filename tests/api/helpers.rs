@@ -192,6 +192,16 @@ impl TestApp {
 
     /// A server over `storage`, with `key` valid for the default organisation and extra flags.
     pub async fn spawn_on(storage: Storage, key: String, extra: &[&str]) -> TestApp {
+        TestApp::spawn_trusting(storage, key, extra, None).await
+    }
+
+    /// A server over `storage` with `extra` flags that turn TLS on (`--tls-cert`, `--tls-key`), its
+    /// REST client trusting the CA `ca_pem` (and its URLs `https://`).
+    pub async fn spawn_over_tls(storage: Storage, key: String, extra: &[&str], ca_pem: &str) -> TestApp {
+        TestApp::spawn_trusting(storage, key, extra, Some(ca_pem)).await
+    }
+
+    async fn spawn_trusting(storage: Storage, key: String, extra: &[&str], ca_pem: Option<&str>) -> TestApp {
         let log = Arc::new(tempfile::NamedTempFile::new().expect("a log file"));
         let mut child = Command::new(binary())
             .args(["serve", "--rest-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
@@ -219,18 +229,20 @@ impl TestApp {
                 panic!("chatbotd did not announce its ports: {err}\nits log:\n{said}")
             }
         };
+        let scheme = if ca_pem.is_some() { "https" } else { "http" };
+        let mut http =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).read_timeout(Duration::from_secs(60));
+        if let Some(ca) = ca_pem {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).expect("a PEM CA"));
+        }
         let app = TestApp {
-            rest: format!("http://{}", ports.addr("REST")),
-            grpc: format!("http://{}", ports.addr("gRPC")),
+            rest: format!("{scheme}://{}", ports.addr("REST")),
+            grpc: format!("{scheme}://{}", ports.addr("gRPC")),
             metrics: ports.addrs.get("metrics").copied(),
             key,
             storage,
             // A hang fails its test within a minute instead of stalling the suite until CI's limit.
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .read_timeout(Duration::from_secs(60))
-                .build()
-                .expect("an HTTP client"),
+            http: http.build().expect("an HTTP client"),
             child,
             log,
         };
@@ -256,6 +268,12 @@ impl TestApp {
             .expect("chatbotd dies within 30 s of SIGKILL")
             .expect("SIGKILL is delivered");
         self.storage.clone()
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = self.child.id().expect("still running") as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("the signal is delivered");
     }
 
     /// Sends SIGTERM and returns the exit status.

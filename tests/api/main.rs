@@ -28,5 +28,6 @@ mod replicas;
 mod retries;
 mod shares;
 mod text;
+mod tls;
 mod unknown_commit;
 mod widgets;

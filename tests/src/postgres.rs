@@ -55,6 +55,24 @@ impl Cluster {
         Cluster::start_with("")
     }
 
+    /// A cluster that takes TLS connections with the certificate `cert_pem` and its key `key_pem`
+    /// (written into the cluster's directory, owned by its user, as PostgreSQL requires).
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Result<Self, String> {
+        let staging = tempfile::tempdir().map_err(|e| e.to_string())?.keep();
+        let (cert, key) = (staging.join("server.crt"), staging.join("server.key"));
+        std::fs::write(&cert, cert_pem).map_err(|e| e.to_string())?;
+        std::fs::write(&key, key_pem).map_err(|e| e.to_string())?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+            std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        }
+        if nix::unistd::Uid::effective().is_root() {
+            run(Command::new("chown").args(["-R", "postgres"]).arg(&staging))?;
+        }
+        Cluster::start_with(&format!("-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert.display(), key.display()))
+    }
+
     /// A cluster that is the primary of a synchronous streaming standby: every commit waits until a
     /// standby has it.
     pub fn start_primary() -> Result<Self, String> {

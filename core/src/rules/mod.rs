@@ -6,7 +6,9 @@ use crate::chatbot::{
     ChatbotConfig, ChatbotDraft, Personality, Settings, Snippet, Vad, VoiceAppearance, VoiceDraft, VoiceModel,
     VoiceText, VoiceWidget,
 };
-use crate::domain::{BoundedText, ChatbotName, HexColor, Language, LogoUrl, Model, OpenAiKey, Rejection, Secret, Slug, Voice};
+use crate::domain::{
+    BoundedText, ChatbotName, HexColor, Language, LogoUrl, Model, OpenAiKey, Rejection, Secret, Slug, Voice,
+};
 use crate::error::{Error, Result, ViolationCode};
 
 mod checker;

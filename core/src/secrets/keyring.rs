@@ -116,7 +116,8 @@ impl Keyring {
             return Ok((Keyring::read(path)?, false));
         }
         let (keyring, text) = Keyring::generate();
-        let cannot = |err: std::io::Error| Error::Keyring(format!("cannot write the keyring {}: {err}", path.display()));
+        let cannot =
+            |err: std::io::Error| Error::Keyring(format!("cannot write the keyring {}: {err}", path.display()));
         let mut file = owner_only(path).map_err(cannot)?;
         file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(cannot)?;
         Ok((keyring, true))
@@ -150,9 +151,13 @@ impl Keyring {
 
     /// The clear value of `sealed`, if this keyring holds its key and it was sealed for `place`.
     pub fn open(&self, sealed: &SealedSecret, place: Place<'_>) -> Result<OpenAiKey> {
-        let cannot = |why: &str| Error::storage(format!("cannot open the secret sealed under `{}`: {why}", sealed.key_id));
-        let (_, cipher) =
-            self.keys.iter().find(|(id, _)| *id == sealed.key_id).ok_or_else(|| cannot("the keyring has no such key"))?;
+        let cannot =
+            |why: &str| Error::storage(format!("cannot open the secret sealed under `{}`: {why}", sealed.key_id));
+        let (_, cipher) = self
+            .keys
+            .iter()
+            .find(|(id, _)| *id == sealed.key_id)
+            .ok_or_else(|| cannot("the keyring has no such key"))?;
         let bytes = STANDARD.decode(&sealed.sealed).map_err(|_| cannot("not base64"))?;
         if bytes.len() < NONCE_BYTES {
             return Err(cannot("too short"));
@@ -231,7 +236,10 @@ mod tests {
             ("k1=AAAA", "is 3 bytes"),
             ("k 1=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "key id"),
             ("k1=!!!", "not base64"),
-            ("k1=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nk1=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=", "twice"),
+            (
+                "k1=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nk1=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+                "twice",
+            ),
         ] {
             let refused = Keyring::parse(text).map(drop).unwrap_err().to_string();
             assert!(refused.contains(reason), "{text:?}: {refused}");

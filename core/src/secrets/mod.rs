@@ -183,7 +183,11 @@ impl Secrets {
                     (None, _) => continue,
                     (Some(Secret::Clear(_)), _) => 3,
                     (Some(Secret::Sealed(sealed)), Some(keyring)) if sealed.key_id == keyring.sealing_key_id() => 0,
-                    (Some(Secret::Sealed(sealed)), Some(keyring)) if keyring.key_ids().any(|id| id == sealed.key_id) => 1,
+                    (Some(Secret::Sealed(sealed)), Some(keyring))
+                        if keyring.key_ids().any(|id| id == sealed.key_id) =>
+                    {
+                        1
+                    }
                     (Some(Secret::Sealed(_)), _) => 2,
                 };
                 seen[slot].fetch_add(1, Ordering::Relaxed);
@@ -268,7 +272,9 @@ mod tests {
         let (org, _) = block_on(registry.admission().create_api_key("acme")).unwrap();
         let bot = block_on(registry.create(org, with_key("Sealed"))).unwrap();
         let stored = block_on(registry.get(org, bot.id)).unwrap();
-        assert!(matches!(&stored.config.openai_api_key, Some(Secret::Sealed(s)) if s.key_id == "old" && s.masked == "sk-...1234"));
+        assert!(
+            matches!(&stored.config.openai_api_key, Some(Secret::Sealed(s)) if s.key_id == "old" && s.masked == "sk-...1234")
+        );
         assert!(!serde_json::to_string(&stored).unwrap().contains("abcdef"), "nothing in clear in the record");
         assert_eq!(block_on(registry.reveal_openai_api_key(org, bot.id)).unwrap().unwrap().expose(), KEY);
         let (other, _) = block_on(registry.admission().create_api_key("other")).unwrap();
@@ -279,7 +285,8 @@ mod tests {
         let same = ChatbotDraft { openai_api_key: Some(KEY.into()), ..Default::default() };
         let again = block_on(registry.update(org, bot.id, same, mask, None)).unwrap();
         assert_eq!(again.etag(), stored.etag(), "writing the same secret makes no revision");
-        let other_key = ChatbotDraft { openai_api_key: Some("sk-proj-zzzzzzzzzzzzzzzz9999".into()), ..Default::default() };
+        let other_key =
+            ChatbotDraft { openai_api_key: Some("sk-proj-zzzzzzzzzzzzzzzz9999".into()), ..Default::default() };
         let changed = block_on(registry.update(org, bot.id, other_key, mask, None)).unwrap();
         assert_eq!(changed.revision, 2);
         let first = block_on(registry.revision(org, bot.id, RevisionRef::Number(1))).unwrap();

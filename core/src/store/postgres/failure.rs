@@ -65,6 +65,21 @@ impl From<tokio_postgres::Error> for Failure {
 
 impl From<PoolError> for Failure {
     fn from(err: PoolError) -> Self {
+        // A TLS handshake the server or its certificate refused will not succeed by waiting: say so,
+        // in the words of every error in the chain (rustls' own says which check failed).
+        let mut chain = Vec::new();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        while let Some(err) = cause {
+            chain.push(err.to_string());
+            cause = err.source();
+        }
+        if chain.iter().any(|said| said.contains("TLS") || said.contains("certificate")) {
+            chain.dedup();
+            return Failure::Fail(Error::storage(format!(
+                "cannot secure the connection to the database (check sslmode and sslrootcert): {}",
+                chain.join(": ")
+            )));
+        }
         Failure::Fail(Error::unavailable(err))
     }
 }

@@ -25,12 +25,13 @@ mod history;
 mod keys;
 mod resealing;
 mod schema;
+mod tls;
 
 use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use self::failure::{Failure, backoff};
 
@@ -106,8 +107,10 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`), brings its
     /// schema up to date, and warns loudly if it does not make commits durable.
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self> {
+        let (url, tls) = tls::split_url(url)?;
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|err| Error::storage(format!("the database URL is not valid: {err}")))?;
+        config.ssl_mode(tls.ssl_mode());
         let isolation = match options.isolation {
             Isolation::ReadCommitted => "read\\ committed",
             Isolation::Serializable => "serializable",
@@ -121,7 +124,8 @@ impl PostgresStore {
         config.connect_timeout(options.timeout);
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config, tls.connector()?, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(options.pool_size)
             .runtime(Runtime::Tokio1)

@@ -18,6 +18,7 @@ use humantime::Duration as Span;
 use crate::commands::{Remote, Target};
 use crate::connections::ConnectionLimits;
 use crate::startup::{Config, Keys, StoreConfig};
+use crate::tls::TlsFiles;
 use anyhow::Context as _;
 use chatbot_core::secrets::Keyring;
 
@@ -354,6 +355,17 @@ pub(crate) struct ServeArgs {
     /// client reconnecting in a loop is slowed (REST 429, gRPC RESOURCE_EXHAUSTED); 0 turns it off.
     #[arg(long, env = "CHATBOTD_WATCH_RATE_LIMIT", default_value_t = fair_use::DEFAULT_WATCH_OPENS_PER_ORG)]
     pub(crate) watch_rate_limit: u32,
+    /// Serve both faces over TLS with this certificate chain (PEM, the server's own first); re-read
+    /// without a restart when the file changes or on SIGHUP. Needs --tls-key.
+    #[arg(long, env = "CHATBOTD_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "CHATBOTD_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Mutual TLS on gRPC: refuse, at the handshake, a caller without a certificate signed by this CA
+    /// (PEM). Needs --tls-cert.
+    #[arg(long, env = "CHATBOTD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
     /// How often an idle change stream gets a heartbeat.
     #[arg(long, env = "CHATBOTD_HEARTBEAT", default_value_t = Span::from(chatbot_core::DEFAULT_HEARTBEAT))]
     pub(crate) heartbeat: Span,
@@ -397,7 +409,12 @@ impl ServeArgs {
         let history = HistoryRetention { keep: self.history_keep.max(1), max_age: self.history_max_age.into() };
         let retention =
             Retention { changes: self.change_retention.into(), claims: self.idempotency_ttl.into(), history };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: self.tls_client_ca }),
+            _ => None,
+        };
         Ok(Config {
+            tls,
             keys: self.store.keys()?,
             rules: self.store.rules(),
             store: self.store.store(retention),

@@ -210,14 +210,18 @@ impl Target {
             }
         };
         let [current, older, unknown_key, clear] = census;
-        println!("secrets under the first key: {current}; under older keys: {older}; under unknown keys: {unknown_key}; in clear: {clear}");
+        println!(
+            "secrets under the first key: {current}; under older keys: {older}; under unknown keys: {unknown_key}; in clear: {clear}"
+        );
         anyhow::ensure!(
             older + clear == 0,
             "{} values could not be resealed (written meanwhile?): run it again",
             older + clear
         );
         if unknown_key > 0 {
-            eprintln!("{unknown_key} values are sealed under keys this keyring does not hold: they cannot be opened until it does");
+            eprintln!(
+                "{unknown_key} values are sealed under keys this keyring does not hold: they cannot be opened until it does"
+            );
         }
         Ok(())
     }

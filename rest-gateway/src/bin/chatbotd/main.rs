@@ -17,6 +17,7 @@ mod connections;
 mod grpc;
 mod rest;
 mod startup;
+mod tls;
 
 use std::io::Write as _;
 use std::time::Duration;

@@ -18,21 +18,24 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::connections::{self, ConnectionLimits, ConnectionTable, Shared, Tracked};
 
 use rest_gateway::error::error_json;
 
-/// Serves `app` on `listener` within `limits` until `stop` completes, then lets the requests in flight
-/// finish (for at most `grace`).
+/// Serves `app` on `listener` within `limits` (over TLS with `tls`) until `stop` completes, then lets
+/// the requests in flight finish (for at most `grace`).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
     stop: impl Future<Output = ()>,
     grace: Duration,
+    tls: Option<TlsAcceptor>,
 ) -> io::Result<()> {
+    let limits_header_timeout = limits.header_timeout;
     let table = ConnectionTable::new("rest", limits.max_connections, limits.max_connections_per_client);
     let silences = limits.silences();
     let graceful = GracefulShutdown::new();
@@ -52,6 +55,7 @@ pub async fn serve(
         .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX))
         .keep_alive_interval(limits.idle_timeout / 2)
         .keep_alive_timeout(limits.header_timeout);
+    let builder = Arc::new(builder);
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -70,8 +74,11 @@ pub async fn serve(
         connections::tune(&stream);
         let place = match table.admit(peer.ip()) {
             Ok(place) => place,
+            // Over the cap: a 503 in the error shape (in plaintext only: a TLS client could not read it).
             Err(_) => {
-                tokio::spawn(refuse(stream));
+                if tls.is_none() {
+                    tokio::spawn(refuse(stream));
+                }
                 continue;
             }
         };
@@ -82,11 +89,14 @@ pub async fn serve(
             request.extensions_mut().insert(streaming.clone());
             request
         });
-        let io = TokioIo::new(ShapedRejections::new(Tracked::new(Shared(stream), place, silences)));
-        let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app)).into_owned();
-        let connection = graceful.watch(connection);
+        let tracked = Tracked::new(Shared(stream), place, silences);
+        let (builder, watcher, tls) = (Arc::clone(&builder), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            let _ = connection.await;
+            // Over TLS, the handshake first (held to the header timeout), in this connection's task.
+            let Some(io) = crate::tls::accept(tracked, tls.as_ref(), limits_header_timeout).await else { return };
+            let io = TokioIo::new(ShapedRejections::new(io));
+            let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
+            let _ = watcher.watch(connection.into_owned()).await;
         });
     }
     drop(listener);

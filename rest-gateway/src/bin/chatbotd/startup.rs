@@ -11,15 +11,16 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chatbot_core::fair_use::RateLimits;
+use chatbot_core::secrets::Keyring;
 use chatbot_core::store::postgres::{PostgresOptions, PostgresStore};
 use chatbot_core::store::sled::{SledOptions, SledStore};
-use chatbot_core::secrets::Keyring;
 use chatbot_core::{ApiKey, Registry, RegistryOptions, Rules};
 use grpc_server::CallLimits;
 use rest_gateway::events::Watching;
 use rest_gateway::{AppOptions, MetricsRenderer};
 
 use crate::connections::ConnectionLimits;
+use crate::tls::{Tls, TlsFiles};
 use crate::{grpc, rest};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -133,6 +134,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The keyring that seals stored secrets.
     pub keys: Keys,
+    /// TLS on both faces, when on.
+    pub tls: Option<TlsFiles>,
     /// The rules chatbots must obey.
     pub rules: Rules,
     /// Where REST listens (port 0 picks a free one).
@@ -184,6 +187,8 @@ pub struct Application {
     heartbeat: Duration,
     /// Whether to reseal stored secrets at start (the embedded engine).
     seal_at_start: bool,
+    /// Both faces' TLS, when on.
+    tls: Option<Tls>,
 }
 
 impl Application {
@@ -192,7 +197,7 @@ impl Application {
         let rest = bind(config.rest_addr).await?;
         let public_url = match config.public_url {
             Some(url) => url,
-            None => format!("http://{}", rest.local_addr()?),
+            None => format!("{}://{}", if config.tls.is_some() { "https" } else { "http" }, rest.local_addr()?),
         };
         let options = RegistryOptions {
             rate_limits: config.rate_limits,
@@ -204,6 +209,7 @@ impl Application {
             keyring: None,
         };
         let seal_at_start = matches!(config.store, StoreConfig::Sled { .. });
+        let tls = config.tls.as_ref().map(Tls::load).transpose().context("cannot set up TLS")?;
         let registry = config.store.open(config.rules, options, config.keys).await?;
         let first_key = bootstrap_key(&registry, config.api_key.as_deref()).await?;
         Ok(Application {
@@ -222,6 +228,7 @@ impl Application {
             admin_token: config.admin_token,
             heartbeat: config.heartbeat,
             seal_at_start,
+            tls,
         })
     }
 
@@ -272,7 +279,7 @@ impl Application {
         let api =
             grpc_server::ChatbotApi::new(Arc::clone(&self.registry)).with_watching(self.heartbeat, watches_end.clone());
         let admin = grpc_server::AdminApi::new(&self.registry, self.admin_token.as_deref());
-        let incoming = grpc::incoming(self.grpc, &self.connections);
+        let incoming = grpc::incoming(self.grpc, &self.connections, self.tls.as_ref().map(|tls| tls.grpc.clone()));
         let grpc = tokio::spawn(grpc_server::serve(incoming, api, admin, self.calls.clone(), until_stopped()));
         let maintenance = tokio::spawn(forget_idle_buckets(Arc::clone(&self.registry)));
         let sealing = tokio::spawn(secrets_at_start(Arc::clone(&self.registry), self.seal_at_start));
@@ -285,7 +292,8 @@ impl Application {
         let watching = Watching { heartbeat: self.heartbeat, stopping: watches_end };
         let options = AppOptions { request_timeout: self.calls.request_timeout, draining, metrics: on_rest, watching };
         let app = rest_gateway::app_with(Arc::clone(&self.registry), options);
-        rest::serve(self.rest, app, self.connections, until_stopped(), self.shutdown_grace).await?;
+        let tls = self.tls.map(|tls| tls.rest);
+        rest::serve(self.rest, app, self.connections, until_stopped(), self.shutdown_grace, tls).await?;
         grpc.await??;
         maintenance.abort();
         sealing.abort();
@@ -312,12 +320,14 @@ async fn forget_idle_buckets(registry: Arc<Registry>) {
 async fn secrets_at_start(registry: Arc<Registry>, seal: bool) {
     let secrets = registry.secrets();
     let outcome = match seal && secrets.keyring().is_some() {
-        true => secrets.rotate(chatbot_core::secrets::DEFAULT_ROTATION_BATCH, |_| ()).await.map(|(rotation, census)| {
-            if rotation.resealed > 0 {
-                tracing::info!(resealed = rotation.resealed, "sealed stored secrets under the keyring's first key");
-            }
-            census
-        }),
+        true => {
+            secrets.rotate(chatbot_core::secrets::DEFAULT_ROTATION_BATCH, |_| ()).await.map(|(rotation, census)| {
+                if rotation.resealed > 0 {
+                    tracing::info!(resealed = rotation.resealed, "sealed stored secrets under the keyring's first key");
+                }
+                census
+            })
+        }
         false => secrets.census().await,
     };
     match outcome {
