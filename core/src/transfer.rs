@@ -39,7 +39,7 @@ impl Transfer {
                 }
                 Record::Revision { revision }
             }
-            other => other,
+            other @ (Record::Organisation(_) | Record::ApiKey(_) | Record::Avatar(_)) => other,
         })
     }
 

@@ -188,32 +188,24 @@ impl AdminService for AdminApi {
         };
         let (progress, stream) = tokio::sync::mpsc::channel(4);
         let secrets = Arc::clone(&self.secrets);
-        // The rotation goes on in its own task: a caller that goes away stops hearing of it, and it
-        // stops at the next batch (it is safe to run again).
+        // The rotation goes on in its own task: a caller that goes away stops hearing of it (it is safe
+        // to run again). Progress that finds the channel full is skipped; the last message never is.
         tokio::spawn(async move {
-            let mut from = Some(chatbot_core::store::ResealCursor::default());
-            let mut total = RotateSecretsProgress::default();
-            while let Some(cursor) = from {
-                let (next, done) = match secrets.rotate_batch(cursor, batch).await {
-                    Ok(step) => step,
-                    Err(err) => return drop(progress.send(Err(to_status(err))).await),
-                };
-                total.contents += done.contents as u64;
-                total.resealed += done.resealed as u64;
-                from = next;
-                if from.is_none() {
-                    let census = match secrets.census().await {
-                        Ok(census) => census,
-                        Err(err) => return drop(progress.send(Err(to_status(err))).await),
-                    };
-                    total.done = true;
-                    (total.current, total.older) = (census.current as u64, census.older as u64);
-                    (total.unknown_key, total.clear) = (census.unknown_key as u64, census.clear as u64);
-                }
-                if progress.send(Ok(total)).await.is_err() {
-                    return;
-                }
-            }
+            let message = |p: &chatbot_core::secrets::Rotation| RotateSecretsProgress {
+                contents: p.contents as u64,
+                resealed: p.resealed as u64,
+                ..Default::default()
+            };
+            let rotated = secrets.rotate(batch, |p| drop(progress.try_send(Ok(message(p))))).await;
+            let last = rotated.map(|(rotation, census)| RotateSecretsProgress {
+                done: true,
+                current: census.current as u64,
+                older: census.older as u64,
+                unknown_key: census.unknown_key as u64,
+                clear: census.clear as u64,
+                ..message(&rotation)
+            });
+            let _ = progress.send(last.map_err(to_status)).await;
         });
         Ok(Response::new(ReceiverStream::new(stream)))
     }

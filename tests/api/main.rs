@@ -26,6 +26,7 @@ mod public_cache;
 mod races;
 mod replicas;
 mod retries;
+mod secrets;
 mod shares;
 mod text;
 mod tls;

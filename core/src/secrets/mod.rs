@@ -21,6 +21,9 @@ use crate::domain::{ChatbotId, OpenAiKey, OrgId, Secret};
 use crate::error::{Error, Result};
 use crate::store::{Change, Reseal, ResealCursor, Store};
 
+/// Passes a rotation makes at most while writes keep leaving values behind it.
+pub const MAX_ROTATION_PASSES: usize = 5;
+
 /// The keyring's file in an embedded store's data directory, made on its first start.
 pub const KEYRING_FILE: &str = "secret-keys";
 
@@ -153,22 +156,33 @@ impl Secrets {
     }
 
     /// A whole rotation, a batch of `limit` chatbots at a time, calling `progress` with the running
-    /// totals after each; then a census. Safe to interrupt and run again: a value already under the
-    /// first key is left alone. Writes go on meanwhile, and seal under the first key themselves.
+    /// totals after each; then a census. Writes go on meanwhile and seal under the first key
+    /// themselves, but one that moves a content into a revision behind the pass (an update keeps the
+    /// content it replaces) can leave a value under an older key: while the census finds such values,
+    /// another pass runs (at most [`MAX_ROTATION_PASSES`]). Safe to interrupt and run again: a value
+    /// already under the first key is left alone.
     pub async fn rotate(&self, limit: usize, mut progress: impl FnMut(&Rotation)) -> Result<(Rotation, Census)> {
         let mut total = Rotation::default();
-        let mut from = Some(ResealCursor::default());
-        while let Some(cursor) = from {
-            let (next, batch) = self.rotate_batch(cursor, limit).await?;
-            total = Rotation {
-                contents: total.contents + batch.contents,
-                resealed: total.resealed + batch.resealed,
-                done: next.is_none(),
-            };
-            progress(&total);
-            from = next;
+        for _ in 0..MAX_ROTATION_PASSES {
+            let mut from = Some(ResealCursor::default());
+            while let Some(cursor) = from {
+                let (next, batch) = self.rotate_batch(cursor, limit).await?;
+                total.contents += batch.contents;
+                total.resealed += batch.resealed;
+                from = next;
+                progress(&total);
+            }
+            let census = self.census().await?;
+            if census.older + census.clear == 0 {
+                total.done = true;
+                progress(&total);
+                return Ok((total, census));
+            }
         }
-        Ok((total, self.census().await?))
+        let census = self.census().await?;
+        total.done = true;
+        progress(&total);
+        Ok((total, census))
     }
 
     /// Counts the stored values by the key they are sealed under (a pass over every stored content,

@@ -100,10 +100,8 @@ impl TlsSettings {
                 let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
                     .build()
                     .map_err(Error::storage)?;
-                let verifier: Arc<dyn ServerCertVerifier> = match self.mode {
-                    Mode::VerifyCa => Arc::new(AnyName(verifier)),
-                    _ => verifier,
-                };
+                let verifier: Arc<dyn ServerCertVerifier> =
+                    if self.mode == Mode::VerifyCa { Arc::new(AnyName(verifier)) } else { verifier };
                 builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()
             }
         };

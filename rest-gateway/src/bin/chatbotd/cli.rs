@@ -191,8 +191,9 @@ pub(crate) struct StoreArgs {
     /// `secret-keys` in the data directory, made on the first start; PostgreSQL needs one given.
     #[arg(long, env = "CHATBOTD_SECRET_KEYS_FILE")]
     pub(crate) secret_keys_file: Option<PathBuf>,
-    /// The keyring itself, as the file would hold it (entries separated by newlines or commas).
-    #[arg(long, env = "CHATBOTD_SECRET_KEYS", hide_env_values = true)]
+    /// The keyring itself, as the file would hold it (entries separated by newlines or commas); given
+    /// twice, the last one counts. Takes precedence over --secret-keys-file.
+    #[arg(long, env = "CHATBOTD_SECRET_KEYS", hide_env_values = true, overrides_with = "secret_keys")]
     pub(crate) secret_keys: Option<String>,
     /// With PostgreSQL and no keyring: store secrets in clear rather than refuse to start. Anyone who
     /// reads the database or a backup of it can then read every customer's provider key.
