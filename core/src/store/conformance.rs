@@ -630,8 +630,8 @@ async fn resealing_reaches_every_stored_content_and_writes_back_only_what_it_cha
         }
     };
     let (changed, rewritten) = pass(true).await;
-    assert!(changed >= 4, "the live record, its first revision, the deleted one and its revisions: {changed}");
-    assert_eq!(rewritten, changed, "every content changed is written back");
+    assert!(rewritten >= 4, "the live record, its first revision, the deleted one and its revisions: {rewritten}");
+    assert!(changed >= rewritten, "what is written back is what the closure changed: {changed} < {rewritten}");
     assert_eq!(pass(false).await, (0, 0), "a second pass finds every content resealed");
 
     let now = store.get(org, live.id).await.expect("still there");

@@ -492,7 +492,10 @@ pub trait Archive: Send + Sync {
 pub trait Resealing: Send + Sync {
     /// Passes every stored content of up to `limit` chatbots from `from` on (the live ones in id order,
     /// then the deleted ones) to `reseal`, and writes back, in one atomic write, each content it
-    /// changed (one a concurrent write replaced meanwhile is left as that write made it).
+    /// changed (one a concurrent write replaced meanwhile is left as that write made it). In a batch
+    /// that changes nothing `reseal` sees each content once; in one that changes something an engine
+    /// may pass a content again (sled looks before it queues a write), so it must depend on nothing
+    /// but its argument.
     fn reseal(&self, from: ResealCursor, limit: usize, reseal: Arc<Reseal>) -> StoreFuture<'_, ResealBatch>;
 }
 
