@@ -163,7 +163,8 @@ impl Secrets {
     /// already under the first key is left alone.
     pub async fn rotate(&self, limit: usize, mut progress: impl FnMut(&Rotation)) -> Result<(Rotation, Census)> {
         let mut total = Rotation::default();
-        for _ in 0..MAX_ROTATION_PASSES {
+        let mut passes = 0;
+        loop {
             let mut from = Some(ResealCursor::default());
             while let Some(cursor) = from {
                 let (next, batch) = self.rotate_batch(cursor, limit).await?;
@@ -172,17 +173,14 @@ impl Secrets {
                 from = next;
                 progress(&total);
             }
+            passes += 1;
             let census = self.census().await?;
-            if census.older + census.clear == 0 {
+            if census.older + census.clear == 0 || passes == MAX_ROTATION_PASSES {
                 total.done = true;
                 progress(&total);
                 return Ok((total, census));
             }
         }
-        let census = self.census().await?;
-        total.done = true;
-        progress(&total);
-        Ok((total, census))
     }
 
     /// Counts the stored values by the key they are sealed under (a pass over every stored content,
