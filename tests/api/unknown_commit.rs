@@ -105,6 +105,18 @@ async fn a_commit_whose_answer_is_lost_is_resolved_or_said_unknown_and_a_keyed_r
     assert!(!armed.load(Ordering::SeqCst), "the cut happened");
     assert_eq!((unkeyed.status, unkeyed.code()), (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"));
 
+    // The server got the COMMIT, so the write lands, though maybe a moment after the service gave up
+    // on its answer: wait (bounded) until it is visible.
+    let mut landed = false;
+    for _ in 0..100 {
+        if app.get(&id).await.body["chatbot"]["description"] == format!("{marker} two") {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(landed, "the unkeyed write, whose COMMIT reached the server, committed");
+
     // Each committed write is one revision, whatever its answer said.
     let revisions = app.call(Method::GET, &format!("/api/external/chatbot/{id}/revisions"), Some(&app.key), None).await;
     let descriptions: Vec<u64> = revisions.body["revisions"]
@@ -114,5 +126,4 @@ async fn a_commit_whose_answer_is_lost_is_resolved_or_said_unknown_and_a_keyed_r
         .map(|r| r["revision"].as_u64().expect("n"))
         .collect();
     assert_eq!(descriptions, [3, 2, 1], "the keyed write once, the unkeyed one (committed) once");
-    assert_eq!(app.get(&id).await.body["chatbot"]["description"], format!("{marker} two"));
 }

@@ -108,7 +108,10 @@ impl PostgresStore {
                  ORDER BY revision DESC LIMIT $3",
             )
             .await?;
-        let below_number = below.map_or(Ok(i64::MAX), number)?;
+        // History is read in a second statement, which may see a write that committed after the head
+        // was read: bounding it below that head keeps the page one consistent moment.
+        let bound = [below, head.as_ref().map(|head| head.revision)].into_iter().flatten().min();
+        let below_number = bound.map_or(Ok(i64::MAX), number)?;
         let limit_rows = i64::try_from(limit).map_err(Error::storage)?;
         let rows = client.query(&statement, &[id.as_uuid(), &below_number, &limit_rows]).await?;
         let mut revisions: Vec<Revision> =
