@@ -1,8 +1,8 @@
 //! TLS on both faces and to PostgreSQL, with certificates made in the test (rcgen; no key files are
 //! committed): REST and gRPC over TLS, mutual TLS on gRPC accepted and refused, a renewed certificate
-//! served to new connections while an open one goes on, a stalled handshake cut off at the header
-//! timeout, and replicas that reach PostgreSQL over verified TLS and refuse a server their CA did not
-//! sign.
+//! (on SIGHUP, and on the files' change alone) served to new connections while an open one goes on,
+//! a stalled handshake cut off at the header timeout, and replicas that reach PostgreSQL over verified
+//! TLS and refuse a server their CA did not sign.
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -134,6 +134,20 @@ async fn both_faces_serve_over_tls_and_a_renewed_certificate_reaches_new_connect
     let renewed = grpc_over_tls(&app, &second_ca, None).await.expect("a new channel gets the renewed certificate");
     grpc_create(&app, renewed, "On the renewed certificate").await.expect("created");
     assert!(app.log().contains("TLS certificate reloaded"), "the reload is logged");
+
+    // Renewed again with no signal at all: the changed files alone are noticed.
+    let third_ca = Ca::new("third CA");
+    let (cert, key) = third_ca.issue(&["localhost", "127.0.0.1"]);
+    put(dir.path(), "key.pem", &key);
+    put(dir.path(), "cert.pem", &cert);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match https_client(&third_ca).get(format!("{}/healthz", app.rest)).send().await {
+            Ok(answer) if answer.status() == StatusCode::OK => break,
+            other => assert!(Instant::now() < deadline, "a renewal without SIGHUP is never served: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

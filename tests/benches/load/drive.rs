@@ -54,6 +54,8 @@ impl Measured {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     RestCreate,
+    /// The example with an `openai_api_key`: sealed before it is stored.
+    RestCreateWithSecret,
     RestCreateIdempotent,
     RestGet,
     RestList,
@@ -70,6 +72,7 @@ impl Op {
     pub fn label(self) -> &'static str {
         match self {
             Op::RestCreate => "REST create",
+            Op::RestCreateWithSecret => "REST create with a secret",
             Op::RestCreateIdempotent => "REST create with Idempotency-Key",
             Op::RestGet => "REST get",
             Op::RestList => "REST list (20)",
@@ -93,13 +96,18 @@ pub struct Target {
     pub key: String,
     /// Chatbots to read.
     pub ids: Arc<Vec<String>>,
+    /// Set when the REST face speaks TLS: how clients open it.
+    pub tls: Option<tokio_rustls::TlsConnector>,
 }
 
-/// The contract's example body with a `__SLUG__` placeholder.
-pub fn create_template() -> String {
+/// The contract's example body with a `__SLUG__` placeholder, and with a provider key when `secret`.
+pub fn create_template(secret: bool) -> String {
     let mut body: serde_json::Value =
         serde_json::from_str(include_str!("example.json")).expect("the embedded example is JSON");
     body["slug"] = serde_json::Value::String("__SLUG__".into());
+    if secret {
+        body["openai_api_key"] = serde_json::Value::String("sk-bench-0123456789abcdefghijklmnopqrstuvwxyzABCD".into());
+    }
     body.to_string()
 }
 
@@ -112,6 +120,7 @@ enum Connection {
 async fn connect(op: Op, target: &Target, client: usize) -> anyhow::Result<Connection> {
     Ok(match op {
         Op::RestCreate
+        | Op::RestCreateWithSecret
         | Op::RestCreateIdempotent
         | Op::RestGet
         | Op::RestList
@@ -121,9 +130,12 @@ async fn connect(op: Op, target: &Target, client: usize) -> anyhow::Result<Conne
         | Op::HyperCanned => {
             let stream = tokio::net::TcpStream::connect(target.rest[client % target.rest.len()]).await?;
             stream.set_nodelay(true)?;
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            Connection::Http(sender)
+            Connection::Http(match &target.tls {
+                None => http1(stream).await?,
+                Some(tls) => {
+                    http1(tls.connect(rustls::pki_types::ServerName::try_from("localhost")?, stream).await?).await?
+                }
+            })
         }
         Op::GrpcCreate | Op::GrpcGet => {
             let channel = Channel::from_shared(format!("http://{}", target.grpc))?.tcp_nodelay(true).connect().await?;
@@ -136,9 +148,19 @@ async fn connect(op: Op, target: &Target, client: usize) -> anyhow::Result<Conne
     })
 }
 
+/// An HTTP/1.1 client connection over `io`, its driver spawned.
+async fn http1<T>(io: T) -> anyhow::Result<SendRequest<Full<Bytes>>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
 /// Runs `clients` concurrent clients issuing `op` against `target` for `duration`.
 pub async fn drive(op: Op, target: &Target, clients: usize, duration: Duration) -> anyhow::Result<Measured> {
-    let template = Arc::new(create_template());
+    let template = Arc::new(create_template(op == Op::RestCreateWithSecret));
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let mut connections = Vec::with_capacity(clients);
     for client in 0..clients {
@@ -196,7 +218,7 @@ async fn call(
     match connection {
         Connection::Http(sender) => {
             let (method, path, body, expected) = match op {
-                Op::RestCreate | Op::RestCreateIdempotent | Op::HyperCanned => {
+                Op::RestCreate | Op::RestCreateWithSecret | Op::RestCreateIdempotent | Op::HyperCanned => {
                     let body = template.replace("__SLUG__", &format!("bench-{unique}"));
                     ("POST", "/api/external/chatbots".to_owned(), Bytes::from(body), 201)
                 }

@@ -114,7 +114,7 @@ pub async fn measure_writes(count: usize) -> anyhow::Result<WrittenFootprint> {
             }
         })
     };
-    let template = std::sync::Arc::new(crate::drive::create_template());
+    let template = std::sync::Arc::new(crate::drive::create_template(false));
     let next = std::sync::Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let writers: Vec<_> = (0..64)

@@ -13,6 +13,8 @@
 //! Rows:
 //! - ours: `chatbotd serve` as a real process over a temp dir, driven over loopback: REST create (the
 //!   contract's example with a unique slug), REST get, REST list (a page of 20), gRPC create, gRPC get;
+//!   REST create with the example plus an `openai_api_key` (sealed before it is stored); REST create
+//!   and get over TLS (a fresh server with a certificate made by rcgen, clients on rustls);
 //!   REST create again on a fresh server while 100 change streams of another organisation wait, and
 //!   while 100 of the organisation written to read every create; plus `core
 //!   create`, the core library called directly (rules + store, no network).
@@ -116,6 +118,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
 
     let ours_ops = [
         drive::Op::RestCreate,
+        drive::Op::RestCreateWithSecret,
         drive::Op::RestCreateIdempotent,
         drive::Op::RestGet,
         drive::Op::RestList,
@@ -135,6 +138,17 @@ async fn run(options: Options) -> anyhow::Result<()> {
         }
         if wanted(drive::Op::PublicGet.label()) {
             notes.push(format!("public cache hit rate (sled): {:.4}", ours.public_hit_rate().await?));
+        }
+    }
+    // The same requests over TLS (a fresh server with a certificate made now): the cost of encryption.
+    let over_tls = [("REST create over TLS", drive::Op::RestCreate), ("REST get over TLS", drive::Op::RestGet)];
+    if over_tls.iter().any(|(name, _)| wanted(name)) {
+        let ours = servers::Chatbotd::sled_over_tls().await?;
+        let ids = ours.seed(1_000).await?;
+        for &clients in &options.clients {
+            for (name, op) in over_tls.into_iter().filter(|(name, _)| wanted(name)) {
+                rows.push(report::row(name, "ours", clients, ours.drive(op, clients, duration, &ids).await?));
+            }
         }
     }
     for (name, whose) in WATCHED_CREATES.into_iter().filter(|(name, _)| wanted(name)) {

@@ -39,6 +39,8 @@ pub struct Chatbotd {
     target: Target,
     /// A key of another organisation than [`KEY`]'s (sled only).
     other_key: Option<String>,
+    /// The CA (PEM) that signed the server's certificate, when it speaks TLS.
+    tls_ca: Option<String>,
     _children: Vec<Running>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -79,8 +81,38 @@ impl Chatbotd {
         let mut command = chatbotd_command(&["--data-dir".as_ref(), dir.path().as_os_str()]);
         command.args(extra);
         let (child, addrs) = start(command, &["REST", "gRPC"]).await?;
-        let target = Target { rest: vec![addrs[0]], grpc: addrs[1], key: KEY.into(), ids: Arc::new(Vec::new()) };
-        Ok(Chatbotd { target, other_key, _children: vec![child], _dir: Some(dir) })
+        let target =
+            Target { rest: vec![addrs[0]], grpc: addrs[1], key: KEY.into(), ids: Arc::new(Vec::new()), tls: None };
+        Ok(Chatbotd { target, other_key, tls_ca: None, _children: vec![child], _dir: Some(dir) })
+    }
+
+    /// One process over a fresh sled store, both faces over TLS with a certificate for `localhost`
+    /// made now (rcgen) by a CA the benchmark's clients trust.
+    pub async fn sled_over_tls() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let ca_key = rcgen::KeyPair::generate()?;
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key)?;
+        let key = rcgen::KeyPair::generate()?;
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &ca, &ca_key)?;
+        let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_file, cert.pem())?;
+        std::fs::write(&key_file, key.serialize_pem())?;
+        let mut command = chatbotd_command(&["--data-dir".as_ref(), dir.path().join("data").as_os_str()]);
+        command.arg("--tls-cert").arg(&cert_file).arg("--tls-key").arg(&key_file);
+        let (child, addrs) = start(command, &["REST", "gRPC"]).await?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone())?;
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = Some(tokio_rustls::TlsConnector::from(Arc::new(config)));
+        let target = Target { rest: vec![addrs[0]], grpc: addrs[1], key: KEY.into(), ids: Arc::new(Vec::new()), tls };
+        Ok(Chatbotd { target, other_key: None, tls_ca: Some(ca.pem()), _children: vec![child], _dir: Some(dir) })
     }
 
     /// `replicas` processes over the PostgreSQL database at `url`; REST clients are spread over them.
@@ -97,8 +129,9 @@ impl Chatbotd {
         }
         let grpc = grpc.ok_or_else(|| anyhow::anyhow!("no replica"))?;
         Ok(Chatbotd {
-            target: Target { rest, grpc, key: KEY.into(), ids: Arc::new(Vec::new()) },
+            target: Target { rest, grpc, key: KEY.into(), ids: Arc::new(Vec::new()), tls: None },
             other_key: None,
+            tls_ca: None,
             _children: children,
             _dir: None,
         })
@@ -106,7 +139,16 @@ impl Chatbotd {
 
     /// Creates `n` chatbots over gRPC and returns their ids, for the read rows.
     pub async fn seed(&self, n: usize) -> anyhow::Result<Arc<Vec<String>>> {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.target.grpc))?.connect().await?;
+        let channel = match &self.tls_ca {
+            None => tonic::transport::Channel::from_shared(format!("http://{}", self.target.grpc))?,
+            Some(ca) => tonic::transport::Channel::from_shared(format!("https://{}", self.target.grpc))?.tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                    .domain_name("localhost"),
+            )?,
+        }
+        .connect()
+        .await?;
         let mut client = pb::chatbot_service_client::ChatbotServiceClient::new(channel);
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
@@ -176,8 +218,13 @@ impl Ceiling {
         let mut command = Command::new(std::env::current_exe()?);
         command.args(["--serve-ceiling", kind]);
         let (child, addrs) = start(command, &["ceiling"]).await?;
-        let target =
-            Target { rest: vec![addrs[0]], grpc: addrs[0], key: KEY.into(), ids: Arc::new(vec![String::new()]) };
+        let target = Target {
+            rest: vec![addrs[0]],
+            grpc: addrs[0],
+            key: KEY.into(),
+            ids: Arc::new(vec![String::new()]),
+            tls: None,
+        };
         Ok(Ceiling { target, _child: child })
     }
 
