@@ -31,7 +31,7 @@ const EVENT_WAIT: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Sse {
     event: String,
-    id: String,
+    pub(crate) id: String,
     data: String,
     comment: bool,
 }
@@ -98,7 +98,7 @@ impl SseStream {
     }
 
     /// The next `count` events.
-    async fn take(&mut self, count: usize) -> Vec<Sse> {
+    pub(crate) async fn take(&mut self, count: usize) -> Vec<Sse> {
         let mut events = Vec::with_capacity(count);
         for _ in 0..count {
             events.push(self.next().await);

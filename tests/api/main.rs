@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod avatars;
 mod changes;
+mod crash_loop;
 mod create;
 mod durability;
 mod failover;
