@@ -25,6 +25,7 @@ mod outage;
 mod public;
 mod public_cache;
 mod races;
+mod readme;
 mod replicas;
 mod retries;
 mod secrets;
