@@ -1,5 +1,6 @@
 //! Running it: metrics that rise as requests are made, one access-log line per request (with its id,
-//! never a secret), and a SIGTERM that lets the requests in flight finish and keeps what was written.
+//! never a secret), and a SIGTERM that turns new connections away at once, lets the requests in
+//! flight finish and keeps what was written.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ on_every_engine!(
     metrics_count_each_request_under_its_route_template,
     every_request_leaves_one_access_log_line_with_its_id_and_no_secret,
     sigterm_during_a_load_lets_requests_in_flight_finish_and_keeps_every_acknowledged_write,
+    a_request_half_sent_at_sigterm_is_answered_while_new_connections_are_refused,
 );
 
 async fn metrics(app: &TestApp) -> String {
@@ -139,4 +141,65 @@ async fn sigterm_during_a_load_lets_requests_in_flight_finish_and_keeps_every_ac
     for id in &acknowledged {
         assert_eq!(app.get(id).await.status, StatusCode::OK, "{id} was acknowledged, then lost");
     }
+}
+
+/// A request truly in flight at SIGTERM (its head and half its body sent before the signal, the rest
+/// after it): the drain refuses new connections at once, yet this one is read to its end, answered 201,
+/// and kept.
+async fn a_request_half_sent_at_sigterm_is_answered_while_new_connections_are_refused(engine: Engine) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app =
+        TestApp::spawn_on(Storage::new(engine), "drain-key-0123456789abcdef".into(), &["--shutdown-grace", "10s"])
+            .await;
+    let addr = app.rest.trim_start_matches("http://").to_owned();
+    let body = json!({"name": "In flight", "slug": "in-flight-at-sigterm"}).to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connects");
+    let head = format!(
+        "POST /api/external/chatbots HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{first}",
+        app.key,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("the head and half the body are sent");
+    tokio::time::sleep(Duration::from_millis(200)).await; // the server has read them
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+
+    // New connections are refused (or closed unanswered) once the drain has begun.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let refused = match reqwest::Client::new().get(format!("{}/healthz", app.rest)).send().await {
+            Err(_) => true,
+            Ok(answer) => answer.status() == StatusCode::SERVICE_UNAVAILABLE,
+        };
+        if refused {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the drain never turned new requests away");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The request in flight goes on, even a second later (well inside the grace): the rest of its body
+    // is read and it is answered.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stream.write_all(rest.as_bytes()).await.expect("the rest of the body is sent");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("Chatbot created successfully") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("answered within the grace")
+            .expect("read");
+        assert!(read > 0, "the connection closed before the answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 201"), "{}", String::from_utf8_lossy(&answer));
+    let (key, storage) = (app.key.clone(), app.storage.clone());
+    assert!(app.terminate().await.success(), "the drain ends with exit 0");
+
+    let app = TestApp::spawn_on(storage, key, &[]).await;
+    let kept = app.list("").await;
+    let slugs: Vec<&str> =
+        kept.body["chatbots"].as_array().expect("a list").iter().filter_map(|c| c["slug"].as_str()).collect();
+    assert_eq!(slugs, ["in-flight-at-sigterm"], "the answered request was kept");
 }
