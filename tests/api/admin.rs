@@ -114,7 +114,9 @@ async fn the_admin_api_refuses_callers_without_its_token_and_is_off_without_one(
 
 async fn an_export_under_a_write_load_is_one_moment_and_imports_into_an_empty_store(engine: Engine) {
     let app = spawn_with_admin(engine).await;
-    let pair = [app.create_named("Pair A", json!({})).await, app.create_named("Pair B", json!({})).await];
+    // The pair is stored far apart (A first, B last of 242), so that an export that is not one moment
+    // reads them milliseconds apart, while the updater moves on between them.
+    let pair_a = app.create_named("Pair A", json!({})).await;
     let mut doomed = Vec::new();
     for i in 0..40 {
         doomed.push(app.create_named(&format!("Doomed {i}"), json!({})).await);
@@ -122,6 +124,7 @@ async fn an_export_under_a_write_load_is_one_moment_and_imports_into_an_empty_st
     for i in 0..200 {
         app.create_named(&format!("Base {i}"), json!({})).await;
     }
+    let pair = [pair_a, app.create_named("Pair B", json!({})).await];
 
     // Three writers, each doing one thing in a known order, so that a point-in-time view can be told
     // from a mix: creates numbered in order, deletes in order, and the pair always updated A then B.

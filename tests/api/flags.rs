@@ -1,5 +1,6 @@
 //! Flags and promises the suite's audit found covered by nothing: `--metrics-addr`, `--log-format json`,
-//! `--rate-limit 0`, `If-Match: *`, the default page size, and 401 on the stream and widget routes.
+//! `--rate-limit 0`, `If-Match: *`, the default page size, 401 on the stream and widget routes,
+//! `--models` and `--voices`, `--idempotency-ttl`, and that a replayed write emits no change event.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -13,6 +14,8 @@ on_every_engine!(
     if_match_star_updates_an_existing_chatbot_and_only_that,
     a_list_without_a_limit_is_a_page_of_one_hundred,
     the_stream_and_widget_routes_want_a_key,
+    models_and_voices_are_the_lists_their_flags_give,
+    a_replay_emits_no_change_event_and_a_key_past_its_ttl_is_forgotten,
 );
 
 async fn metrics_served_on_their_own_address_are_not_on_the_rest_one(engine: Engine) {
@@ -104,4 +107,67 @@ async fn the_stream_and_widget_routes_want_a_key(engine: Engine) {
         let refused = app.call(method.clone(), &path, None, body.as_ref()).await;
         assert_eq!((refused.status, refused.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"), "{method} {path}");
     }
+}
+
+async fn models_and_voices_are_the_lists_their_flags_give(engine: Engine) {
+    let flags = ["--models", "gpt-4o-mini,house-model-1", "--voices", "nova,alloy"];
+    let app = TestApp::spawn_on(Storage::new(engine), "lists-key-0123456789abcdef".into(), &flags).await;
+    let ours = app.post(&json!({"name": "House", "settings": {"model": "house-model-1"}})).await;
+    assert_eq!(ours.status, StatusCode::CREATED, "{:?}", ours.body);
+    assert_eq!(ours.body["chatbot"]["settings"]["model"], "house-model-1");
+    let theirs = app.post(&json!({"name": "Default list", "settings": {"model": "gpt-4o"}})).await;
+    assert_eq!(theirs.status, StatusCode::BAD_REQUEST, "a model of the default list that the flag left out");
+    assert!(theirs.violations().iter().any(|(field, _)| field == "settings.model"), "{:?}", theirs.body);
+
+    let id = ours.body["chatbot"]["id"].as_str().expect("an id").to_owned();
+    let voice = |body: serde_json::Value| {
+        let path = format!("/api/external/chatbot/{id}/voice-agent");
+        let app = &app;
+        async move { app.call(Method::PATCH, &path, Some(&app.key), Some(&body)).await }
+    };
+    // The documented default voice (`shimmer`) is not allowed here: the first allowed one is the default.
+    let first = voice(json!({"appearance": {"buttonColor": "#000"}})).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    assert_eq!(first.body["voice_widget_config"]["voice"], "nova");
+    assert_eq!(voice(json!({"voice": "alloy"})).await.status, StatusCode::OK);
+    let refused = voice(json!({"voice": "shimmer"})).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.violations().iter().any(|(field, _)| field == "voice"), "{:?}", refused.body);
+}
+
+async fn a_replay_emits_no_change_event_and_a_key_past_its_ttl_is_forgotten(engine: Engine) {
+    let app =
+        TestApp::spawn_on(Storage::new(engine), "ttl-key-0123456789abcdef".into(), &["--idempotency-ttl", "1s"]).await;
+    let mut events = crate::changes::SseStream::open(&app, &app.key, None).await;
+    let keyed = |name: &'static str| {
+        let request = app
+            .http
+            .post(format!("{}/api/external/chatbots", app.rest))
+            .header("x-api-key", &app.key)
+            .header("idempotency-key", "ttl-key-1")
+            .json(&json!({"name": name}));
+        async move { crate::helpers::answer(request.send().await.expect("answered")).await }
+    };
+    let first = keyed("Once").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let replayed = keyed("Once").await;
+    assert_eq!(replayed.header("idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(replayed.body, first.body);
+    let marker = app.create_named("Marker", json!({})).await;
+    let seen: Vec<String> = [events.next().await, events.next().await]
+        .iter()
+        .map(|event| event.json()["chatbot_id"].as_str().expect("an id").to_owned())
+        .collect();
+    assert_eq!(
+        seen,
+        [first.body["chatbot"]["id"].as_str().expect("an id"), marker.as_str()],
+        "no event for the replay"
+    );
+
+    // Past the TTL the key no longer counts: the same request is a new write.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let again = keyed("Once").await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.header("idempotent-replayed"), None);
+    assert_ne!(again.body["chatbot"]["id"], first.body["chatbot"]["id"], "a second chatbot");
 }
