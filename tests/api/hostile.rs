@@ -312,3 +312,35 @@ impl tonic::codec::Decoder for RawCodec {
         Ok(Some(bytes::Buf::copy_to_bytes(src, length)))
     }
 }
+
+#[tokio::test]
+async fn a_request_whose_body_trickles_past_the_request_timeout_gets_408_and_one_inside_it_is_served() {
+    let flags = ["--request-timeout", "2s", "--header-timeout", "10s", "--idle-timeout", "60s"];
+    let app = TestApp::spawn_on(crate::helpers::Storage::new(Engine::Sled), "t".repeat(32), &flags).await;
+    let (addr, key) = (rest_addr(&app), app.key.clone());
+    tokio::task::spawn_blocking(move || {
+        let body = r#"{"name":"Slow but in time"}"#;
+        let head = format!(
+            "POST /api/external/chatbots HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        // Half the body, then nothing: the answer is a 408 at the timeout, not at the idle timeout.
+        let started = Instant::now();
+        let stalled = exchange(addr, [head.as_bytes(), &body.as_bytes()[..10]].concat().as_slice(), true, Duration::from_secs(20));
+        let waited = started.elapsed();
+        shaped(stalled, 408, "request_timeout", "a body that stops half way");
+        assert!(waited >= Duration::from_millis(1_900) && waited < Duration::from_secs(8), "answered after {waited:?}");
+
+        // The same request, its body sent a second late: inside the timeout, so it is served.
+        let mut stream = TcpStream::connect(addr).expect("connects");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("a timeout");
+        stream.write_all([head.as_bytes(), &body.as_bytes()[..10]].concat().as_slice()).expect("sent");
+        std::thread::sleep(Duration::from_secs(1));
+        stream.write_all(&body.as_bytes()[10..]).expect("sent");
+        let mut answer = [0u8; 12];
+        stream.read_exact(&mut answer).expect("an answer");
+        assert_eq!(&answer, b"HTTP/1.1 201", "served within the timeout");
+    })
+    .await
+    .expect("joined");
+}

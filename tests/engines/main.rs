@@ -88,3 +88,79 @@ async fn the_postgres_engine_forgets_expired_idempotency_keys_by_itself() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Every scan of `chatbots` in an `EXPLAIN (ANALYZE, FORMAT JSON)` plan: (node type, index, rows read).
+fn chatbot_scans(node: &serde_json::Value, found: &mut Vec<(String, String, u64)>) {
+    if node["Relation Name"] == "chatbots" {
+        found.push((
+            node["Node Type"].as_str().unwrap_or_default().to_owned(),
+            node["Index Name"].as_str().unwrap_or_default().to_owned(),
+            node["Actual Rows"].as_u64().unwrap_or_default() * node["Actual Loops"].as_u64().unwrap_or(1),
+        ));
+    }
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        chatbot_scans(child, found);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
+async fn a_listing_page_reads_only_its_page_through_the_listing_index() {
+    let Some(url) = database() else { return };
+    drop(connect(&url, Retention::default()).await); // the schema
+    let cluster = postgres::shared().expect("the cluster");
+    let database = url.rsplit('/').next().expect("a database name");
+    // 40,000 chatbots of 20 organisations, every flag combination, then fresh statistics.
+    let org = "01a22cd1-0000-7000-8000-000000000007";
+    cluster
+        .psql(
+            database,
+            &format!(
+                "INSERT INTO organisations (id, name) SELECT ('01a22cd1-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, \
+                 'org ' || g FROM generate_series(0, 19) g;
+                 INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
+                 SELECT gen_random_uuid(), ('01a22cd1-0000-7000-8000-' || lpad((g % 20)::text, 12, '0'))::uuid,
+                        'bot-' || g, g % 2 = 0, g % 3 <> 0, now() - g * interval '1 second', now(), 1, '{{}}'::jsonb
+                 FROM generate_series(1, 40000) g;
+                 ANALYZE chatbots;"
+            ),
+        )
+        .expect("seeded");
+    let filters = [
+        chatbot_core::store::Filter::default(),
+        chatbot_core::store::Filter { is_public: Some(true), active: None },
+        chatbot_core::store::Filter { is_public: Some(false), active: Some(true) },
+    ];
+    for filter in filters {
+        let limit = 21u64;
+        let sql = chatbot_core::store::postgres::listing_statement(filter, false);
+        let plan = cluster
+            .psql(
+                database,
+                &format!("PREPARE page(uuid, bigint) AS {sql}; EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page('{org}', {limit});"),
+            )
+            .expect("explained");
+        // psql prints PREPARE's command tag first.
+        let json = plan.find('[').map_or(plan.as_str(), |at| &plan[at..]);
+        let plan: serde_json::Value = serde_json::from_str(json.trim()).expect("a JSON plan");
+        let mut scans = Vec::new();
+        chatbot_scans(&plan[0]["Plan"], &mut scans);
+        let listing: Vec<_> = scans.iter().filter(|(_, index, _)| index == "chatbots_listing").collect();
+        assert_eq!(
+            listing.len(),
+            filter.flag_combinations().len(),
+            "one listing-index scan per combination: {scans:?}"
+        );
+        for (kind, index, _) in &scans {
+            assert!(
+                kind.starts_with("Index"),
+                "{filter:?}: chatbots read by a {kind} ({index}), not an index: {scans:?}"
+            );
+        }
+        let read: u64 = listing.iter().map(|(_, _, rows)| rows).sum();
+        assert!(
+            read <= limit * filter.flag_combinations().len() as u64,
+            "{filter:?}: a page of {limit} read {read} rows of the 2,000 the organisation has: {scans:?}"
+        );
+    }
+}

@@ -27,6 +27,13 @@ mod resealing;
 mod schema;
 mod tls;
 
+/// The statement a listing of `filter` runs (parameters: the organisation, then with a cursor its
+/// creation time and id, then the row limit), for suites that look at its plan.
+#[cfg(feature = "conformance")]
+pub fn listing_statement(filter: super::Filter, with_cursor: bool) -> String {
+    chatbots::list_sql(filter, with_cursor)
+}
+
 use std::future::Future;
 use std::time::Duration;
 
