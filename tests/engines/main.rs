@@ -115,15 +115,13 @@ async fn a_listing_page_reads_only_its_page_through_the_listing_index() {
     cluster
         .psql(
             database,
-            &format!(
-                "INSERT INTO organisations (id, name) SELECT ('01a22cd1-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, \
+            "INSERT INTO organisations (id, name) SELECT ('01a22cd1-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, \
                  'org ' || g FROM generate_series(0, 19) g;
                  INSERT INTO chatbots (id, organisation_id, slug, is_public, active, created_at, updated_at, revision, config)
                  SELECT gen_random_uuid(), ('01a22cd1-0000-7000-8000-' || lpad((g % 20)::text, 12, '0'))::uuid,
-                        'bot-' || g, g % 2 = 0, g % 3 <> 0, now() - g * interval '1 second', now(), 1, '{{}}'::jsonb
+                        'bot-' || g, g % 2 = 0, g % 3 <> 0, now() - g * interval '1 second', now(), 1, '{}'::jsonb
                  FROM generate_series(1, 40000) g;
-                 ANALYZE chatbots;"
-            ),
+                 ANALYZE chatbots;",
         )
         .expect("seeded");
     let filters = [
