@@ -15,6 +15,7 @@ on_every_engine!(
     another_organisation_gets_not_found_over_grpc,
     update_with_a_mask_list_and_delete_with_etags,
     health_and_reflection_answer_stock_clients,
+    grpc_lists_page_through_everything_once_and_filter_by_flags,
 );
 
 fn example() -> pb::Chatbot {
@@ -231,4 +232,51 @@ async fn health_and_reflection_answer_stock_clients(engine: Engine) {
     let response = stream.message().await.expect("a message").expect("one response");
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("a service list") };
     assert!(list.service.iter().any(|s| s.name == "chatbot.v1.ChatbotService"), "{:?}", list.service);
+}
+
+async fn grpc_lists_page_through_everything_once_and_filter_by_flags(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let mut client = app.grpc_client().await;
+    let mut made = Vec::new();
+    for n in 0..23 {
+        let chatbot = pb::Chatbot {
+            name: Some(format!("Listed {n}")),
+            is_public: Some(n % 2 == 0),
+            active: Some(n % 3 != 0),
+            ..Default::default()
+        };
+        let request = pb::CreateChatbotRequest { chatbot: Some(chatbot), ..Default::default() };
+        made.push(client.create_chatbot(app.grpc_request(request)).await.expect("created").into_inner());
+    }
+    let list = |page_size: i32, page_token: String, is_public: Option<bool>, active: Option<bool>| {
+        pb::ListChatbotsRequest { page_size, page_token, is_public, active, ..Default::default() }
+    };
+    for (is_public, active) in [(None, None), (Some(true), None), (Some(false), Some(true)), (None, Some(false))] {
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_chatbots(app.grpc_request(list(5, token.clone(), is_public, active)))
+                .await
+                .expect("listed")
+                .into_inner();
+            assert!(page.chatbots.len() <= 5, "a page holds at most its size");
+            seen.extend(page.chatbots.into_iter().map(|c| c.id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        // Newest first, ties by id, with only what the filter lets through.
+        let mut expected: Vec<&pb::Chatbot> = made
+            .iter()
+            .filter(|c| is_public.is_none_or(|p| c.is_public == Some(p)) && active.is_none_or(|a| c.active == Some(a)))
+            .collect();
+        let created = |c: &pb::Chatbot| c.create_time.map(|t| (t.seconds, t.nanos)).expect("a create time");
+        expected.sort_by(|x, y| created(y).cmp(&created(x)).then_with(|| x.id.cmp(&y.id)));
+        let expected: Vec<String> = expected.into_iter().map(|c| c.id.clone()).collect();
+        assert_eq!(seen, expected, "is_public {is_public:?}, active {active:?}: every match once, in order");
+    }
+    let bad = client.list_chatbots(app.grpc_request(list(5, "not-a-token".into(), None, None))).await;
+    assert_eq!(bad.expect_err("a bad token").code(), Code::InvalidArgument);
 }

@@ -159,3 +159,65 @@ async fn keys_made_while_replicas_serve_work_at_once_on_every_replica() {
     assert_eq!(theirs.body["chatbots"].as_array().map(Vec::len), Some(2));
     assert_eq!(b.list("").await.body["chatbots"], json!([]), "the default organisation sees none of them");
 }
+
+#[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
+async fn a_key_revoked_through_one_replica_stops_at_once_there_and_on_the_other_within_a_second() {
+    let Some(storage) = postgres_only() else { return };
+    let (key, token) = ("replica-test-key-0123456789abcdef".to_owned(), "admin-token-for-tests-0123456789");
+    let a = TestApp::spawn_on(storage.clone(), key.clone(), &["--admin-token", token]).await;
+    let b = TestApp::spawn_on(storage, key, &[]).await;
+    let admin = |args: &[&str]| {
+        let run = tokio::process::Command::new(crate::helpers::binary())
+            .args(args)
+            .args(["--server", &a.grpc, "--admin-token", token])
+            .output();
+        async move {
+            let output = run.await.expect("runs");
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            String::from_utf8(output.stdout).expect("UTF-8")
+        }
+    };
+    let created = admin(&["keys", "create", "--org", "acme"]).await;
+    let acme = created.lines().last().expect("the key").to_owned();
+    let key_id = created.lines().find_map(|l| l.strip_prefix("key id ")).expect("its id").to_owned();
+    for replica in [&a, &b] {
+        // Each replica admits it, and so keeps it in its cache of admitted keys.
+        assert_eq!(replica.call(Method::GET, "/api/external/chatbots", Some(&acme), None).await.status, StatusCode::OK);
+    }
+
+    admin(&["keys", "revoke", &key_id]).await;
+    let revoked = std::time::Instant::now();
+    let on_a = a.call(Method::GET, "/api/external/chatbots", Some(&acme), None).await;
+    assert_eq!(on_a.status, StatusCode::UNAUTHORIZED, "at once on the replica that revoked it");
+    loop {
+        let on_b = b.call(Method::GET, "/api/external/chatbots", Some(&acme), None).await;
+        if on_b.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        // The promise is one second; the slack is for a loaded test machine.
+        assert!(revoked.elapsed() < Duration::from_millis(2_500), "the other replica still admits a revoked key");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.list("").await.status, StatusCode::OK, "other keys go on working");
+}
+
+#[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
+async fn a_database_that_may_lose_acknowledged_writes_is_warned_about_loudly() {
+    let Some(storage) = postgres_only() else { return };
+    let cluster = chatbotd_tests::postgres::shared().expect("the cluster");
+    let database = storage.database().expect("a database").to_owned();
+    let durable = TestApp::spawn_on(storage.clone(), "durable-key-0123456789abcdef".into(), &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the log is written by its own thread
+    assert!(!durable.log().contains("synchronous_commit=off"), "no warning while durable");
+    drop(durable);
+    cluster.psql(&database, &format!("ALTER DATABASE \"{database}\" SET synchronous_commit = off")).expect("set");
+    let app = TestApp::spawn_on(storage, "durable-key-0123456789abcdef".into(), &[]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !app.log().contains("synchronous_commit=off") {
+        assert!(std::time::Instant::now() < deadline, "no warning: {}", app.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(app.log().contains("can lose writes chatbotd has acknowledged"), "{}", app.log());
+}
