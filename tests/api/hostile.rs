@@ -344,3 +344,25 @@ async fn a_request_whose_body_trickles_past_the_request_timeout_gets_408_and_one
     .await
     .expect("joined");
 }
+
+#[tokio::test]
+async fn a_grpc_connection_runs_at_most_max_streams_calls_at_once() {
+    use grpc_server::pb;
+    let app =
+        TestApp::spawn_on(crate::helpers::Storage::new(Engine::Sled), "s".repeat(32), &["--max-streams", "2"]).await;
+    let channel =
+        tonic::transport::Channel::from_shared(app.grpc.clone()).expect("a URL").connect().await.expect("connects");
+    let mut client = pb::chatbot_service_client::ChatbotServiceClient::new(channel);
+    // Two change streams hold both of the connection's slots.
+    let mut watches = Vec::new();
+    for _ in 0..2 {
+        let request = app.grpc_request(pb::WatchChatbotsRequest::default());
+        watches.push(client.watch_chatbots(request).await.expect("a watch opens").into_inner());
+    }
+    let list = || app.grpc_request(pb::ListChatbotsRequest::default());
+    let third = tokio::time::timeout(Duration::from_secs(1), client.list_chatbots(list())).await;
+    assert!(!matches!(third, Ok(Ok(_))), "a third call on the connection is not served while two streams run");
+    drop(watches.pop());
+    let freed = tokio::time::timeout(Duration::from_secs(5), client.list_chatbots(list())).await;
+    assert!(matches!(freed, Ok(Ok(_))), "served once a slot is free: {freed:?}");
+}

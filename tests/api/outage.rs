@@ -110,3 +110,38 @@ async fn a_replica_started_before_its_database_waits_for_it() {
     assert_eq!(app.post(&json!({"name": "Patient"})).await.status, StatusCode::CREATED);
     assert!(app.log().contains("the database cannot be reached yet"), "it said why it waited");
 }
+
+#[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
+async fn a_write_behind_a_row_lock_held_elsewhere_is_a_503_at_the_database_timeout_and_goes_through_after() {
+    let Some(storage) = crate::helpers::postgres_only() else { return };
+    let cluster = chatbotd_tests::postgres::shared().expect("the cluster");
+    let database = storage.database().expect("a database").to_owned();
+    let app = TestApp::spawn_on(storage, "locked-key-0123456789abcdef".into(), &["--database-timeout", "1s"]).await;
+    let id = app.create_named("Locked", json!({})).await;
+
+    // Another client of the database holds the chatbot's row for 4 s.
+    let holder = {
+        let mut psql = cluster.command("psql");
+        psql.args(["-h", "127.0.0.1", "-p", &cluster.port().to_string(), "-U", "chatbotd", "-d", &database, "-c"]);
+        psql.arg(format!("BEGIN; SELECT 1 FROM chatbots WHERE id = '{id}' FOR UPDATE; SELECT pg_sleep(4); COMMIT;"));
+        tokio::task::spawn_blocking(move || psql.output().expect("psql runs"))
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await; // the lock is taken
+    let started = Instant::now();
+    let blocked = app.patch(&id, &json!({"description": "behind the lock"})).await;
+    let waited = started.elapsed();
+    assert_eq!(
+        (blocked.status, blocked.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{:?}",
+        blocked.body
+    );
+    assert!(waited < Duration::from_millis(2_500), "bounded by --database-timeout, not the lock: {waited:?}");
+    assert!(holder.await.expect("joined").status.success(), "the holder committed");
+
+    // Nothing of the refused write was kept, and the same write goes through once the lock is gone.
+    assert_eq!(app.get(&id).await.body["chatbot"]["description"], "");
+    let after = app.patch(&id, &json!({"description": "behind the lock"})).await;
+    assert_eq!(after.status, StatusCode::OK, "{:?}", after.body);
+}

@@ -221,3 +221,52 @@ async fn a_database_that_may_lose_acknowledged_writes_is_warned_about_loudly() {
     }
     assert!(app.log().contains("can lose writes chatbotd has acknowledged"), "{}", app.log());
 }
+
+#[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
+async fn an_idempotency_key_replays_through_either_replica_and_makes_one_chatbot() {
+    let Some((a, b)) = two_replicas().await else { return };
+    let keyed = |app: &TestApp, key: &'static str| {
+        let request = app
+            .http
+            .post(format!("{}/api/external/chatbots", app.rest))
+            .header("x-api-key", &app.key)
+            .header("idempotency-key", key)
+            .json(&json!({"name": "Once across replicas"}));
+        async move { crate::helpers::answer(request.send().await.expect("answered")).await }
+    };
+    let first = keyed(&a, "across-1").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let replayed = keyed(&b, "across-1").await;
+    assert_eq!(replayed.header("idempotent-replayed").as_deref(), Some("true"), "the other replica replays it");
+    assert_eq!(replayed.body, first.body);
+
+    // Sent to both at once: one chatbot, both answers the same.
+    let (x, y) = tokio::join!(keyed(&a, "across-2"), keyed(&b, "across-2"));
+    assert_eq!((x.status, y.status), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(x.body["chatbot"]["id"], y.body["chatbot"]["id"]);
+    assert_eq!(a.list("").await.body["chatbots"].as_array().map(Vec::len), Some(2), "two keys, two chatbots");
+}
+
+#[tokio::test]
+#[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
+async fn a_watcher_resumes_on_another_replica_where_it_left_off() {
+    let Some((a, b)) = two_replicas().await else { return };
+    let mut on_a = crate::changes::SseStream::open(&a, &a.key, None).await;
+    let mut written = Vec::new();
+    for n in 0..3 {
+        written.push(a.create_named(&format!("Before {n}"), json!({})).await);
+    }
+    let seen = [on_a.next().await, on_a.next().await];
+    drop(on_a);
+    for n in 0..3 {
+        written.push(b.create_named(&format!("After {n}"), json!({})).await);
+    }
+    let mut on_b = crate::changes::SseStream::open(&b, &b.key, Some(&seen[1].id)).await;
+    let mut rest = Vec::new();
+    for _ in 2..written.len() {
+        rest.push(on_b.next().await);
+    }
+    let ids: Vec<String> = rest.iter().map(|e| e.json()["chatbot_id"].as_str().expect("an id").to_owned()).collect();
+    assert_eq!(ids, written[2..], "exactly what came after the token, in order, once each");
+}
