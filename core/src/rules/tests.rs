@@ -21,8 +21,8 @@ fn a_bare_name_gets_every_default_and_a_derived_slug() {
     assert_eq!(proposal.slug, SlugChoice::Derived);
     assert_eq!(config.slug.as_str(), "api-docs-demo-chatbot");
     assert!(!config.is_public && config.active && config.openai_api_key.is_none());
-    assert_eq!(config.settings.model.as_str(), defaults::MODEL);
-    assert_eq!(config.settings.snippet.primary_color.as_str(), defaults::PRIMARY_COLOR);
+    assert_eq!(config.settings.model.as_str(), "gpt-4o-mini", "the documented default model");
+    assert_eq!(config.settings.snippet.primary_color.as_str(), "#4F46E5", "the contract's default colour");
     assert_eq!(config.settings.snippet.logo, None);
 }
 
@@ -61,7 +61,7 @@ fn an_update_changes_only_masked_fields_and_resets_absent_ones() {
     let proposal = rules.check(Some(&stored), &patch, mask).unwrap();
     assert_eq!(proposal.slug, SlugChoice::Kept);
     assert_eq!(proposal.config.settings.snippet.primary_color.as_str(), "#000");
-    assert_eq!(proposal.config.description.as_str(), defaults::DESCRIPTION);
+    assert_eq!(proposal.config.description.as_str(), "", "null resets to the documented empty description");
     assert_eq!(proposal.config.settings.greeting.as_str(), "Hi");
 }
 
@@ -156,9 +156,9 @@ fn the_voice_agent_stays_unconfigured_until_a_voice_field_is_set() {
     let mask = FieldMask::parse(["voice_widget_config.appearance.buttonRadius"]).unwrap();
     let voice = rules.check(Some(&stored), &patch, mask).unwrap().config.voice.expect("configured");
     assert_eq!(voice.appearance.button_radius.get(), 10);
-    assert_eq!(voice.appearance.card_radius.get(), defaults::voice::CARD_RADIUS);
-    assert_eq!(voice.voice.as_str(), defaults::voice::VOICE);
-    assert_eq!(voice.vad.threshold.get(), defaults::voice::THRESHOLD);
+    assert_eq!(voice.appearance.card_radius.get(), 20, "the documented card radius");
+    assert_eq!(voice.voice.as_str(), "shimmer", "the documented voice");
+    assert_eq!(voice.vad.threshold.get(), 0.8, "the documented VAD threshold");
 }
 
 #[test]
