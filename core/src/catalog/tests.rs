@@ -59,6 +59,23 @@ fn forms_split_the_catalog_and_speak_relative_paths() {
     assert_eq!(Form::VoiceAgent.field_at("buttonRadius"), None);
     assert!(Form::VoiceAgent.is_object("vad") && !Form::VoiceAgent.is_object("voice"));
     assert_eq!(Form::Chatbot.path(Field::SnippetLogo), "settings.snippet.logo");
+    let vad: Vec<Field> = Form::VoiceAgent.fields_under("vad").collect();
+    assert_eq!(vad, [Field::VoicePrefixPaddingMs, Field::VoiceSilenceDurationMs, Field::VoiceThreshold]);
+    assert_eq!(Form::VoiceAgent.fields_under("voice").count(), 0, "a field is not an object");
+}
+
+#[test]
+fn a_forms_errors_name_paths_inside_its_body_and_keep_everything_else() {
+    let violation =
+        |field: &str| Violation { field: field.to_owned(), code: ViolationCode::OutOfRange, message: "too big".into() };
+    let error = Error::Invalid {
+        violations: vec![violation("voice_widget_config.appearance.cardRadius"), violation("description")],
+    };
+    let Error::Invalid { violations } = Form::VoiceAgent.localize(error) else { panic!("still invalid") };
+    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(fields, ["appearance.cardRadius", "description"], "relative inside the body, whole outside it");
+    assert!(violations.iter().all(|v| v.code == ViolationCode::OutOfRange && v.message == "too big"));
+    assert!(matches!(Form::ChatWidget.localize(Error::NotFound), Error::NotFound), "other errors pass through");
 }
 
 #[test]

@@ -188,3 +188,15 @@ fn the_model_allow_list_is_configurable() {
         vec![("settings.model".into(), ViolationCode::NotAllowed)]
     );
 }
+
+#[test]
+fn an_allow_list_keeps_the_given_names_trimmed_in_order_or_else_the_builtin_ones() {
+    let given = AllowList::new([" house-1", "", "gpt-4o-mini ", "  "], &["builtin"], "gpt-4o-mini");
+    assert_eq!(given.entries(), ["house-1", "gpt-4o-mini"]);
+    assert_eq!(given.default_entry(), "gpt-4o-mini", "the preferred entry when it is allowed");
+    let without_preferred = AllowList::new(["house-1", "house-2"], &["builtin"], "gpt-4o-mini");
+    assert_eq!(without_preferred.default_entry(), "house-1", "else the first");
+    let empty = AllowList::new(Vec::<String>::new(), &["a", "b"], "b");
+    assert_eq!(empty.entries(), ["a", "b"]);
+    assert!(empty.check("a").is_ok() && empty.check("c").is_err());
+}

@@ -335,6 +335,8 @@ mod tests {
         assert!(reported.last().is_some_and(|p| p.done) && reported.len() >= 3, "{reported:?}");
         assert_eq!(after, Census { current: 3, older: 0, unknown_key: 0, clear: 0 });
         assert_eq!(rotated.secrets().last_census(), Some(after));
+        // Closed, not just dropped: the store's lock is free before the next open.
+        block_on(rotated.close()).unwrap();
         drop(rotated);
 
         // The old key can go: everything opens with the new one alone.
