@@ -20,14 +20,14 @@ on_every_engine!(
     wrong_admin_tokens_are_throttled_and_a_short_token_is_refused_at_start_up,
 );
 
-const TOKEN: &str = "admin-token-for-tests-0123456789";
+pub(crate) const TOKEN: &str = "admin-token-for-tests-0123456789";
 
 async fn spawn_with_admin(engine: Engine) -> TestApp {
     TestApp::spawn_on(Storage::new(engine), "admin-test-key-0123456789abcdef".into(), &["--admin-token", TOKEN]).await
 }
 
 /// Runs `chatbotd ARGS --server <app's gRPC> --admin-token TOKEN`; returns its stdout.
-async fn cli(app: &TestApp, args: &[&str]) -> String {
+pub(crate) async fn cli(app: &TestApp, args: &[&str]) -> String {
     let run = Command::new(binary()).args(args).args(["--server", &app.grpc, "--admin-token", TOKEN]).output();
     let output = tokio::time::timeout(PROCESS_TIMEOUT, run).await.expect("in time").expect("runs");
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
@@ -211,19 +211,12 @@ async fn an_export_under_a_write_load_is_one_moment_and_imports_into_an_empty_st
     assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
 
     let restored = TestApp::spawn_on(target, app.key.clone(), &[]).await;
-    let mut listed: HashMap<String, Value> = HashMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let query = cursor.as_ref().map_or("?limit=100".to_owned(), |c| format!("?limit=100&cursor={c}"));
-        let page = restored.list(&query).await.body;
-        for item in page["chatbots"].as_array().expect("a list") {
-            listed.insert(item["id"].as_str().expect("an id").to_owned(), item.clone());
-        }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let listed: HashMap<String, Value> = restored
+        .list_all()
+        .await
+        .into_iter()
+        .map(|item| (item["id"].as_str().expect("an id").to_owned(), item))
+        .collect();
     assert_eq!(listed.len(), chatbots.len(), "the same number of chatbots");
     for chatbot in &chatbots {
         let item = &listed[chatbot["id"].as_str().expect("an id")];

@@ -159,12 +159,9 @@ async fn a_kill_9_under_a_write_load_loses_no_acknowledged_write_and_leaves_noth
         let mut in_flight = Vec::new();
         for (w, writer) in writers.into_iter().enumerate() {
             let (acked, pending) = writer.await.expect("a writer ends when the server dies");
+            total_acked += acked.len();
             for ack in acked {
-                if matches!(ack.sent.write, Write::Create { .. }) {
-                    owned[w].push(ack.id.clone());
-                }
-                known.entry(ack.id.clone()).or_default().push(ack);
-                total_acked += 1;
+                record(&mut known, &mut owned[w], ack);
             }
             in_flight.push((w, pending));
         }
@@ -174,11 +171,7 @@ async fn a_kill_9_under_a_write_load_loses_no_acknowledged_write_and_leaves_noth
         for (w, sent) in in_flight {
             let answer = send(&app.http, &app.rest, &app.key, &sent).await.expect("the retry is answered");
             in_flight_committed += usize::from(answer.header("idempotent-replayed").as_deref() == Some("true"));
-            let ack = acknowledged(sent, &answer);
-            if matches!(ack.sent.write, Write::Create { .. }) {
-                owned[w].push(ack.id.clone());
-            }
-            known.entry(ack.id.clone()).or_default().push(ack);
+            record(&mut known, &mut owned[w], acknowledged(sent, &answer));
         }
         check(&app, &mut known, cycle).await;
     }
@@ -188,6 +181,14 @@ async fn a_kill_9_under_a_write_load_loses_no_acknowledged_write_and_leaves_noth
         cycles(),
         known.len()
     );
+}
+
+/// Keeps `ack` among its chatbot's acknowledged writes, and a created chatbot among its writer's own.
+fn record(known: &mut BTreeMap<String, Vec<Acked>>, own: &mut Vec<String>, ack: Acked) {
+    if matches!(ack.sent.write, Write::Create { .. }) {
+        own.push(ack.id.clone());
+    }
+    known.entry(ack.id.clone()).or_default().push(ack);
 }
 
 /// `chatbot` with its avatar URL's origin dropped: public URLs start with the REST address, which
@@ -238,23 +239,12 @@ async fn check(app: &TestApp, known: &mut BTreeMap<String, Vec<Acked>>, cycle: u
     }
 
     // The listing holds exactly these chatbots, as a read of each shows them.
-    let mut listed = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let query = match &cursor {
-            None => "?limit=100".to_owned(),
-            Some(cursor) => format!("?limit=100&cursor={cursor}"),
-        };
-        let page = app.list(&query).await;
-        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
-        for item in page.body["chatbots"].as_array().expect("a list") {
-            listed.insert(item["id"].as_str().expect("an id").to_owned(), item["slug"].clone());
-        }
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let listed: BTreeMap<String, Value> = app
+        .list_all()
+        .await
+        .into_iter()
+        .map(|item| (item["id"].as_str().expect("an id").to_owned(), item["slug"].clone()))
+        .collect();
     let ids: BTreeSet<&String> = known.keys().collect();
     assert_eq!(listed.keys().collect::<BTreeSet<_>>(), ids, "after kill {cycle}: the listing and the records agree");
 

@@ -144,23 +144,8 @@ async fn a_killed_primary_and_a_promoted_standby_lose_no_acknowledged_write() {
     assert!(after_promotion > 0, "writes went through after the promotion");
 
     // Every acknowledged write is there, exactly once: no other chatbot exists.
-    let mut listed = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page = a.list(&format!("?limit=100{cursor}")).await;
-        assert_eq!(page.status, StatusCode::OK);
-        listed.extend(
-            page.body["chatbots"]
-                .as_array()
-                .expect("a page")
-                .iter()
-                .map(|c| c["id"].as_str().expect("an id").to_owned()),
-        );
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
+    let mut listed: Vec<String> =
+        a.list_all().await.iter().map(|c| c["id"].as_str().expect("an id").to_owned()).collect();
     listed.sort();
     let mut expected: Vec<String> = acknowledged.values().cloned().collect();
     expected.sort();

@@ -139,18 +139,10 @@ async fn a_replay_emits_no_change_event_and_a_key_past_its_ttl_is_forgotten(engi
     let app =
         TestApp::spawn_on(Storage::new(engine), "ttl-key-0123456789abcdef".into(), &["--idempotency-ttl", "1s"]).await;
     let mut events = crate::changes::SseStream::open(&app, &app.key, None).await;
-    let keyed = |name: &'static str| {
-        let request = app
-            .http
-            .post(format!("{}/api/external/chatbots", app.rest))
-            .header("x-api-key", &app.key)
-            .header("idempotency-key", "ttl-key-1")
-            .json(&json!({"name": name}));
-        async move { crate::helpers::answer(request.send().await.expect("answered")).await }
-    };
-    let first = keyed("Once").await;
+    let once = json!({"name": "Once"});
+    let first = app.post_with_key("ttl-key-1", &once).await;
     assert_eq!(first.status, StatusCode::CREATED);
-    let replayed = keyed("Once").await;
+    let replayed = app.post_with_key("ttl-key-1", &once).await;
     assert_eq!(replayed.header("idempotent-replayed").as_deref(), Some("true"));
     assert_eq!(replayed.body, first.body);
     let marker = app.create_named("Marker", json!({})).await;
@@ -166,7 +158,7 @@ async fn a_replay_emits_no_change_event_and_a_key_past_its_ttl_is_forgotten(engi
 
     // Past the TTL the key no longer counts: the same request is a new write.
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
-    let again = keyed("Once").await;
+    let again = app.post_with_key("ttl-key-1", &once).await;
     assert_eq!(again.status, StatusCode::CREATED);
     assert_eq!(again.header("idempotent-replayed"), None);
     assert_ne!(again.body["chatbot"]["id"], first.body["chatbot"]["id"], "a second chatbot");

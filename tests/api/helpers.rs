@@ -338,6 +338,32 @@ impl TestApp {
         self.call(Method::GET, &format!("/api/external/chatbots{query}"), Some(&self.key), None).await
     }
 
+    /// Every chatbot of the key's organisation, page after page (100 a page), in listing order.
+    pub async fn list_all(&self) -> Vec<Value> {
+        let mut listed = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = self.list(&format!("?limit=100{cursor}")).await;
+            assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+            listed.extend(page.body["chatbots"].as_array().expect("a page").iter().cloned());
+            match page.body["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => return listed,
+            }
+        }
+    }
+
+    /// A create of `body` with `Idempotency-Key: key`.
+    pub async fn post_with_key(&self, key: &str, body: &Value) -> Answer {
+        let request = self
+            .http
+            .post(format!("{}/api/external/chatbots", self.rest))
+            .header("x-api-key", &self.key)
+            .header("idempotency-key", key)
+            .json(body);
+        answer(request.send().await.expect("answered")).await
+    }
+
     /// Creates a chatbot named `name` (plus `extra` fields) and returns its id.
     pub async fn create_named(&self, name: &str, extra: Value) -> String {
         let mut body = json!({ "name": name });

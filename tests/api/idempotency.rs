@@ -18,16 +18,6 @@ on_every_engine!(
     a_malformed_idempotency_key_is_a_400_naming_it,
 );
 
-async fn post_with_key(app: &TestApp, key: &str, body: &Value) -> Answer {
-    let request = app
-        .http
-        .post(format!("{}/api/external/chatbots", app.rest))
-        .header("x-api-key", &app.key)
-        .header("idempotency-key", key)
-        .json(body);
-    answer(request.send().await.expect("answered")).await
-}
-
 fn replayed(answer: &Answer) -> bool {
     answer.header("idempotent-replayed").as_deref() == Some("true")
 }
@@ -35,7 +25,7 @@ fn replayed(answer: &Answer) -> bool {
 async fn thirty_two_concurrent_creates_with_one_key_make_exactly_one_chatbot(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let body = json!({"name": "Once only"});
-    let answers = join_all((0..32).map(|_| post_with_key(&app, "create-once", &body))).await;
+    let answers = join_all((0..32).map(|_| app.post_with_key("create-once", &body))).await;
     // A duplicate sent while the first is in flight waits for it and replays its answer: every one
     // of the 32 is that 201.
     let created: Vec<&Answer> = answers.iter().filter(|a| a.status == StatusCode::CREATED).collect();
@@ -53,14 +43,14 @@ async fn thirty_two_concurrent_creates_with_one_key_make_exactly_one_chatbot(eng
 async fn a_retry_after_kill_9_gets_the_first_answer_again(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let body = json!({"name": "Survivor"});
-    let first = post_with_key(&app, "survives-a-crash", &body).await;
+    let first = app.post_with_key("survives-a-crash", &body).await;
     assert_eq!(first.status, StatusCode::CREATED);
     assert!(!replayed(&first));
     let key = app.key.clone();
     let storage = app.kill9().await;
 
     let app = TestApp::spawn_on(storage, key, &[]).await;
-    let retry = post_with_key(&app, "survives-a-crash", &body).await;
+    let retry = app.post_with_key("survives-a-crash", &body).await;
     assert_eq!((retry.status, &retry.body), (StatusCode::CREATED, &first.body));
     assert_eq!(retry.header("etag"), first.header("etag"));
     assert_eq!(retry.header("location"), first.header("location"));
@@ -70,14 +60,14 @@ async fn a_retry_after_kill_9_gets_the_first_answer_again(engine: Engine) {
 
 async fn the_same_key_with_another_request_is_422_and_changes_nothing(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    assert_eq!(post_with_key(&app, "k1", &json!({"name": "First"})).await.status, StatusCode::CREATED);
-    let other = post_with_key(&app, "k1", &json!({"name": "Second"})).await;
+    assert_eq!(app.post_with_key("k1", &json!({"name": "First"})).await.status, StatusCode::CREATED);
+    let other = app.post_with_key("k1", &json!({"name": "Second"})).await;
     assert_eq!((other.status, other.code()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
     assert_eq!(app.list("").await.body["chatbots"].as_array().map(Vec::len), Some(1));
 
     // Keys are per organisation: another organisation may use the same one.
     let (app, other_key) = TestApp::spawn_with_second_org(engine).await;
-    assert_eq!(post_with_key(&app, "shared", &json!({"name": "Mine"})).await.status, StatusCode::CREATED);
+    assert_eq!(app.post_with_key("shared", &json!({"name": "Mine"})).await.status, StatusCode::CREATED);
     let theirs = app
         .http
         .post(format!("{}/api/external/chatbots", app.rest))
@@ -91,16 +81,16 @@ async fn the_same_key_with_another_request_is_422_and_changes_nothing(engine: En
 
 async fn a_refused_request_claims_nothing_so_the_fixed_retry_with_the_same_key_works(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let invalid = post_with_key(&app, "fix-me", &json!({"name": "Fixed", "settings": {"model": "gpt-2"}})).await;
+    let invalid = app.post_with_key("fix-me", &json!({"name": "Fixed", "settings": {"model": "gpt-2"}})).await;
     assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
-    let fixed = post_with_key(&app, "fix-me", &json!({"name": "Fixed"})).await;
+    let fixed = app.post_with_key("fix-me", &json!({"name": "Fixed"})).await;
     assert_eq!(fixed.status, StatusCode::CREATED);
     assert!(!replayed(&fixed));
 
     app.create_named("Owner", json!({"slug": "taken-slug"})).await;
-    let conflict = post_with_key(&app, "retry-slug", &json!({"name": "Late", "slug": "taken-slug"})).await;
+    let conflict = app.post_with_key("retry-slug", &json!({"name": "Late", "slug": "taken-slug"})).await;
     assert_eq!(conflict.status, StatusCode::CONFLICT);
-    let moved = post_with_key(&app, "retry-slug", &json!({"name": "Late", "slug": "free-slug"})).await;
+    let moved = app.post_with_key("retry-slug", &json!({"name": "Late", "slug": "free-slug"})).await;
     assert_eq!(moved.status, StatusCode::CREATED, "{}", moved.body);
 }
 
@@ -151,7 +141,7 @@ async fn grpc_request_ids_make_creates_and_deletes_safe_to_retry(engine: Engine)
     assert_eq!(again.metadata().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
 
     // The REST face knows the same key: the same request there is a replay too.
-    let rest = post_with_key(&app, &request_id, &json!({"name": "Over gRPC"})).await;
+    let rest = app.post_with_key(&request_id, &json!({"name": "Over gRPC"})).await;
     assert_eq!((rest.status, replayed(&rest)), (StatusCode::CREATED, true));
     assert_eq!(rest.body["chatbot"]["id"], first.get_ref().id.as_str());
 
@@ -172,7 +162,7 @@ async fn grpc_request_ids_make_creates_and_deletes_safe_to_retry(engine: Engine)
 
 async fn a_malformed_idempotency_key_is_a_400_naming_it(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let answer = post_with_key(&app, &"k".repeat(256), &json!({"name": "x"})).await;
+    let answer = app.post_with_key(&"k".repeat(256), &json!({"name": "x"})).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(answer.violations(), [("Idempotency-Key".into(), "too_long".into())]);
     assert_eq!(app.list("").await.body["chatbots"], json!([]));

@@ -164,21 +164,10 @@ async fn keys_made_while_replicas_serve_work_at_once_on_every_replica() {
 #[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn a_key_revoked_through_one_replica_stops_at_once_there_and_on_the_other_within_a_second() {
     let Some(storage) = postgres_only() else { return };
-    let (key, token) = ("replica-test-key-0123456789abcdef".to_owned(), "admin-token-for-tests-0123456789");
-    let a = TestApp::spawn_on(storage.clone(), key.clone(), &["--admin-token", token]).await;
+    let key = "replica-test-key-0123456789abcdef".to_owned();
+    let a = TestApp::spawn_on(storage.clone(), key.clone(), &["--admin-token", crate::admin::TOKEN]).await;
     let b = TestApp::spawn_on(storage, key, &[]).await;
-    let admin = |args: &[&str]| {
-        let run = tokio::process::Command::new(crate::helpers::binary())
-            .args(args)
-            .args(["--server", &a.grpc, "--admin-token", token])
-            .output();
-        async move {
-            let output = run.await.expect("runs");
-            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-            String::from_utf8(output.stdout).expect("UTF-8")
-        }
-    };
-    let created = admin(&["keys", "create", "--org", "acme"]).await;
+    let created = crate::admin::cli(&a, &["keys", "create", "--org", "acme"]).await;
     let acme = created.lines().last().expect("the key").to_owned();
     let key_id = created.lines().find_map(|l| l.strip_prefix("key id ")).expect("its id").to_owned();
     for replica in [&a, &b] {
@@ -186,7 +175,7 @@ async fn a_key_revoked_through_one_replica_stops_at_once_there_and_on_the_other_
         assert_eq!(replica.call(Method::GET, "/api/external/chatbots", Some(&acme), None).await.status, StatusCode::OK);
     }
 
-    admin(&["keys", "revoke", &key_id]).await;
+    crate::admin::cli(&a, &["keys", "revoke", &key_id]).await;
     let revoked = std::time::Instant::now();
     let on_a = a.call(Method::GET, "/api/external/chatbots", Some(&acme), None).await;
     assert_eq!(on_a.status, StatusCode::UNAUTHORIZED, "at once on the replica that revoked it");
@@ -226,23 +215,15 @@ async fn a_database_that_may_lose_acknowledged_writes_is_warned_about_loudly() {
 #[cfg_attr(postgres_missing, ignore = "PostgreSQL is not installed (apt-get install postgresql)")]
 async fn an_idempotency_key_replays_through_either_replica_and_makes_one_chatbot() {
     let Some((a, b)) = two_replicas().await else { return };
-    let keyed = |app: &TestApp, key: &'static str| {
-        let request = app
-            .http
-            .post(format!("{}/api/external/chatbots", app.rest))
-            .header("x-api-key", &app.key)
-            .header("idempotency-key", key)
-            .json(&json!({"name": "Once across replicas"}));
-        async move { crate::helpers::answer(request.send().await.expect("answered")).await }
-    };
-    let first = keyed(&a, "across-1").await;
+    let body = json!({"name": "Once across replicas"});
+    let first = a.post_with_key("across-1", &body).await;
     assert_eq!(first.status, StatusCode::CREATED);
-    let replayed = keyed(&b, "across-1").await;
+    let replayed = b.post_with_key("across-1", &body).await;
     assert_eq!(replayed.header("idempotent-replayed").as_deref(), Some("true"), "the other replica replays it");
     assert_eq!(replayed.body, first.body);
 
     // Sent to both at once: one chatbot, both answers the same.
-    let (x, y) = tokio::join!(keyed(&a, "across-2"), keyed(&b, "across-2"));
+    let (x, y) = tokio::join!(a.post_with_key("across-2", &body), b.post_with_key("across-2", &body));
     assert_eq!((x.status, y.status), (StatusCode::CREATED, StatusCode::CREATED));
     assert_eq!(x.body["chatbot"]["id"], y.body["chatbot"]["id"]);
     assert_eq!(a.list("").await.body["chatbots"].as_array().map(Vec::len), Some(2), "two keys, two chatbots");

@@ -10,9 +10,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::admin::TOKEN;
 use crate::helpers::{Engine, Storage, TEST_KEYRING, TestApp, binary, fresh_key};
-
-const TOKEN: &str = "admin-token-for-tests-0123456789";
 
 /// A provider key no other test uses, so that finding it anywhere means this test leaked it.
 fn provider_key(tag: &str) -> String {
