@@ -268,7 +268,18 @@ mod tests {
     const NEW: &str = "new=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
     fn registry(dir: &std::path::Path, keyring: Option<&str>) -> Registry {
-        let store = SledStore::open(dir).expect("a store");
+        // sled's own I/O threads may hold the directory's lock for a moment after the last handle of
+        // the store before is dropped: wait for it rather than fail the reopen.
+        let mut waited = 0;
+        let store = loop {
+            match SledStore::open(dir) {
+                Err(err) if waited < 100 && format!("{err:?}").contains("could not acquire lock") => {
+                    waited += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                opened => break opened.expect("a store"),
+            }
+        };
         let keyring = keyring.map(|text| Keyring::parse(text).expect("a keyring"));
         Registry::with_options(store, Rules::default(), RegistryOptions { keyring, ..Default::default() })
     }
