@@ -54,7 +54,9 @@ async fn a_database_outage_is_a_fast_503_and_the_service_recovers_without_losing
                         if unavailable == 0 { before += 1 } else { after += 1 }
                     }
                     StatusCode::SERVICE_UNAVAILABLE => {
-                        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                        // A create whose connection broke under it may have committed: it says so.
+                        let code = body["error"]["code"].as_str();
+                        assert!(matches!(code, Some("unavailable" | "outcome_unknown")), "{body}");
                         // Its body may be unread: the connection closes, and the answer says so.
                         assert_eq!(connection.as_deref(), Some("close"), "a 503 to a POST says it closes");
                         unavailable += 1;

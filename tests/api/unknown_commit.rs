@@ -1,11 +1,11 @@
 //! A connection to PostgreSQL that breaks after a COMMIT is sent and before its answer arrives: the
 //! write may or may not have happened. A keyed write finds out (by its claim) and answers once, truly;
-//! an unkeyed one says the outcome is unknown, and a retry with a key is exactly once. Made to happen
-//! on demand by a TCP proxy between the service and the database that cuts the connection which
-//! carried a marked write right after forwarding its COMMIT.
+//! a group-committed one finds out by its new version id; an unkeyed one written alone says the
+//! outcome is unknown. Made to happen on demand by a TCP proxy between the service and the database
+//! that cuts the connection which carried a marked write right after forwarding its commit.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use chatbotd_tests::postgres::Cluster;
@@ -19,9 +19,16 @@ use crate::helpers::{Engine, Storage, TestApp};
 /// Bytes a write carries in its parameters that mark its connection for the cut.
 const MARKER: &[u8] = b"cut-at-the-commit";
 
-/// A proxy to `upstream`: while `armed`, the first connection that carries [`MARKER`] is cut right
-/// after it forwards a COMMIT (the simple-protocol query `COMMIT`), before the answer comes back.
-async fn proxy(upstream: u16, armed: Arc<AtomicBool>) -> u16 {
+/// Where the armed proxy cuts the marked connection.
+const OFF: u8 = 0;
+/// Right after it forwards a COMMIT (the simple-protocol query `COMMIT`): a write in a transaction.
+const AT_COMMIT: u8 = 1;
+/// Right after it forwards the marked statement itself, which commits on its own: a group commit.
+const AFTER_STATEMENT: u8 = 2;
+
+/// A proxy to `upstream`: while `armed` says where, the first connection that carries [`MARKER`] is
+/// cut there, before the answer comes back.
+async fn proxy(upstream: u16, armed: Arc<AtomicU8>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let port = listener.local_addr().expect("an address").port();
     tokio::spawn(async move {
@@ -38,13 +45,19 @@ async fn proxy(upstream: u16, armed: Arc<AtomicBool>) -> u16 {
                 let mut buffer = vec![0u8; 64 * 1024];
                 while let Ok(read @ 1..) = client_read.read(&mut buffer).await {
                     let chunk = &buffer[..read];
-                    marked |= armed.load(Ordering::SeqCst) && chunk.windows(MARKER.len()).any(|w| w == MARKER);
-                    let commit = chunk.windows(7).any(|w| w == b"COMMIT\0");
+                    let mode = armed.load(Ordering::SeqCst);
+                    let marker = chunk.windows(MARKER.len()).any(|w| w == MARKER);
+                    marked |= mode != OFF && marker;
+                    let cut_here = match mode {
+                        AT_COMMIT => marked && chunk.windows(7).any(|w| w == b"COMMIT\0"),
+                        AFTER_STATEMENT => marker,
+                        _ => false,
+                    };
                     if server_write.write_all(chunk).await.is_err() {
                         break;
                     }
-                    if marked && commit && armed.swap(false, Ordering::SeqCst) {
-                        // The server gets the COMMIT; its answer never reaches the service.
+                    if cut_here && armed.swap(OFF, Ordering::SeqCst) == mode {
+                        // The server gets the commit; its answer never reaches the service.
                         back.abort();
                         tokio::time::sleep(Duration::from_millis(300)).await;
                         return;
@@ -65,7 +78,7 @@ async fn a_commit_whose_answer_is_lost_is_resolved_or_said_unknown_and_a_keyed_r
     }
     let cluster = Cluster::start().expect("a cluster starts");
     let url = cluster.create_database().expect("a database");
-    let armed = Arc::new(AtomicBool::new(false));
+    let armed = Arc::new(AtomicU8::new(OFF));
     let port = proxy(cluster.port(), armed.clone()).await;
     let through = url.replace(&format!(":{}/", cluster.port()), &format!(":{port}/"));
     let app = TestApp::spawn_on(Storage::Postgres { url: through }, "cut-key-0123456789abcdef".into(), &[]).await;
@@ -84,25 +97,26 @@ async fn a_commit_whose_answer_is_lost_is_resolved_or_said_unknown_and_a_keyed_r
     let marker = String::from_utf8(MARKER.to_vec()).expect("ASCII");
 
     // Keyed: the service finds its claim committed, and answers 200 once; a retry replays it.
-    armed.store(true, Ordering::SeqCst);
+    armed.store(AT_COMMIT, Ordering::SeqCst);
     let keyed = patch(Some("cut-1"), format!("{marker} one")).send().await.expect("answered");
-    assert!(!armed.load(Ordering::SeqCst), "the cut happened");
+    assert_eq!(armed.load(Ordering::SeqCst), OFF, "the cut happened");
     assert_eq!(keyed.status(), StatusCode::OK, "{:?}", keyed.text().await);
     let retried = patch(Some("cut-1"), format!("{marker} one")).send().await.expect("answered");
     assert_eq!(retried.status(), StatusCode::OK);
     assert_eq!(retried.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
 
-    // Unkeyed: nothing to find it by, so the answer says the outcome is unknown.
-    armed.store(true, Ordering::SeqCst);
+    // Unkeyed and written alone (a new slug is checked in its own transaction): nothing to find it by,
+    // so the answer says the outcome is unknown.
+    armed.store(AT_COMMIT, Ordering::SeqCst);
     let unkeyed = app
         .call(
             Method::PATCH,
             &format!("/api/external/chatbot/{id}"),
             Some(&app.key),
-            Some(&json!({"description": format!("{marker} two")})),
+            Some(&json!({"description": format!("{marker} two"), "slug": "cut-two"})),
         )
         .await;
-    assert!(!armed.load(Ordering::SeqCst), "the cut happened");
+    assert_eq!(armed.load(Ordering::SeqCst), OFF, "the cut happened");
     assert_eq!((unkeyed.status, unkeyed.code()), (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"));
 
     // The server got the COMMIT, so the write lands, though maybe a moment after the service gave up
@@ -117,6 +131,22 @@ async fn a_commit_whose_answer_is_lost_is_resolved_or_said_unknown_and_a_keyed_r
     }
     assert!(landed, "the unkeyed write, whose COMMIT reached the server, committed");
 
+    // Unkeyed and group-committed (it keeps its slug): its new version id is its own, so the batch
+    // finds it stored on another connection and answers once, truly.
+    armed.store(AFTER_STATEMENT, Ordering::SeqCst);
+    let batched = app
+        .call(
+            Method::PATCH,
+            &format!("/api/external/chatbot/{id}"),
+            Some(&app.key),
+            Some(&json!({"description": format!("{marker} three")})),
+        )
+        .await;
+    assert_eq!(armed.load(Ordering::SeqCst), OFF, "the cut happened");
+    assert_eq!(batched.status, StatusCode::OK, "{}", batched.body);
+    assert_eq!(batched.body["chatbot"]["description"], format!("{marker} three"));
+    assert_eq!(app.get(&id).await.body["chatbot"]["description"], format!("{marker} three"), "it is stored");
+
     // Each committed write is one revision, whatever its answer said.
     let revisions = app.call(Method::GET, &format!("/api/external/chatbot/{id}/revisions"), Some(&app.key), None).await;
     let descriptions: Vec<u64> = revisions.body["revisions"]
@@ -125,5 +155,9 @@ async fn a_commit_whose_answer_is_lost_is_resolved_or_said_unknown_and_a_keyed_r
         .iter()
         .map(|r| r["revision"].as_u64().expect("n"))
         .collect();
-    assert_eq!(descriptions, [3, 2, 1], "the keyed write once, the unkeyed one (committed) once");
+    assert_eq!(
+        descriptions,
+        [4, 3, 2, 1],
+        "the keyed write, the unkeyed one (committed) and the batched one once each"
+    );
 }

@@ -25,7 +25,7 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 pub(super) struct Tasks(Vec<JoinHandle<()>>);
 
 impl Tasks {
-    /// Starts the publisher and the upkeep over handles on `store`; `others` (the create batchers)
+    /// Starts the publisher and the upkeep over handles on `store`; `others` (the batchers of group commit)
     /// are stopped with them.
     pub(super) fn start(store: &PostgresStore, others: Vec<JoinHandle<()>>) -> Self {
         let mut tasks = vec![tokio::spawn(publish(store.handle())), tokio::spawn(upkeep(store.handle()))];

@@ -21,6 +21,7 @@ use crate::store::{
 };
 
 use super::avatars::{AVATAR_COLUMNS, avatar_from_row, insert_avatar, remove_avatars};
+use super::batch::{NewRecord, Replacement, Taken};
 use super::claims::{check_claim, commit, record_claim};
 use super::failure::Failure;
 use super::{PostgresStore, bin, changes, column, history};
@@ -56,6 +57,21 @@ pub(super) fn chatbot_from_row_at(row: &Row, at: usize) -> Result<Chatbot> {
     })
 }
 
+/// `org`'s chatbot `id` and its head revision, read with `lock` (`FOR UPDATE`, or nothing).
+async fn read_owned(
+    client: &impl GenericClient,
+    org: OrgId,
+    id: ChatbotId,
+    lock: &str,
+) -> Result<(Chatbot, Revision), Failure> {
+    let sql = format!("SELECT head, {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2 {lock}");
+    let statement = client.prepare_cached(&sql).await?;
+    let row = client.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await?.ok_or(Error::NotFound)?;
+    let current = chatbot_from_row_at(&row, 1)?;
+    let head = history::head_of(&current, column(&row, 0)?);
+    Ok((current, head))
+}
+
 /// The revision as stored.
 pub(super) fn revision(chatbot: &Chatbot) -> Result<i64> {
     i64::try_from(chatbot.revision).map_err(Error::storage)
@@ -88,13 +104,43 @@ impl PostgresStore {
         id: ChatbotId,
         expected_etag: Option<&str>,
     ) -> Result<(Chatbot, Revision), Failure> {
-        let sql = format!("SELECT head, {COLUMNS} FROM chatbots WHERE id = $1 AND organisation_id = $2 FOR UPDATE");
-        let statement = tx.prepare_cached(&sql).await?;
-        let row = tx.query_opt(&statement, &[id.as_uuid(), org.as_uuid()]).await?.ok_or(Error::NotFound)?;
-        let current = chatbot_from_row_at(&row, 1)?;
+        let (current, head) = read_owned(tx, org, id, "FOR UPDATE").await?;
         current.check_etag(expected_etag)?;
-        let head = history::head_of(&current, column(&row, 0)?);
         Ok((current, head))
+    }
+
+    /// The update as a batch takes it, or `None` when it goes the one-by-one way: it claims a key,
+    /// stores an avatar or publishes (each checked in its own transaction), or it would change the
+    /// chatbot's slug (which may be taken). Read without a lock; the batch writes it only if the
+    /// chatbot is still at the revision read, and hands it back otherwise.
+    async fn batched_update(&self, update: &ChatbotUpdate) -> Option<Result<Written<Chatbot>>> {
+        let plain = update.claim.is_none() && update.avatar.is_none() && update.publish.is_none();
+        let batchers = self.updates.as_ref().filter(|_| plain && !self.options.inject_serialization_failures)?;
+        let read = async {
+            let client = self.client().await?;
+            read_owned(&client, update.org, update.id, "").await
+        };
+        let (current, replaced) = match read.await {
+            Ok(read) => read,
+            Err(Failure::Fail(err)) => return Some(Err(err)),
+            Err(Failure::Retry(_)) => return None,
+        };
+        let (next, slug) = match update.apply(&current) {
+            Ok(Some(applied)) => applied,
+            // Nothing changes: no revision, no event, nothing to write.
+            Ok(None) => return Some(Ok(Written::fresh(current))),
+            Err(err) => return Some(Err(err)),
+        };
+        if slug == SlugChoice::Derived || next.config.slug != current.config.slug {
+            return None;
+        }
+        let made = update.revision(&current, &next);
+        let answer = next.clone();
+        match batchers.write(Replacement { current, replaced, next, made }).await {
+            Taken::Written => Some(Ok(Written::fresh(answer))),
+            Taken::HandedBack => None,
+            Taken::Unknown => Some(Err(Error::OutcomeUnknown)),
+        }
     }
 
     async fn update_attempt(&self, update: &ChatbotUpdate, attempt: u32) -> Result<Written<Chatbot>, Failure> {
@@ -280,9 +326,13 @@ impl ChatbotStore for PostgresStore {
             // Group commit first; what the batch cannot take goes the one-by-one way, which says why.
             if let (Some(creates), None, false) =
                 (&self.creates, &new.claim, self.options.inject_serialization_failures)
-                && creates.insert(new.chatbot.clone(), new.revision()).await
             {
-                return self.written(Ok(Written::fresh(new.chatbot)));
+                let record = NewRecord { chatbot: new.chatbot.clone(), revision: new.revision() };
+                match creates.write(record).await {
+                    Taken::Written => return self.written(Ok(Written::fresh(new.chatbot))),
+                    Taken::Unknown => return Err(Error::OutcomeUnknown),
+                    Taken::HandedBack => {}
+                }
             }
             self.written(self.with_retries(|attempt| self.create_attempt(&new, attempt)).await)
         })
@@ -330,7 +380,13 @@ impl ChatbotStore for PostgresStore {
     }
 
     fn update(&self, update: ChatbotUpdate) -> StoreFuture<'_, Written<Chatbot>> {
-        Box::pin(async move { self.written(self.with_retries(|attempt| self.update_attempt(&update, attempt)).await) })
+        Box::pin(async move {
+            // Group commit first; what the batch cannot take goes the one-by-one way, which says why.
+            if let Some(outcome) = self.batched_update(&update).await {
+                return self.written(outcome);
+            }
+            self.written(self.with_retries(|attempt| self.update_attempt(&update, attempt)).await)
+        })
     }
 
     fn delete(&self, deletion: ChatbotDeletion) -> StoreFuture<'_, Written<()>> {

@@ -102,7 +102,9 @@ pub struct PostgresStore {
     /// The background tasks, stopped when the store is dropped; `None` in the tasks' own handles.
     background: Option<background::Tasks>,
     /// The queues of the create batchers (group commit); `None` in the tasks' own handles.
-    creates: Option<batch::Creates>,
+    creates: Option<batch::Batchers<batch::NewRecord>>,
+    /// The queues of the update batchers (group commit); `None` in the tasks' own handles.
+    updates: Option<batch::Batchers<batch::Replacement>>,
 }
 
 /// A value read from a row, or a storage error (a column of an unexpected type is a corrupt store).
@@ -148,12 +150,16 @@ impl PostgresStore {
             written: std::sync::Arc::default(),
             background: None,
             creates: None,
+            updates: None,
         };
         store.migrate().await?;
         store.with_retries(|_| store.publish_now()).await?;
         store.warn_unless_durable().await;
-        let (creates, batchers) = batch::Creates::start(&store);
+        let (creates, mut batchers) = batch::Batchers::start(&store);
+        let (updates, update_batchers) = batch::Batchers::start(&store);
+        batchers.extend(update_batchers);
         store.creates = Some(creates);
+        store.updates = Some(updates);
         store.background = Some(background::Tasks::start(&store, batchers));
         Ok(store)
     }
@@ -168,6 +174,7 @@ impl PostgresStore {
             written: std::sync::Arc::clone(&self.written),
             background: None,
             creates: None,
+            updates: None,
         }
     }
 
