@@ -200,6 +200,10 @@ impl Registry {
 
     /// Makes everything written durable and lets go of the store: the last call before exiting.
     pub async fn close(&self) -> Result<()> {
+        // What lets the next start of an embedded store skip its pass over stored secrets.
+        if let Err(err) = self.secrets.mark_if_sealed().await {
+            tracing::warn!(error = %err, "cannot mark the stored secrets as sealed; the next start looks at them all");
+        }
         self.store.close().await
     }
 

@@ -59,6 +59,7 @@ impl Transfer {
     /// is read, and its model and voice against these rules' allow-lists.
     /// Secrets that arrive in clear are sealed with the keyring.
     pub async fn import(&self, record: Record) -> Result<()> {
+        self.secrets.forget_census();
         match record {
             Record::Organisation(organisation) => self.store.import_organisation(organisation).await,
             Record::ApiKey(key) => self.store.add_api_key(key).await,

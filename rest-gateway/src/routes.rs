@@ -149,13 +149,15 @@ async fn healthz(registry: Arc<Registry>, draining: Arc<AtomicBool>) -> Result<J
         return Err(ApiError::Draining);
     }
     registry.ready().await?;
-    // How the stored secrets stand, as of the last census (taken at start and after each rotation).
-    let secrets = registry.secrets().last_census().map(|census| {
+    // How the stored secrets stand, as of the last census (taken at start unless nothing changed since
+    // a clean shutdown, and after each rotation), and when it was taken.
+    let secrets = registry.secrets().last_counted().map(|(census, at)| {
         json!({
             "sealed_under_current_key": census.current,
             "under_older_keys": census.older,
             "under_unknown_keys": census.unknown_key,
             "in_clear": census.clear,
+            "counted_at": at.to_contract_string(),
         })
     });
     Ok(Json(json!({"status": "ok", "secrets": secrets})))

@@ -296,3 +296,44 @@ async fn a_rotation_under_write_load_loses_no_secret_and_leaves_none_under_the_o
     let (ok, _, said) = export(&new_only, &["--decrypt"]).await;
     assert!(!ok && said.contains("does not belong to this chatbot"), "{said}");
 }
+
+/// The start-up pass over stored secrets (sled) reads nothing after a clean shutdown under the same
+/// key, and reports the census recorded then, with its time; it looks again after a `kill -9` that
+/// followed a write, and under a new first key.
+#[tokio::test]
+async fn a_restart_after_a_clean_shutdown_reads_no_stored_secret_and_one_after_a_crash_looks_again() {
+    const NOT_READ: &str = "stored secrets unchanged since a clean shutdown under the same key: not read";
+    let app = TestApp::spawn(Engine::Sled).await;
+    let first = census(&app, |s| s.is_object()).await;
+    assert!(!app.log().contains(NOT_READ), "a first start looks: {}", app.log());
+    create(&app, "Sealed", &provider_key("mark")).await;
+    let (key, storage) = (app.key.clone(), app.storage.clone());
+    assert!(app.terminate().await.success());
+
+    // Cleanly stopped after writing only under its key: the next start trusts the mark, reads nothing,
+    // and reports the census recorded with it (nothing stale; its count and time are the first's).
+    let app = TestApp::spawn_on(storage, key.clone(), &[]).await;
+    let unchanged = census(&app, |s| s.is_object()).await;
+    assert_eq!(unchanged["secrets"], first["secrets"], "{unchanged}");
+    assert!(unchanged["secrets"]["counted_at"].is_string(), "{unchanged}");
+    assert!(app.log().contains(NOT_READ), "{}", app.log());
+
+    // A write, then a crash: the mark no longer matches the store, so the start looks and counts both.
+    create(&app, "Written before the crash", &provider_key("mark")).await;
+    let storage = app.kill9().await;
+    let app = TestApp::spawn_on(storage, key.clone(), &[]).await;
+    let recounted = census(&app, |s| s["sealed_under_current_key"] == 2).await;
+    assert_ne!(recounted["secrets"]["counted_at"], first["secrets"]["counted_at"]);
+    assert!(!app.log().contains(NOT_READ), "{}", app.log());
+    let storage = app.storage.clone();
+    assert!(app.terminate().await.success());
+
+    // A new first key before the data directory's own: the mark is another key's, so the start looks
+    // and reseals both values.
+    let Storage::Sled(dir) = &storage else { unreachable!("a sled store") };
+    let made = std::fs::read_to_string(dir.path().join("secret-keys")).expect("the keyring made on first start");
+    let new_first = format!("newer=BAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ=\n{made}");
+    let app = TestApp::spawn_on(storage, key, &["--secret-keys", &new_first]).await;
+    census(&app, |s| s["sealed_under_current_key"] == 2 && s["under_older_keys"] == 0).await;
+    assert!(!app.log().contains(NOT_READ), "{}", app.log());
+}

@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 pub use keyring::{Keyring, Place};
 
 use crate::chatbot::{Chatbot, ChatbotConfig};
-use crate::domain::{ChatbotId, OpenAiKey, OrgId, Secret};
+use crate::domain::{ChatbotId, OpenAiKey, OrgId, Secret, Timestamp};
 use crate::error::{Error, Result};
-use crate::store::{Change, Reseal, ResealCursor, Store};
+use crate::store::{Change, Reseal, ResealCursor, SealingMark, Store};
 
 /// Passes a rotation makes at most while writes keep leaving values behind it.
 pub const MAX_ROTATION_PASSES: usize = 5;
@@ -36,8 +36,8 @@ pub struct Secrets {
     store: Arc<dyn Store>,
     /// `None`: secrets are stored in clear (an embedder's choice, or `--allow-plaintext-secrets`).
     keyring: Option<Arc<Keyring>>,
-    /// The last census taken (by [`Secrets::census`] or at the end of a rotation).
-    last_census: Mutex<Option<Census>>,
+    /// The last census taken (by [`Secrets::census`] or at the end of a rotation), and when.
+    last_census: Mutex<Option<(Census, Timestamp)>>,
 }
 
 /// How the stored secrets stand: how many values are sealed under which key. A value is one secret
@@ -212,14 +212,95 @@ impl Secrets {
         }
         let [current, older, unknown_key, clear] = counts.as_ref().each_ref().map(|n| n.load(Ordering::Relaxed));
         let census = Census { current, older, unknown_key, clear };
-        metrics::gauge!(crate::metric::SECRETS_STALE).set(census.stale() as f64);
-        *self.last_census.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(census);
+        self.keep(census, Timestamp::now());
         Ok(census)
     }
 
     /// The last census taken, if any.
     pub fn last_census(&self) -> Option<Census> {
+        self.last_counted().map(|(census, _)| census)
+    }
+
+    /// The last census taken and when: at this start, or, when this start found the store unchanged
+    /// since a clean shutdown, the census that shutdown recorded (whose stale counts still hold, and
+    /// whose count of values under the first key is as of then).
+    pub fn last_counted(&self) -> Option<(Census, Timestamp)> {
         *self.last_census.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// At the start of the one process that writes an embedded store: reseals what is in clear or
+    /// under an older key (a [`Secrets::rotate`]), unless the store is marked sealed under the first
+    /// key with nothing written since (see [`Secrets::mark_if_sealed`]); the census is then the one
+    /// recorded with the mark, and no stored content is read. A pass that leaves nothing stale marks
+    /// the store.
+    pub async fn seal_at_start(&self, limit: usize) -> Result<AtStart> {
+        let key_id = self.sealing_key_id()?;
+        if let Some(mark) = self.store.sealing_mark().await?
+            && mark.key_id == key_id
+        {
+            self.keep(mark.census, mark.counted_at);
+            return Ok(AtStart::Unchanged(mark.census));
+        }
+        let (rotation, census) = self.rotate(limit, |_| ()).await?;
+        if census.stale() == 0 {
+            let counted_at = self.last_counted().map_or_else(Timestamp::now, |(_, at)| at);
+            self.store.mark_sealed(SealingMark { key_id, census, counted_at }).await?;
+        }
+        Ok(AtStart::Looked { rotation, census })
+    }
+
+    /// Marks the store sealed under the first key if the last census found nothing stale, so that the
+    /// next [`Secrets::seal_at_start`] need not look if nothing is written meanwhile: every write of
+    /// this process sealed under that key, and an import forgets the census. For a clean shutdown.
+    pub async fn mark_if_sealed(&self) -> Result<()> {
+        match self.last_counted() {
+            Some((census, counted_at)) if self.keyring.is_some() && census.stale() == 0 => {
+                self.store.mark_sealed(SealingMark { key_id: self.sealing_key_id()?, census, counted_at }).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets the last census: what an import brings may be sealed under any key.
+    pub(crate) fn forget_census(&self) {
+        *self.last_census.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// Keeps `census`, taken at `at`, as the last one, and shows it in the gauge.
+    fn keep(&self, census: Census, at: Timestamp) {
+        metrics::gauge!(crate::metric::SECRETS_STALE).set(census.stale() as f64);
+        *self.last_census.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((census, at));
+    }
+
+    /// The id of the key that seals, or why there is none.
+    fn sealing_key_id(&self) -> Result<String> {
+        let keyring = self.keyring().ok_or_else(|| {
+            Error::Keyring("secrets are stored in clear (no keyring): give a keyring to seal them".into())
+        })?;
+        Ok(keyring.sealing_key_id().to_owned())
+    }
+}
+
+/// What [`Secrets::seal_at_start`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtStart {
+    /// The store was marked sealed under the first key and nothing was written since: nothing read.
+    Unchanged(Census),
+    /// It looked at every stored content, resealed what it had to, and counted.
+    Looked {
+        /// What the pass did.
+        rotation: Rotation,
+        /// The census after it.
+        census: Census,
+    },
+}
+
+impl AtStart {
+    /// The census, taken now or recorded with the mark.
+    pub fn census(&self) -> Census {
+        match self {
+            AtStart::Unchanged(census) | AtStart::Looked { census, .. } => *census,
+        }
     }
 }
 
@@ -260,6 +341,7 @@ mod tests {
     use crate::catalog::{Field, FieldMask};
     use crate::chatbot::ChatbotDraft;
     use crate::history::RevisionRef;
+    use crate::store::Record;
     use crate::store::sled::SledStore;
     use crate::{Registry, RegistryOptions, Rules};
 
@@ -357,5 +439,86 @@ mod tests {
         }
         let old_revision = block_on(new_only.revision(org, ids[1], RevisionRef::Number(1))).unwrap();
         assert_eq!(new_only.secrets().open_openai_api_key(&old_revision.chatbot).unwrap().unwrap().expose(), KEY);
+    }
+
+    #[test]
+    fn a_start_reads_no_stored_secret_when_a_clean_shutdown_under_its_key_left_the_store_unchanged() {
+        const OTHER: &str = "other=AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+        let dir = tempfile::tempdir().unwrap();
+        let start = |keyring: &str| {
+            let registry = registry(dir.path(), Some(keyring));
+            let found = block_on(registry.secrets().seal_at_start(DEFAULT_ROTATION_BATCH)).unwrap();
+            (registry, found)
+        };
+        let stop = |registry: Registry| {
+            block_on(registry.close()).unwrap();
+            drop(registry);
+        };
+
+        // The first start looks, finds the one sealed value, and marks the store.
+        let first = registry(dir.path(), Some(OLD));
+        let (org, _) = block_on(first.admission().create_api_key("acme")).unwrap();
+        block_on(first.create(org, with_key("One"))).unwrap();
+        let found = block_on(first.secrets().seal_at_start(DEFAULT_ROTATION_BATCH)).unwrap();
+        let counted = Census { current: 1, older: 0, unknown_key: 0, clear: 0 };
+        assert_eq!(
+            found,
+            AtStart::Looked { rotation: Rotation { contents: 1, resealed: 0, done: true }, census: counted }
+        );
+        stop(first);
+
+        // Unchanged since, same key: nothing read, the recorded census kept. A write, then a clean
+        // shutdown, marks it again.
+        let (second, found) = start(OLD);
+        assert_eq!(found, AtStart::Unchanged(counted));
+        assert_eq!(second.secrets().last_census(), Some(counted));
+        block_on(second.create(org, with_key("Two"))).unwrap();
+        stop(second);
+        let (third, found) = start(OLD);
+        assert_eq!(found, AtStart::Unchanged(counted));
+        stop(third);
+
+        // Written by a process that keeps secrets in clear: the next start looks, and seals it.
+        let plain = registry(dir.path(), None);
+        block_on(plain.create(org, with_key("Clear"))).unwrap();
+        stop(plain);
+        let (fourth, found) = start(OLD);
+        let AtStart::Looked { rotation, census } = found else { panic!("looked: {found:?}") };
+        assert_eq!((rotation.resealed, census), (1, Census { current: 3, older: 0, unknown_key: 0, clear: 0 }));
+        stop(fourth);
+
+        // A new first key: the mark is for another key, so the start looks and reseals everything.
+        let rotated = format!("{OTHER}\n{OLD}");
+        let (fifth, found) = start(&rotated);
+        let AtStart::Looked { rotation, census } = found else { panic!("looked: {found:?}") };
+        assert_eq!((rotation.resealed, census.current, census.stale()), (3, 3, 0));
+        stop(fifth);
+
+        // An import logs no event and may bring values under any key: it removes the mark (and a clean
+        // shutdown after it does not put one back), so the next start looks.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let exported: Vec<Record> = {
+            let source = registry(elsewhere.path(), Some(OTHER));
+            let (other_org, _) = block_on(source.admission().create_api_key("elsewhere")).unwrap();
+            block_on(source.create(other_org, with_key("Elsewhere"))).unwrap();
+            let mut snapshot = block_on(source.transfer().snapshot()).unwrap();
+            let mut records = Vec::new();
+            while let Some(batch) = block_on(snapshot.next_batch()).unwrap() {
+                records.extend(batch);
+            }
+            drop(snapshot);
+            stop(source);
+            records
+        };
+        let (importer, found) = start(&rotated);
+        assert!(matches!(found, AtStart::Unchanged(_)), "{found:?}");
+        for record in exported.into_iter().filter(|r| matches!(r, Record::Organisation(_) | Record::Chatbot(_))) {
+            block_on(importer.transfer().import(record)).unwrap();
+        }
+        stop(importer);
+        let (sixth, found) = start(&rotated);
+        let AtStart::Looked { census, .. } = found else { panic!("looked: {found:?}") };
+        assert_eq!(census, Census { current: 4, older: 0, unknown_key: 0, clear: 0 });
+        stop(sixth);
     }
 }

@@ -497,6 +497,28 @@ pub trait Resealing: Send + Sync {
     /// may pass a content again (sled looks before it queues a write), so it must depend on nothing
     /// but its argument.
     fn reseal(&self, from: ResealCursor, limit: usize, reseal: Arc<Reseal>) -> StoreFuture<'_, ResealBatch>;
+
+    /// The mark [`Resealing::mark_sealed`] left, if nothing was written since: no chatbot content
+    /// (every such write moves the change log's head), no import, no reseal that rewrote anything. An
+    /// engine may keep no mark and always answer `None` (PostgreSQL, whose replicas never reseal at
+    /// start).
+    fn sealing_mark(&self) -> StoreFuture<'_, Option<SealingMark>>;
+
+    /// Records that every stored secret is sealed under `mark`'s key, as counted by its census, at
+    /// this point of the writes (serialized with them).
+    fn mark_sealed(&self, mark: SealingMark) -> StoreFuture<'_, ()>;
+}
+
+/// A store's record that every secret it holds is sealed under one key: what lets a start of the
+/// embedded engine skip reading every stored content when nothing changed since a clean shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealingMark {
+    /// The key every stored secret is sealed under.
+    pub key_id: String,
+    /// The census that found it so (its count of values under the key is as of then).
+    pub census: crate::secrets::Census,
+    /// When that census was taken.
+    pub counted_at: Timestamp,
 }
 
 /// Changes a stored content in place; `true` if it changed anything.

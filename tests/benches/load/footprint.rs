@@ -1,5 +1,7 @@
 //! Footprint: resident memory of the server, bytes on disk, and time from start to ready, with many
-//! chatbots stored. The chatbots are created through the core library (the same rules and store as the
+//! chatbots stored: at the first start of a server over them (which reads every stored record once, to
+//! seal and count secrets), and at a start after its clean stop (which finds nothing changed and reads
+//! none). The chatbots are created through the core library (the same rules and store as the
 //! service, without the network, so that a million take minutes rather than an hour). Then memory
 //! under writes: the largest size written again through the service's REST face, with the resident
 //! memory sampled all along, to show that it stays within sled's page cache plus an overhead.
@@ -25,6 +27,42 @@ pub struct Footprint {
     pub rss_ready_bytes: u64,
     pub rss_after_reads_bytes: u64,
     pub populate_per_second: f64,
+    /// After a clean stop of that first start (once its census was taken), a start again.
+    pub restart_to_ready_ms: f64,
+    pub rss_restart_ready_bytes: u64,
+}
+
+/// A server over `dir`, started and waited for until `/healthz` answers 200: the process, its
+/// REST address and how long that took.
+async fn start(dir: &Path) -> anyhow::Result<(tokio::process::Child, std::net::SocketAddr, f64)> {
+    let started = Instant::now();
+    let mut command = chatbotd_command(&["--data-dir".as_ref(), dir.as_os_str()]);
+    let mut child =
+        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).kill_on_drop(true).spawn()?;
+    let announced = chatbotd_tests::announced(&mut child, &["REST"], Duration::from_secs(600)).await?;
+    let rest = announced.addr("REST");
+    let http = reqwest::Client::new();
+    let healthz = format!("http://{rest}/healthz");
+    while !http.get(&healthz).send().await.is_ok_and(|r| r.status().is_success()) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok((child, rest, started.elapsed().as_secs_f64() * 1000.0))
+}
+
+/// Waits until `rest`'s census of stored secrets is taken, then stops the server with SIGTERM.
+async fn stop_cleanly(mut child: tokio::process::Child, rest: std::net::SocketAddr) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    loop {
+        let health: serde_json::Value = http.get(format!("http://{rest}/healthz")).send().await?.json().await?;
+        if health["secrets"].is_object() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = child.id().ok_or_else(|| anyhow::anyhow!("the server is gone"))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM)?;
+    anyhow::ensure!(child.wait().await?.success(), "the server stopped with an error");
+    Ok(())
 }
 
 pub async fn measure(sizes: &[usize]) -> anyhow::Result<Vec<Footprint>> {
@@ -38,22 +76,9 @@ pub async fn measure(sizes: &[usize]) -> anyhow::Result<Vec<Footprint>> {
         stored = size;
         let disk_bytes = disk_usage(dir.path())?;
 
-        let started = Instant::now();
-        let mut command = chatbotd_command(&["--data-dir".as_ref(), dir.path().as_os_str()]);
-        let mut child = command
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
+        let (child, rest, start_to_ready_ms) = start(dir.path()).await?;
         let pid = child.id().unwrap_or_default();
-        let announced = chatbotd_tests::announced(&mut child, &["REST"], Duration::from_secs(600)).await?;
-        let rest = announced.addr("REST");
         let http = reqwest::Client::new();
-        let healthz = format!("http://{rest}/healthz");
-        while !http.get(&healthz).send().await.is_ok_and(|r| r.status().is_success()) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let start_to_ready_ms = started.elapsed().as_secs_f64() * 1000.0;
         let rss_ready_bytes = rss(pid)?;
         for id in &sample {
             let response =
@@ -61,8 +86,14 @@ pub async fn measure(sizes: &[usize]) -> anyhow::Result<Vec<Footprint>> {
             anyhow::ensure!(response.status().is_success(), "a stored chatbot could not be read");
         }
         let rss_after_reads_bytes = rss(pid)?;
+        stop_cleanly(child, rest).await?;
+        let (mut child, _, restart_to_ready_ms) = start(dir.path()).await?;
+        let rss_restart_ready_bytes = rss(child.id().unwrap_or_default())?;
         child.kill().await?;
-        eprintln!("# footprint at {size}: {} MB on disk, ready in {start_to_ready_ms:.0} ms", disk_bytes / 1_000_000);
+        eprintln!(
+            "# footprint at {size}: {} MB on disk, ready in {start_to_ready_ms:.0} ms, again in {restart_to_ready_ms:.0} ms",
+            disk_bytes / 1_000_000
+        );
         results.push(Footprint {
             chatbots: size,
             disk_bytes,
@@ -71,6 +102,8 @@ pub async fn measure(sizes: &[usize]) -> anyhow::Result<Vec<Footprint>> {
             rss_ready_bytes,
             rss_after_reads_bytes,
             populate_per_second,
+            restart_to_ready_ms,
+            rss_restart_ready_bytes,
         });
     }
     Ok(results)

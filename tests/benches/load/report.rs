@@ -145,16 +145,18 @@ impl Report {
             out += &format!("\n{note}\n");
         }
         if !self.footprint.is_empty() {
-            out += "\n| chatbots stored | on disk | per chatbot | start to ready | RSS at ready | RSS after reads |\n|---:|---:|---:|---:|---:|---:|\n";
+            out += "\n| chatbots stored | on disk | per chatbot | first start to ready | RSS at ready | RSS after reads | clean restart to ready | RSS at ready |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n";
             for f in &self.footprint {
                 out += &format!(
-                    "| {} | {:.1} MB | {:.0} B | {:.0} ms | {:.1} MB | {:.1} MB |\n",
+                    "| {} | {:.1} MB | {:.0} B | {:.0} ms | {:.1} MB | {:.1} MB | {:.0} ms | {:.1} MB |\n",
                     f.chatbots,
                     f.disk_bytes as f64 / 1e6,
                     f.disk_bytes_per_chatbot,
                     f.start_to_ready_ms,
                     f.rss_ready_bytes as f64 / 1e6,
                     f.rss_after_reads_bytes as f64 / 1e6,
+                    f.restart_to_ready_ms,
+                    f.rss_restart_ready_bytes as f64 / 1e6,
                 );
             }
         }

@@ -15,7 +15,7 @@ use crate::chatbot::{Chatbot, ChatbotConfig};
 use crate::domain::ChatbotId;
 use crate::error::{Error, Result};
 use crate::history::DeletedChatbot;
-use crate::store::{Reseal, ResealBatch, ResealCursor, Resealing, StoreFuture};
+use crate::store::{Reseal, ResealBatch, ResealCursor, Resealing, SealingMark, StoreFuture};
 
 use super::chatbots::{COLUMNS, chatbot_from_row_at};
 
@@ -100,5 +100,15 @@ impl PostgresStore {
 impl Resealing for PostgresStore {
     fn reseal(&self, from: ResealCursor, limit: usize, reseal: Arc<Reseal>) -> StoreFuture<'_, ResealBatch> {
         Box::pin(async move { self.with_retries(|_| self.reseal_now(from, limit.max(1), reseal.as_ref())).await })
+    }
+
+    /// None: replicas take the census at each start (reading, never resealing), so there is nothing a
+    /// mark would let them skip that one replica could vouch for on behalf of the others.
+    fn sealing_mark(&self) -> StoreFuture<'_, Option<SealingMark>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    fn mark_sealed(&self, _mark: SealingMark) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -256,8 +256,10 @@ impl Archive for SledStore {
         })
     }
 
+    // An import logs no event, and may bring values sealed under any key: each removes the sealing mark.
     fn import_chatbot(&self, chatbot: Chatbot) -> StoreFuture<'_, ()> {
         self.write(move |tx| {
+            tx.remove(resealing::SEALING_MARK_KEY);
             claim_slug(tx, chatbot.organization_id, chatbot.id, &chatbot.config.slug, SlugChoice::Exact)?;
             put(tx, &chatbot)
         })
@@ -271,11 +273,15 @@ impl Archive for SledStore {
     }
 
     fn import_revision(&self, revision: crate::history::StoredRevision) -> StoreFuture<'_, ()> {
-        self.write(move |tx| history::put(tx, &revision))
+        self.write(move |tx| {
+            tx.remove(resealing::SEALING_MARK_KEY);
+            history::put(tx, &revision)
+        })
     }
 
     fn import_deleted(&self, deleted: crate::history::DeletedChatbot) -> StoreFuture<'_, ()> {
         self.write(move |tx| {
+            tx.remove(resealing::SEALING_MARK_KEY);
             let images = bin::images(tx, &deleted.chatbot)?;
             bin::withhold(tx, &images, true);
             bin::put_deleted(tx, &deleted)

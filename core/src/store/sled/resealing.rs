@@ -1,14 +1,52 @@
 //! Resealing on sled: a batch of chatbot ids read from the tree, then one writer job that rewrites
 //! what the closure changed, so that it is serialized with every other write (no concurrent write can
 //! be lost to it) and lands in one atomic batch.
+//!
+//! The sealing mark is `m` + `secrets.sealed` -> the change log's head when it was made (8 bytes), the
+//! census's four counts and its time in microseconds (8 bytes each), the key id. It holds while the head has not moved: every
+//! write of a chatbot's content logs an event; the writes that do not (a reseal that rewrites, an
+//! import) remove it.
 
 use std::ops::Bound;
 use std::sync::Arc;
 
-use super::{SledStore, bin, codec, history};
-use crate::domain::ChatbotId;
-use crate::error::Result;
-use crate::store::{Reseal, ResealBatch, ResealCursor, Resealing, StoreFuture};
+use super::{SledStore, bin, changes, codec, history};
+use crate::domain::{ChatbotId, Timestamp};
+use crate::error::{Error, Result};
+use crate::secrets::Census;
+use crate::store::{Reseal, ResealBatch, ResealCursor, Resealing, SealingMark, StoreFuture};
+
+/// The key of the sealing mark.
+pub(super) const SEALING_MARK_KEY: &[u8] = b"msecrets.sealed";
+
+/// The mark's stored form, made at change-log head `head`.
+fn encode_mark(head: u64, mark: &SealingMark) -> Vec<u8> {
+    let Census { current, older, unknown_key, clear } = mark.census;
+    let counts = [current, older, unknown_key, clear].map(|n| (n as u64).to_be_bytes());
+    let at = mark.counted_at.as_micros().to_be_bytes();
+    [head.to_be_bytes().as_slice(), &counts.concat(), &at, mark.key_id.as_bytes()].concat()
+}
+
+/// The mark stored as `bytes`, and the head it was made at.
+fn decode_mark(bytes: &[u8]) -> Result<(u64, SealingMark)> {
+    let malformed = || Error::storage("a malformed sealing mark");
+    let (numbers, key_id) = bytes.split_at_checked(48).ok_or_else(malformed)?;
+    let numbers: Vec<u64> = numbers
+        .chunks_exact(8)
+        .map(|n| n.try_into().map(u64::from_be_bytes).map_err(|_| malformed()))
+        .collect::<Result<_>>()?;
+    let count = |n: u64| usize::try_from(n).map_err(|_| malformed());
+    let [head, current, older, unknown_key, clear, at] = numbers[..] else { return Err(malformed()) };
+    let census = Census {
+        current: count(current)?,
+        older: count(older)?,
+        unknown_key: count(unknown_key)?,
+        clear: count(clear)?,
+    };
+    let key_id = String::from_utf8(key_id.to_vec()).map_err(|_| malformed())?;
+    let counted_at = Timestamp::from_micros(i64::from_be_bytes(at.to_be_bytes()));
+    Ok((head, SealingMark { key_id, census, counted_at }))
+}
 
 /// The key prefix of the records a cursor walks: live chatbots (`c`) or deleted ones (`x`).
 fn prefix(cursor: ResealCursor) -> u8 {
@@ -88,10 +126,34 @@ impl Resealing for SledStore {
                             }
                         }
                     }
+                    if rewritten > 0 {
+                        tx.remove(SEALING_MARK_KEY);
+                    }
                     Ok((contents, rewritten))
                 })
                 .await?;
             Ok(ResealBatch { next, contents, rewritten })
+        })
+    }
+
+    fn sealing_mark(&self) -> StoreFuture<'_, Option<SealingMark>> {
+        Box::pin(async move {
+            let Some(bytes) = self.chatbots.get(SEALING_MARK_KEY)? else { return Ok(None) };
+            let (head, mark) = decode_mark(&bytes)?;
+            Ok((head == changes::counter(&self.chatbots, changes::HEAD_KEY)?).then_some(mark))
+        })
+    }
+
+    fn mark_sealed(&self, mark: SealingMark) -> StoreFuture<'_, ()> {
+        self.write(move |tx| {
+            let head = match tx.get(changes::HEAD_KEY)? {
+                Some(bytes) => {
+                    u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| Error::storage("a malformed head"))?)
+                }
+                None => 0,
+            };
+            tx.insert(SEALING_MARK_KEY, encode_mark(head, &mark));
+            Ok(())
         })
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chatbot_core::fair_use::RateLimits;
-use chatbot_core::secrets::Keyring;
+use chatbot_core::secrets::{AtStart, Keyring};
 use chatbot_core::store::postgres::{PostgresOptions, PostgresStore};
 use chatbot_core::store::sled::{SledOptions, SledStore};
 use chatbot_core::{ApiKey, Registry, RegistryOptions, Rules};
@@ -316,18 +316,24 @@ async fn forget_idle_buckets(registry: Arc<Registry>) {
 /// Takes the census of stored secrets for `/healthz` and the `chatbotd_secrets_stale` gauge; first,
 /// with `seal` (the embedded engine, whose one process is the only writer), reseals what is in clear or
 /// under an older key: the start-up migration of a store written before sealing, or after a new first
-/// key. With PostgreSQL that is `chatbotd secrets rotate`'s job, run once for all replicas.
+/// key. An embedded store left by a clean shutdown under the same first key, and not written since, is
+/// not read at all. With PostgreSQL resealing is `chatbotd secrets rotate`'s job, run once for all
+/// replicas.
 async fn secrets_at_start(registry: Arc<Registry>, seal: bool) {
     let secrets = registry.secrets();
     let outcome = match seal && secrets.keyring().is_some() {
-        true => {
-            secrets.rotate(chatbot_core::secrets::DEFAULT_ROTATION_BATCH, |_| ()).await.map(|(rotation, census)| {
-                if rotation.resealed > 0 {
-                    tracing::info!(resealed = rotation.resealed, "sealed stored secrets under the keyring's first key");
+        true => secrets.seal_at_start(chatbot_core::secrets::DEFAULT_ROTATION_BATCH).await.map(|found| {
+            match found {
+                AtStart::Unchanged(_) => {
+                    tracing::info!("stored secrets unchanged since a clean shutdown under the same key: not read")
                 }
-                census
-            })
-        }
+                AtStart::Looked { rotation, .. } if rotation.resealed > 0 => {
+                    tracing::info!(resealed = rotation.resealed, "sealed stored secrets under the keyring's first key")
+                }
+                AtStart::Looked { .. } => {}
+            }
+            found.census()
+        }),
         false => secrets.census().await,
     };
     match outcome {
