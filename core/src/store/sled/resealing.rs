@@ -2,10 +2,10 @@
 //! what the closure changed, so that it is serialized with every other write (no concurrent write can
 //! be lost to it) and lands in one atomic batch.
 //!
-//! The sealing mark is `m` + `secrets.sealed` -> the change log's head when it was made (8 bytes), the
-//! census's four counts and its time in microseconds (8 bytes each), the key id. It holds while the head has not moved: every
-//! write of a chatbot's content logs an event; the writes that do not (a reseal that rewrites, an
-//! import) remove it.
+//! The sealing mark is `m` + `secrets.sealed` -> the change log's head when it was made, the census's
+//! four counts and its time in microseconds (8 bytes each), then the key id. It holds while the head
+//! has not moved: every write of a chatbot's content logs an event; the writes that do not (a reseal
+//! that rewrites, an import) remove it.
 
 use std::ops::Bound;
 use std::sync::Arc;
