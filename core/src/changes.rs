@@ -40,7 +40,8 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
-    /// Every kind, in the order of the enum.
+    /// Every kind, in the order of the enum. Never reorder, only append: the embedded engine's change
+    /// log stores a kind as its place here.
     pub const ALL: [ChangeKind; 8] = [
         ChangeKind::Created,
         ChangeKind::Updated,

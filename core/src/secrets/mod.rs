@@ -146,9 +146,7 @@ impl Secrets {
     /// chatbots that is in clear or under an older key. Returns where the next batch starts (`None`
     /// when the pass is through) and what it did.
     pub async fn rotate_batch(&self, from: ResealCursor, limit: usize) -> Result<(Option<ResealCursor>, Rotation)> {
-        let keyring = self.keyring.clone().ok_or_else(|| {
-            Error::Keyring("secrets are stored in clear (no keyring): give a keyring to seal them".into())
-        })?;
+        let keyring = self.keyring.clone().ok_or_else(no_keyring)?;
         let reseal: Arc<Reseal> = Arc::new(move |content: &mut Chatbot| reseal(&keyring, content));
         let batch = self.store.reseal(from, limit, reseal).await?;
         let progress = Rotation { contents: batch.contents, resealed: batch.rewritten, done: batch.next.is_none() };
@@ -274,11 +272,14 @@ impl Secrets {
 
     /// The id of the key that seals, or why there is none.
     fn sealing_key_id(&self) -> Result<String> {
-        let keyring = self.keyring().ok_or_else(|| {
-            Error::Keyring("secrets are stored in clear (no keyring): give a keyring to seal them".into())
-        })?;
+        let keyring = self.keyring().ok_or_else(no_keyring)?;
         Ok(keyring.sealing_key_id().to_owned())
     }
+}
+
+/// Why sealing cannot be asked of secrets kept in clear.
+fn no_keyring() -> Error {
+    Error::Keyring("secrets are stored in clear (no keyring): give a keyring to seal them".into())
 }
 
 /// What [`Secrets::seal_at_start`] found.

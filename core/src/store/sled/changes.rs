@@ -38,25 +38,16 @@ pub(super) fn writes(event: &ChatbotEvent) -> Result<[(Vec<u8>, Vec<u8>); 2]> {
 /// The first byte of an event in the compact form (an event written as JSON, before, starts with `{`).
 const COMPACT_V1: u8 = 1;
 
-/// Change kinds by their stored number; never reorder, only append.
-const KINDS: [ChangeKind; 8] = [
-    ChangeKind::Created,
-    ChangeKind::Updated,
-    ChangeKind::Restored,
-    ChangeKind::Published,
-    ChangeKind::Unpublished,
-    ChangeKind::Deleted,
-    ChangeKind::Undeleted,
-    ChangeKind::Purged,
-];
-
 /// The stored form of `event`, without what its key says (organisation, position): the version byte,
-/// the chatbot id, the kind's number, the revision, the time in microseconds, the version id (a
+/// the chatbot id, the kind's place in [`ChangeKind::ALL`], the revision, the time in microseconds, the version id (a
 /// presence byte, then 16 bytes), the entity tag (its length, 255 for none, then its bytes), then the
 /// changed paths (a count, then each path's length and bytes; lengths as 2 bytes).
 fn encode(event: &ChatbotEvent) -> Result<Vec<u8>> {
     let too_long = || Error::storage("an event's entity tag or changed paths are too long to store");
-    let kind = KINDS.iter().position(|k| *k == event.kind).ok_or_else(|| Error::storage("an unknown change kind"))?;
+    let kind = ChangeKind::ALL
+        .iter()
+        .position(|k| *k == event.kind)
+        .ok_or_else(|| Error::storage("an unknown change kind"))?;
     let mut bytes = Vec::with_capacity(72);
     bytes.push(COMPACT_V1);
     bytes.extend_from_slice(event.chatbot_id.as_bytes());
@@ -93,7 +84,7 @@ fn decode(org: OrgId, position: u64, bytes: &[u8]) -> Result<ChatbotEvent> {
     let mut reader = Reader(rest);
     let chatbot_id = ChatbotId::from_bytes(reader.array()?);
     let [kind] = reader.array()?;
-    let kind = *KINDS.get(usize::from(kind)).ok_or_else(|| Error::storage("an unknown change kind"))?;
+    let kind = *ChangeKind::ALL.get(usize::from(kind)).ok_or_else(|| Error::storage("an unknown change kind"))?;
     let revision = u64::from_be_bytes(reader.array()?);
     let at = Timestamp::from_micros(i64::from_be_bytes(reader.array()?));
     let version_id = match reader.array()? {
@@ -135,12 +126,12 @@ impl Reader<'_> {
 
 /// A counter stored at `key` (0 when absent).
 pub(super) fn counter(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
-    match tree.get(key)? {
-        None => Ok(0),
-        Some(bytes) => Ok(u64::from_be_bytes(
-            bytes.as_ref().try_into().map_err(|_| Error::storage("a change log counter is not 8 bytes"))?,
-        )),
-    }
+    tree.get(key)?.map_or(Ok(0), |bytes| counter_value(&bytes))
+}
+
+/// The counter stored as `bytes`.
+pub(super) fn counter_value(bytes: &[u8]) -> Result<u64> {
+    Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| Error::storage("a change log counter is not 8 bytes"))?))
 }
 
 /// Up to `limit` events of `org` after `after`, up to `head` (the last position on disk).

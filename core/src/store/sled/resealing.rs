@@ -146,12 +146,7 @@ impl Resealing for SledStore {
 
     fn mark_sealed(&self, mark: SealingMark) -> StoreFuture<'_, ()> {
         self.write(move |tx| {
-            let head = match tx.get(changes::HEAD_KEY)? {
-                Some(bytes) => {
-                    u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| Error::storage("a malformed head"))?)
-                }
-                None => 0,
-            };
+            let head = tx.get(changes::HEAD_KEY)?.map_or(Ok(0), |bytes| changes::counter_value(&bytes))?;
             tx.insert(SEALING_MARK_KEY, encode_mark(head, &mark));
             Ok(())
         })
