@@ -32,14 +32,20 @@ use startup::{Application, DEFAULT_ORG};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How many bytes of log lines the log thread gathers, at most, into one write to stderr.
+const LOG_WRITE_BYTES: usize = 64 * 1024;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // Log lines (an access line per request) go to stderr from a thread of their own, so that a slow
     // reader of stderr never stalls a request; past its buffer, lines are dropped and counted, never
-    // waited for. The guard flushes what is buffered when the process ends.
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stderr());
+    // waited for. That thread writes the lines waiting for it together (one system call, not one per
+    // line) and flushes each time it has caught up, so a line is never held back longer than it
+    // waits anyway. The guard flushes what is buffered when the process ends.
+    let stderr = std::io::BufWriter::with_capacity(LOG_WRITE_BYTES, std::io::stderr());
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking(stderr);
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(colours);
     match cli.log_format {
         LogFormat::Text => logs.init(),
