@@ -258,7 +258,7 @@ pub(crate) struct WatchState<G> {
     /// What wakes it when its organisation's changes are readable.
     pub(crate) signal: OrgSignal,
     pub(crate) after: u64,
-    pub(crate) ready: VecDeque<ChatbotEvent>,
+    pub(crate) ready: VecDeque<Arc<ChatbotEvent>>,
     /// Set once the watch has failed: it ends after handing out the error.
     pub(crate) ended: bool,
     /// Held for as long as the watch lives (its place among the watchers allowed).

@@ -199,16 +199,16 @@ fn voice_widget(voice: &VoiceWidget) -> pb::VoiceWidgetConfig {
 }
 
 /// The message for a change of the log.
-pub(crate) fn change(event: ChatbotEvent) -> pb::WatchChatbotsResponse {
+pub(crate) fn change(event: &ChatbotEvent) -> pb::WatchChatbotsResponse {
     let change = pb::ChatbotChange {
         resume_token: event.resume_token().encode(),
         r#type: change_type(event.kind).into(),
         chatbot_id: event.chatbot_id.to_string(),
-        etag: event.etag.unwrap_or_default(),
+        etag: event.etag.clone().unwrap_or_default(),
         revision: i64::try_from(event.revision).unwrap_or(i64::MAX),
         change_time: Some(timestamp(event.at)),
         version_id: event.version_id.map(|version| version.to_string()).unwrap_or_default(),
-        changed_paths: event.changed,
+        changed_paths: event.changed.clone(),
     };
     pb::WatchChatbotsResponse { event: Some(pb::watch_chatbots_response::Event::Change(change)) }
 }

@@ -159,7 +159,7 @@ impl ChatbotService for ChatbotApi {
             token => Some(ResumeToken::parse(token).map_err(|r| invalid("resume_token", r))?),
         };
         let watch = self.registry.watching().watch(org, resume).await.map_err(to_status)?;
-        let changes = watch.map(|item| item.map(convert::change).map_err(to_status));
+        let changes = watch.map(|item| item.map(|event| convert::change(&event)).map_err(to_status));
         let mut every = tokio::time::interval(self.heartbeat);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.reset();
