@@ -289,7 +289,7 @@ impl Application {
                 axum::Router::new().route("/metrics", axum::routing::get(move || std::future::ready(render())));
             tokio::spawn(async move { axum::serve(listener, metrics).await });
         }
-        let watching = Watching { heartbeat: self.heartbeat, stopping: watches_end };
+        let watching = Watching::new(self.heartbeat, watches_end);
         let options = AppOptions { request_timeout: self.calls.request_timeout, draining, metrics: on_rest, watching };
         let app = rest_gateway::app_with(Arc::clone(&self.registry), options);
         let tls = self.tls.map(|tls| tls.rest);
