@@ -22,6 +22,7 @@ on_every_engine!(
     the_number_of_watchers_is_limited,
     a_watcher_that_stops_reading_holds_no_writer_back_and_misses_nothing,
     concurrent_updates_of_one_chatbot_arrive_in_revision_order,
+    many_watchers_of_one_organisation_each_see_every_change_once_in_order,
 );
 
 /// How long a test waits for an event it expects.
@@ -382,6 +383,57 @@ async fn concurrent_updates_of_one_chatbot_arrive_in_revision_order(engine: Engi
     let revisions: Vec<u64> =
         sse.take(UPDATES).await.iter().map(|e| e.json()["revision"].as_u64().unwrap_or(0)).collect();
     assert_eq!(revisions, (2..=UPDATES as u64 + 1).collect::<Vec<_>>());
+}
+
+/// The watchers of one organisation share what one of them reads of the log and each event's
+/// rendering, and a stream sends the events that are ready together: none of that may lose, repeat or
+/// reorder an event for any of them, nor for a watcher that joins behind them from a token.
+async fn many_watchers_of_one_organisation_each_see_every_change_once_in_order(engine: Engine) {
+    const WATCHERS: usize = 8;
+    const WRITES: usize = 200;
+    let app = TestApp::spawn(engine).await;
+    let mut streams = Vec::with_capacity(WATCHERS);
+    for _ in 0..WATCHERS {
+        streams.push(SseStream::open(&app, &app.key, None).await);
+    }
+    let first = app.create_named("First", json!({})).await;
+    let mut created: Vec<String> = futures::stream::iter(0..WRITES)
+        .map(|i| {
+            let app = &app;
+            async move { app.create_named(&format!("Burst {i}"), json!({})).await }
+        })
+        .buffered(32)
+        .collect()
+        .await;
+    created.push(first);
+    created.sort();
+    // Joins after the burst, resuming after the first create: it reads from behind the others.
+    let mut late = SseStream::open(&app, &app.key, Some("c1")).await;
+
+    let seen = |events: &[Sse]| -> (Vec<String>, Vec<String>) {
+        let tokens = events.iter().map(|event| event.id.clone()).collect();
+        let ids =
+            events.iter().map(|event| event.json()["chatbot_id"].as_str().unwrap_or_default().to_owned()).collect();
+        (tokens, ids)
+    };
+    let tokens: Vec<String> = (1..=WRITES + 1).map(|n| format!("c{n:x}")).collect();
+    let mut first_order: Option<Vec<String>> = None;
+    for stream in &mut streams {
+        let events = stream.take(WRITES + 1).await;
+        assert!(events.iter().all(|event| event.event == "created"), "{events:?}");
+        let (got_tokens, ids) = seen(&events);
+        assert_eq!(got_tokens, tokens, "every position once, in order");
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, created, "every create once");
+        match &first_order {
+            None => first_order = Some(ids),
+            Some(order) => assert_eq!(&ids, order, "every watcher sees the same order"),
+        }
+    }
+    let (late_tokens, late_ids) = seen(&late.take(WRITES).await);
+    assert_eq!(late_tokens, tokens[1..], "the late watcher resumes right after its token");
+    assert_eq!(Some(&late_ids[..]), first_order.as_deref().map(|order| &order[1..]), "in the same order");
 }
 
 #[tokio::test]
