@@ -129,8 +129,10 @@ struct Watched {
 /// find what it read.
 type SharedTail = futures_util::lock::Mutex<Tail>;
 
-/// Events of an organisation's log kept for its watchers, at most.
-const TAIL_KEPT: usize = 4 * READ_AHEAD;
+/// Events of an organisation's log kept for its watchers, at most: enough for watchers a read apart
+/// (one further behind reads the store alone), and a bound on the memory every watched organisation
+/// takes (at most [`DEFAULT_MAX_WATCHERS`] organisations times this many events).
+const TAIL_KEPT: usize = READ_AHEAD;
 
 /// The last stretch of one organisation's log that its watchers read: every event of the organisation
 /// at positions in `(from, to]`, in log order. A stretch read from the store is final (positions are
@@ -178,10 +180,10 @@ impl Tail {
         if after > self.to {
             // Not joined to what it holds: the new stretch replaces it.
             self.events.clear();
-            self.from = after;
+            (self.from, self.to) = (after, after);
         }
         self.events.extend(events.iter().filter(|event| event.position > self.to).cloned());
-        self.to = last.position;
+        self.to = self.to.max(last.position);
         while self.events.len() > TAIL_KEPT {
             if let Some(dropped) = self.events.pop_front() {
                 self.from = dropped.position;
@@ -280,6 +282,9 @@ mod tests {
             Some(vec![5, 7, 9, 12, 13]),
             "a read from inside it adds only what is new"
         );
+        tail.carry_on(5, &events([7]));
+        assert_eq!(positions(tail.after(4)), Some(vec![5, 7, 9, 12, 13]), "a shorter read does not shorten it");
+        assert_eq!(positions(tail.after(12)), Some(vec![13]));
 
         tail.carry_on(20, &events([21]));
         assert_eq!(positions(tail.after(13)), None, "a read past a gap starts a new stretch");
@@ -297,7 +302,8 @@ mod tests {
         assert_eq!(positions(tail.after(5)), None, "the oldest are forgotten");
         let oldest_kept = count - u64::try_from(TAIL_KEPT).expect("small");
         let read = positions(tail.after(oldest_kept)).expect("from where it starts now");
-        assert_eq!(read.len(), READ_AHEAD);
+        assert_eq!(read.len(), READ_AHEAD.min(TAIL_KEPT));
         assert_eq!(read.first(), Some(&(oldest_kept + 1)));
+        assert_eq!(positions(tail.after(count - 3)), Some(vec![count - 2, count - 1, count]));
     }
 }
