@@ -108,6 +108,15 @@ impl SseStream {
     }
 }
 
+/// `count` chatbots named `{name} {n}`, created 32 at a time: their ids.
+async fn create_burst(app: &TestApp, name: &str, count: usize) -> Vec<String> {
+    futures::stream::iter(0..count)
+        .map(|n| async move { app.create_named(&format!("{name} {n}"), json!({})).await })
+        .buffered(32)
+        .collect()
+        .await
+}
+
 /// The caller's gRPC change stream, from now.
 async fn grpc_watch(app: &TestApp) -> tonic::Streaming<pb::WatchChatbotsResponse> {
     let request = app.grpc_request(pb::WatchChatbotsRequest::default());
@@ -338,14 +347,7 @@ async fn a_watcher_that_stops_reading_holds_no_writer_back_and_misses_nothing(en
 
     // Far more events than the stalled socket's buffers hold.
     const WRITES: usize = 1500;
-    let ids: Vec<String> = futures::stream::iter(0..WRITES)
-        .map(|i| {
-            let app = &app;
-            async move { app.create_named(&format!("Load {i}"), json!({})).await }
-        })
-        .buffered(32)
-        .collect()
-        .await;
+    let ids = create_burst(&app, "Load", WRITES).await;
     assert_eq!(ids.len(), WRITES, "every write was acknowledged while the watcher read nothing");
 
     // The watcher then reads on, and finds every change, in order.
@@ -397,14 +399,7 @@ async fn many_watchers_of_one_organisation_each_see_every_change_once_in_order(e
         streams.push(SseStream::open(&app, &app.key, None).await);
     }
     let first = app.create_named("First", json!({})).await;
-    let mut created: Vec<String> = futures::stream::iter(0..WRITES)
-        .map(|i| {
-            let app = &app;
-            async move { app.create_named(&format!("Burst {i}"), json!({})).await }
-        })
-        .buffered(32)
-        .collect()
-        .await;
+    let mut created = create_burst(&app, "Burst", WRITES).await;
     created.push(first);
     created.sort();
     // Joins after the burst, resuming after the first create: it reads from behind the others.
